@@ -1,0 +1,42 @@
+"""The problem bank: every folder under templates/ with a problem.py is one problem."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+from hwkit.problem import Problem
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def templates_dir() -> Path:
+    import templates  # the top-level package that holds the bank (installed beside hwkit)
+    return Path(templates.__file__).resolve().parent
+
+
+def _load_module(path: Path):
+    name = f"hwkit_bank_{path.parent.name}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@lru_cache(maxsize=None)
+def load_bank() -> dict[str, Problem]:
+    problems = {}
+    for folder in sorted(p for p in templates_dir().iterdir() if (p / "problem.py").is_file()):
+        problem = _load_module(folder / "problem.py").PROBLEM
+        problems[problem.id] = problem
+    return problems
+
+
+def known_problem_ids() -> set[str]:
+    return set(load_bank())
+
+
+def get_problem(problem_id: str) -> Problem:
+    return load_bank()[problem_id]

@@ -1,0 +1,154 @@
+"""The `hwkit` command line. Each command parses options and calls one function of its stage module;
+user errors (HwkitError) print one line on stderr and exit 2, never a traceback."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from hwkit.course import HwkitError, check_lang, load_course
+
+console = Console()
+err_console = Console(stderr=True)
+
+course_option = click.option("--course", "course_dir", type=click.Path(file_okay=False, path_type=Path),
+                             default=Path("."), show_default="current directory", help="Course directory.")
+
+
+def _ids(value: str | None) -> list[str] | None:
+    return [s.strip() for s in value.split(",") if s.strip()] if value else None
+
+
+class HwkitGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except HwkitError as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+
+
+@click.group(cls=HwkitGroup)
+@click.version_option(package_name="hwkit")
+def main():
+    """hwkit: randomized homework generation and sandboxed autograding."""
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--lang", default="zh", help="Default language of the course: zh or en.")
+@click.option("--name", default=None, help="Course name (default: the folder's name).")
+def init(directory: Path, lang: str, name: str | None):
+    """Create a course directory: hwkit.toml (with a fresh secret), roster.csv, assignments/."""
+    from hwkit.scaffold import init_course
+
+    root = init_course(directory, lang=lang, name=name)
+    console.print(f"Created course in [bold]{root}[/bold]: hwkit.toml, roster.csv, assignments/")
+
+
+@main.command()
+@click.argument("assignment")
+@course_option
+@click.option("--lang", default=None, help="zh or en (default: the course's language).")
+@click.option("--students", default=None, help="Comma-separated student ids (default: the whole roster).")
+def generate(assignment: str, course_dir: Path, lang: str | None, students: str | None):
+    """Write every student's notebook, solution notebook and the answer key."""
+    from hwkit.generate import generate as build, write_generated
+
+    course = load_course(course_dir)
+    lang = check_lang(lang, course)
+    spec = course.assignment(assignment)
+    roster = course.students(_ids(students))
+    if not roster:
+        raise HwkitError(f"{course_dir / 'roster.csv'}: the roster is empty; add students first")
+    start = time.perf_counter()
+    generated = build(course, spec, lang, roster)
+    write_generated(course, spec, generated)
+    console.print(f"Generated {assignment} ({lang}) for {len(generated)} students in "
+                  f"{time.perf_counter() - start:.1f}s: {course_dir / 'release' / assignment}/, "
+                  f"{course_dir / 'source' / assignment}/answers.json")
+
+
+@main.command()
+@click.option("--lang", default="en", help="Language of the titles shown first.")
+def problems(lang: str):
+    """List the problem bank."""
+    import random
+
+    from hwkit.bank import load_bank
+
+    table = Table("id", "title (en)", "title (zh)", "parts", "points")
+    for problem in load_bank().values():
+        parts = problem.parts(problem.sample(random.Random(0)))
+        table.add_row(problem.id, problem.title["en"], problem.title["zh"],
+                      ", ".join(p.id for p in parts), f"{problem.points:g}")
+    console.print(table)
+
+
+@main.command()
+@click.argument("assignment")
+@course_option
+@click.option("--submissions", "submissions_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of <student_id>/*.ipynb (default: COURSE/submitted/ASSIGNMENT).")
+@click.option("--jobs", type=int, default=None, help="Submissions graded at once (default: number of cores).")
+@click.option("--force", is_flag=True, help="Regrade submissions that are already graded and unchanged.")
+@click.option("--students", default=None, help="Comma-separated student ids to grade.")
+@click.option("--no-sandbox", is_flag=True, help="Run student code without the sandbox (trusted code only).")
+def grade(assignment, course_dir, submissions_dir, jobs, force, students, no_sandbox):
+    """Grade a folder of submissions in sandboxed kernels; write the gradebook, feedback and grades.csv."""
+    from hwkit.grade import main as grade_main
+
+    summary = grade_main(course_dir=course_dir, assignment_id=assignment, submissions_dir=submissions_dir,
+                         jobs=jobs, force=force, students=_ids(students), sandbox=not no_sandbox, console=console)
+    console.print(summary)
+
+
+@main.command()
+@click.argument("assignment")
+@course_option
+@click.option("--format", "fmt", type=click.Choice(["csv", "canvas", "moodle"]), default="csv")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def export(assignment, course_dir, fmt, output):
+    """Export grades in an LMS's import layout."""
+    from hwkit.report import export_grades
+
+    path = export_grades(load_course(course_dir), assignment, fmt, output)
+    console.print(f"Wrote {path}")
+
+
+@main.command()
+@click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--part", "parts", multiple=True, help="Only this part (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--lang", default=None, help="Language of the hints (default: the notebook's).")
+def check(notebook, parts, as_json, lang):
+    """Run the public checks on your own notebook before submitting."""
+    from hwkit.checkcmd import main as check_main
+
+    sys.exit(check_main(notebook=notebook, parts=list(parts), as_json=as_json, lang=lang, console=console))
+
+
+@main.group()
+def sandbox():
+    """The sandbox that runs student code."""
+
+
+@sandbox.command()
+def doctor():
+    """Check that this machine can run sandboxed kernels, and say what to install if not."""
+    from hwkit.sandbox import doctor as run_doctor
+
+    ok_all = True
+    for name, ok, message in run_doctor():
+        ok_all &= ok
+        console.print(f"[{'green' if ok else 'red'}]{'ok ' if ok else 'NO '}[/] {name}: {message}", highlight=False)
+    console.print("The sandbox is ready." if ok_all else "The sandbox is NOT fully available; see the lines above.")
+    sys.exit(0 if ok_all else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""The course directory: hwkit.toml, roster.csv and assignments/*.toml, read and validated.
+
+Every reader raises HwkitError with one line that names the file and the fix; the CLI prints it
+and exits non-zero, so bad input never becomes a traceback."""
+from __future__ import annotations
+
+import csv
+import re
+import secrets
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+LANGS = ("zh", "en")
+CONFIG_NAME = "hwkit.toml"
+ROSTER_NAME = "roster.csv"
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class HwkitError(Exception):
+    """A user-facing error: the message is one line naming the file and the fix."""
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits for one student's kernel; every field can be set in [sandbox] of hwkit.toml."""
+    memory_mb: int = 3072          # address space / memory cgroup; torch needs > 1.5 GiB of address space
+    cpu_seconds: int = 120         # RLIMIT_CPU for the whole kernel
+    processes: int = 64            # pids (threads included) for the kernel's uid
+    open_files: int = 256
+    file_size_mb: int = 64         # largest single file the kernel may write
+    disk_mb: int = 256             # total size of the writable working directory (a tmpfs)
+    tmp_mb: int = 64               # private /tmp and /dev/shm
+    cell_timeout: int = 60         # seconds of wall time per cell
+    notebook_timeout: int = 300    # seconds of wall time for the whole notebook, probes included
+    output_bytes: int = 1_000_000  # captured output kept per cell
+    torch_threads: int = 1         # intra-op threads per kernel: one kernel per core is the better split
+
+    @classmethod
+    def from_mapping(cls, data: dict, source: str) -> "SandboxLimits":
+        known = {f.name: f for f in fields(cls)}
+        values = {}
+        for key, value in data.items():
+            if key not in known:
+                raise HwkitError(f"{source}: unknown sandbox setting '{key}'; known: {', '.join(known)}")
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise HwkitError(f"{source}: sandbox setting '{key}' must be a positive integer, got {value!r}")
+            values[key] = value
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Student:
+    student_id: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class AssignmentProblem:
+    problem_id: str
+    points: float | None = None   # None: the problem's own default points
+
+
+@dataclass(frozen=True)
+class Assignment:
+    assignment_id: str
+    title: str
+    problems: tuple[AssignmentProblem, ...]
+    selfcheck: str = "exact"      # "exact": confirm answers offline; "format": only presence and form
+    quiz_draw: int = 0            # >0: each student gets this many of the listed problems, drawn per student
+
+
+@dataclass
+class Course:
+    root: Path
+    name: str
+    secret: bytes
+    lang: str
+    limits: SandboxLimits
+    roster: list[Student] = field(default_factory=list)
+
+    @property
+    def assignments_dir(self) -> Path:
+        return self.root / "assignments"
+
+    def assignment(self, assignment_id: str) -> Assignment:
+        path = self.assignments_dir / f"{assignment_id}.toml"
+        if not path.is_file():
+            have = sorted(p.stem for p in self.assignments_dir.glob("*.toml")) if self.assignments_dir.is_dir() else []
+            raise HwkitError(f"{path}: no such assignment; available: {', '.join(have) or 'none'}")
+        return load_assignment(path)
+
+    def students(self, only: list[str] | None = None) -> list[Student]:
+        if not only:
+            return list(self.roster)
+        known = {s.student_id: s for s in self.roster}
+        missing = [s for s in only if s not in known]
+        if missing:
+            raise HwkitError(f"{self.root / ROSTER_NAME}: not on the roster: {', '.join(missing)}; add them or fix --students")
+        return [known[s] for s in only]
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HwkitError(f"{path}: not found; run `hwkit init DIR` to create a course, or pass --course DIR") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise HwkitError(f"{path}: not valid TOML ({exc}); fix the file or recreate it with `hwkit init`") from None
+
+
+def load_course(root: Path) -> Course:
+    root = Path(root)
+    path = root / CONFIG_NAME
+    data = _read_toml(path)
+    course = data.get("course")
+    if not isinstance(course, dict):
+        raise HwkitError(f"{path}: missing [course] table with name, secret and lang; recreate with `hwkit init`")
+    secret = course.get("secret")
+    if not isinstance(secret, str) or len(secret) < 16:
+        raise HwkitError(f"{path}: [course] secret must be a string of at least 16 characters; `hwkit init` makes one")
+    lang = course.get("lang", "zh")
+    if lang not in LANGS:
+        raise HwkitError(f"{path}: [course] lang must be one of {', '.join(LANGS)}, got {lang!r}")
+    sandbox = data.get("sandbox", {})
+    if not isinstance(sandbox, dict):
+        raise HwkitError(f"{path}: [sandbox] must be a table of limits")
+    limits = SandboxLimits.from_mapping(sandbox, str(path))
+    return Course(root=root, name=str(course.get("name", root.name)), secret=secret.encode(),
+                  lang=lang, limits=limits, roster=load_roster(root / ROSTER_NAME))
+
+
+def load_roster(path: Path) -> list[Student]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise HwkitError(f"{path}: not found; create it with a header line 'student_id,name'") from None
+    except UnicodeDecodeError:
+        raise HwkitError(f"{path}: not UTF-8 text; save the roster as UTF-8 CSV") from None
+    rows = list(csv.reader(text.splitlines()))
+    if not rows or not rows[0] or rows[0][0].strip() != "student_id":
+        raise HwkitError(f"{path}: the first line must be a header starting with 'student_id' (e.g. 'student_id,name')")
+    header = [h.strip() for h in rows[0]]
+    name_col = header.index("name") if "name" in header else None
+    students, seen = [], set()
+    for line_no, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        sid = row[0].strip() if row else ""
+        if not sid:
+            raise HwkitError(f"{path}:{line_no}: empty student_id; give every row an id")
+        if not _ID_RE.match(sid):
+            raise HwkitError(f"{path}:{line_no}: student_id {sid!r} may use only letters, digits, '_', '.', '-' (max 64)")
+        if sid in seen:
+            raise HwkitError(f"{path}:{line_no}: duplicate student_id {sid!r}; each student must appear once")
+        seen.add(sid)
+        name = row[name_col].strip() if name_col is not None and name_col < len(row) else ""
+        students.append(Student(sid, name))
+    return students
+
+
+def load_assignment(path: Path) -> Assignment:
+    from hwkit.bank import known_problem_ids  # late import: the bank loads templates
+
+    data = _read_toml(path)
+    entries = data.get("problems")
+    if not isinstance(entries, list) or not entries:
+        raise HwkitError(f"{path}: needs at least one [[problems]] entry with id = \"...\"")
+    known = known_problem_ids()
+    problems = []
+    for i, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            raise HwkitError(f"{path}: [[problems]] entry {i} needs id = \"...\"")
+        pid = entry["id"]
+        if pid not in known:
+            raise HwkitError(f"{path}: unknown problem id {pid!r}; `hwkit problems` lists the bank")
+        points = entry.get("points")
+        if points is not None and (not isinstance(points, (int, float)) or points <= 0):
+            raise HwkitError(f"{path}: points for {pid!r} must be a positive number")
+        problems.append(AssignmentProblem(pid, None if points is None else float(points)))
+    if len({p.problem_id for p in problems}) != len(problems):
+        raise HwkitError(f"{path}: a problem is listed twice; list each problem once")
+    selfcheck = data.get("selfcheck", "exact")
+    if selfcheck not in ("exact", "format"):
+        raise HwkitError(f"{path}: selfcheck must be \"exact\" or \"format\", got {selfcheck!r}")
+    draw = data.get("draw", 0)
+    if not isinstance(draw, int) or draw < 0 or draw > len(problems):
+        raise HwkitError(f"{path}: draw must be an integer between 0 and the number of problems")
+    return Assignment(assignment_id=path.stem, title=str(data.get("title", path.stem)),
+                      problems=tuple(problems), selfcheck=selfcheck, quiz_draw=draw)
+
+
+def check_lang(lang: str | None, course: Course) -> str:
+    lang = lang or course.lang
+    if lang not in LANGS:
+        raise HwkitError(f"--lang {lang!r}: unknown language; use one of {', '.join(LANGS)}")
+    return lang
+
+
+def new_secret() -> str:
+    return secrets.token_hex(32)

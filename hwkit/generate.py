@@ -1,0 +1,215 @@
+"""Generate an assignment: per student, a release notebook, a solution notebook and reference answers.
+
+Everything is built and verified in memory first (every variant is solved by its reference and passes
+its own checks), then written to a temporary folder beside the target and moved into place, so a failure
+leaves nothing half-written. Same secret, roster and assignment give byte-identical files."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from hwkit import selfcheck
+from hwkit.bank import get_problem
+from hwkit.course import Assignment, Course, HwkitError, Student
+from hwkit.problem import Part, Problem
+from hwkit.probes import as_reply
+from hwkit.render import render_problem_cells
+from hwkit.variants import keyed_letters, variant_rng
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ProblemVariant:
+    problem: Problem
+    number: int
+    points: float
+    params: dict
+    parts: list[Part]
+
+    @property
+    def note(self) -> str:
+        return self.problem.note(self.params)
+
+
+@dataclass
+class StudentVariant:
+    student: Student
+    problems: list[ProblemVariant] = field(default_factory=list)
+
+
+def chosen_problems(course: Course, assignment: Assignment, student_id: str) -> list:
+    """The assignment's problems for one student; a quiz with `draw = N` gives each student N of them,
+    drawn from the student's own seed so a roster change never moves anyone else's draw."""
+    entries = list(assignment.problems)
+    if assignment.quiz_draw:
+        rng = variant_rng(course.secret, assignment.assignment_id, "__draw__", student_id)
+        picked = set(rng.sample(range(len(entries)), assignment.quiz_draw))
+        entries = [e for i, e in enumerate(entries) if i in picked]
+    return entries
+
+
+def scaled_parts(problem: Problem, params: dict, points: float | None) -> tuple[float, list[Part]]:
+    parts = problem.parts(params)
+    if points is None or points == problem.points:
+        return problem.points, parts
+    factor = points / sum(p.points for p in parts)
+    for part in parts:
+        part.points = round(part.points * factor, 4)
+    return points, parts
+
+
+def build_variant(course: Course, assignment: Assignment, student: Student) -> StudentVariant:
+    variant = StudentVariant(student)
+    for number, entry in enumerate(chosen_problems(course, assignment, student.student_id), start=1):
+        problem = get_problem(entry.problem_id)
+        rng = variant_rng(course.secret, assignment.assignment_id, problem.id, student.student_id)
+        params = problem.sample(rng)
+        points, parts = scaled_parts(problem, params, entry.points)
+        variant.problems.append(ProblemVariant(problem, number, points, params, parts))
+    return variant
+
+
+def public_rng(course_secret: bytes, assignment_id: str, problem_id: str, part_id: str, student_id: str) -> random.Random:
+    return variant_rng(course_secret, "public", assignment_id, problem_id, part_id, student_id)
+
+
+def verify_variant(course: Course, assignment: Assignment, variant: StudentVariant) -> None:
+    """Solve every part with the reference and grade that reply with the part's own check."""
+    for pv in variant.problems:
+        for part in pv.parts:
+            probe = part.probe(public_rng(course.secret, assignment.assignment_id, pv.problem.id, part.id,
+                                          variant.student.student_id))
+            reply = as_reply(part.reference(probe))
+            outcome = part.check.grade(reply, part.reference(probe))
+            if outcome.fraction < 1.0:
+                raise HwkitError(f"problem {pv.problem.id} part {part.id}: the reference fails its own check for "
+                                 f"variant [{pv.note}] of student {variant.student.student_id} ({outcome.note}); "
+                                 f"fix templates/{pv.problem.template.parent.name}/problem.py")
+
+
+def _notebook(course: Course, assignment: Assignment, variant: StudentVariant, lang: str, solution: bool,
+              bundle: dict | None) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    sid = variant.student.student_id
+    total = sum(pv.points for pv in variant.problems)
+    if lang == "zh":
+        intro = (f"# {assignment.title}\n\n学号:`{sid}`　总分:{total:g}\n\n"
+                 "每位同学的题目参数不同,请按本笔记本中的参数作答。在标有 `YOUR CODE HERE` 或 `None` 的单元格中填写答案,"
+                 "不要修改变量名和函数名。提交前可运行 `hwkit check 本文件.ipynb` 自检。")
+    else:
+        intro = (f"# {assignment.title}\n\nStudent: `{sid}`　Total points: {total:g}\n\n"
+                 "Every student has different parameters: answer for the ones in this notebook. Fill in the cells "
+                 "marked `YOUR CODE HERE` or `None`, keeping the variable and function names. Before submitting, "
+                 "run `hwkit check THIS.ipynb` to self-check.")
+    cells = [nbformat.v4.new_markdown_cell(intro),
+             nbformat.v4.new_code_cell("import numpy as np\nimport torch\nfrom torch import nn\n"
+                                       "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt")]
+    for pv in variant.problems:
+        variables = {"lang": lang, "solution": solution, "number": pv.number, "points": f"{pv.points:g}",
+                     "params": pv.params, **pv.problem.context(pv.params)}
+        cells.extend(render_problem_cells(pv.problem.template, pv.problem.id, variables))
+    for i, cell in enumerate(cells):
+        cell.id = f"c{i:03d}"
+    nb.cells = cells
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    meta = {"format": FORMAT_VERSION, "assignment": assignment.assignment_id, "student": sid, "lang": lang,
+            "variant": {pv.problem.id: pv.note for pv in variant.problems},
+            "variant_id": keyed_letters(course.secret, "variant", assignment.assignment_id, sid, length=16)}
+    if bundle is not None:
+        meta["selfcheck"] = bundle
+    nb.metadata["hwkit"] = meta
+    return nb
+
+
+def _answers_entry(variant: StudentVariant) -> dict:
+    return {pv.problem.id: {"number": pv.number, "points": pv.points, "params": pv.params, "note": pv.note,
+                            "answers": pv.problem.answers(pv.params),
+                            "parts": {p.id: p.points for p in pv.parts}} for pv in variant.problems}
+
+
+@dataclass
+class GeneratedStudent:
+    student_id: str
+    release_nb: str
+    solution_nb: str
+    answers: dict
+
+
+def generate(course: Course, assignment: Assignment, lang: str, students: list[Student]) -> list[GeneratedStudent]:
+    out = []
+    for student in students:
+        variant = build_variant(course, assignment, student)
+        verify_variant(course, assignment, variant)
+        bundle = selfcheck.build_bundle(course, assignment, variant)
+        release = _notebook(course, assignment, variant, lang, solution=False, bundle=bundle)
+        solution = _notebook(course, assignment, variant, lang, solution=True, bundle=bundle)
+        out.append(GeneratedStudent(student.student_id, nbformat.writes(release), nbformat.writes(solution),
+                                    _answers_entry(variant)))
+    return out
+
+
+def _write_data(assignment: Assignment, course: Course, target: Path) -> None:
+    for entry in assignment.problems:
+        problem = get_problem(entry.problem_id)
+        if problem.data is not None:
+            problem.data(target)
+
+
+def write_generated(course: Course, assignment: Assignment, generated: list[GeneratedStudent]) -> None:
+    aid = assignment.assignment_id
+    release_root, source_root = course.root / "release" / aid, course.root / "source" / aid
+    staging = Path(tempfile.mkdtemp(prefix=".hwkit-gen-", dir=course.root))
+    try:
+        data_dir = staging / "data"
+        data_dir.mkdir()
+        _write_data(assignment, course, data_dir)
+        has_data = any(data_dir.iterdir())
+        for g in generated:
+            rel = staging / "release" / g.student_id
+            rel.mkdir(parents=True)
+            (rel / f"{aid}.ipynb").write_text(g.release_nb, encoding="utf-8")
+            if has_data:
+                shutil.copytree(data_dir, rel / "data")
+            src = staging / "source" / g.student_id
+            src.mkdir(parents=True)
+            (src / f"{aid}-solution.ipynb").write_text(g.solution_nb, encoding="utf-8")
+            if has_data:
+                shutil.copytree(data_dir, src / "data")
+        answers_path = source_root / "answers.json"
+        answers = json.loads(answers_path.read_text(encoding="utf-8")) if answers_path.is_file() else {}
+        answers.setdefault("students", {})
+        answers.update({"assignment": aid, "format": FORMAT_VERSION})
+        answers["students"].update({g.student_id: g.answers for g in generated})
+        answers["students"] = dict(sorted(answers["students"].items()))
+        (staging / "answers.json").write_text(json.dumps(answers, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
+                                              encoding="utf-8")
+        release_root.mkdir(parents=True, exist_ok=True)
+        source_root.mkdir(parents=True, exist_ok=True)
+        if has_data:
+            _replace(data_dir, source_root / "data")
+        for g in generated:
+            _replace(staging / "release" / g.student_id, release_root / g.student_id)
+            _replace(staging / "source" / g.student_id, source_root / g.student_id)
+        os.replace(staging / "answers.json", answers_path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace(new: Path, target: Path) -> None:
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, target)
