@@ -19,6 +19,7 @@ from hwkit.problem import Mistake, Outcome, Part, Probe, say
 
 CORRECT = "CORRECT"
 CORRECT_TEXT = say("Correct.", "正确。")
+NOT_ANSWERED = "NOT_ANSWERED"
 
 
 def correct() -> Outcome:
@@ -338,6 +339,9 @@ class Cases(Check):
     def grade(self, got, want) -> Outcome:
         if not isinstance(got, list) or len(got) != len(want):
             return wrong("WRONG_TYPE", "The function did not answer every test case.", "函数未能处理所有测试用例。")
+        if got and all(isinstance(g, dict) and str(g.get("__error__", "")).startswith("NotImplementedError") for g in got):
+            return wrong(NOT_ANSWERED, "Not answered: the function still raises NotImplementedError.",
+                         "未作答:函数仍抛出 NotImplementedError。")
         outcomes = [self._one(g, w) for g, w in zip(got, want)]
         passed = sum(o.fraction >= 1 for o in outcomes)
         if passed == len(outcomes):
@@ -425,9 +429,6 @@ class Choice(Check):
 
     def well_formed(self, got) -> bool:
         return self.letter(got) is not None
-
-
-NOT_ANSWERED = "NOT_ANSWERED"
 
 
 def grade_reply(part: Part, reply: Reply, probe: Probe) -> Outcome:

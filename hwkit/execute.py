@@ -1,0 +1,175 @@
+"""Run a notebook in a (sandboxed) kernel, then send the probes, and report what happened.
+
+Errors are allowed: a broken cell costs only what depends on it. Each cell has a wall-time limit and
+the whole run (probes included) has another; a cell that overruns is interrupted and the run goes on.
+Output kept per cell is capped, and the probe replies are never kept in the notebook returned."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+from hwkit.checks import Reply
+from hwkit.course import SandboxLimits
+from hwkit.problem import Probe
+from hwkit.probes import REPLY_MIME, decode_reply, new_nonce, probe_cell_source
+
+# Execution statuses, worst first when several apply.
+OK, CELL_ERRORS, TIMEOUT, CPU_LIMIT, MEMORY_LIMIT, KILLED, KERNEL_DIED, INVALID = (
+    "ok", "cell errors", "timeout", "cpu limit", "memory limit", "killed", "kernel died", "invalid notebook")
+
+
+@dataclass
+class Execution:
+    status: str
+    reason: str
+    notebook: nbformat.NotebookNode | None
+    replies: dict[str, Reply] = field(default_factory=dict)
+    cell_errors: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    peak_memory_mb: float | None = None
+    cpu_seconds: float | None = None
+
+
+class CappedClient(NotebookClient):
+    """A NotebookClient that keeps at most `output_cap` bytes of output per cell (probe replies exempt)."""
+
+    output_cap = 1_000_000
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sizes: dict[int, int] = {}
+        self._truncated: set[int] = set()
+
+    def output(self, outs, msg, display_id, cell_index):
+        content = msg.get("content", {})
+        if REPLY_MIME not in content.get("data", {}):
+            size = len(str(content.get("text", ""))) + sum(len(str(v)) for v in content.get("data", {}).values())
+            size += len(str(content.get("traceback", "")))
+            total = self._sizes.get(cell_index, 0) + size
+            self._sizes[cell_index] = total
+            if total > self.output_cap:
+                if cell_index not in self._truncated:
+                    self._truncated.add(cell_index)
+                    outs.append(nbformat.v4.new_output("stream", name="stderr",
+                                                       text=f"[hwkit: output beyond {self.output_cap} bytes dropped]\n"))
+                return None
+        return super().output(outs, msg, display_id, cell_index)
+
+
+def _error_summary(cell, index: int) -> str | None:
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            return f"cell {index}: {out.get('ename', 'Error')}: {str(out.get('evalue', ''))[:200]}"
+    return None
+
+
+def clean_for_execution(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Only the student's code and markdown, no old outputs; raw cells dropped."""
+    fresh = nbformat.v4.new_notebook(metadata=nb.get("metadata", {}))
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code":
+            new = nbformat.v4.new_code_cell(cell.get("source", ""), metadata=cell.get("metadata", {}))
+        elif cell.get("cell_type") == "markdown":
+            new = nbformat.v4.new_markdown_cell(cell.get("source", ""), metadata=cell.get("metadata", {}))
+        else:
+            continue
+        if cell.get("id"):
+            new.id = cell["id"]
+        fresh.cells.append(new)
+    return fresh
+
+
+def run_notebook(nb: nbformat.NotebookNode, kernel, limits: SandboxLimits, probes: dict[str, Probe]) -> Execution:
+    """`kernel` is an entered hwkit.sandbox.Jail or LocalKernel; its `km` is started here."""
+    nb = clean_for_execution(nb)
+    n_cells = len(nb.cells)
+    client = CappedClient(nb, km=kernel.km, timeout=limits.cell_timeout, allow_errors=True, kernel_name="python3",
+                          interrupt_on_timeout=False, record_timing=False, shutdown_kernel="immediate",
+                          startup_timeout=60)
+    client.output_cap = limits.output_bytes
+    status, reason, errors = OK, "", []
+    replies: dict[str, Reply] = {}
+    timings = {"kernel_start": 0.0, "execute": 0.0, "probes": 0.0}
+    t0 = time.perf_counter()
+    deadline = t0 + limits.notebook_timeout
+    try:
+        with client.setup_kernel(cleanup_kc=True):
+            timings["kernel_start"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            status, reason = _execute_cells(client, nb, limits, deadline, errors)
+            timings["execute"] = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            if status not in (KERNEL_DIED,):
+                replies = _run_probes(client, nb, probes, limits, deadline)
+            timings["probes"] = time.perf_counter() - t2
+    except DeadKernelError:
+        status, reason = KERNEL_DIED, "the kernel died"
+    except RuntimeError as exc:  # "Kernel died before replying to kernel_info" and start-up failures
+        status, reason = KERNEL_DIED, f"the kernel could not start ({str(exc)[:200]})"
+    except TimeoutError as exc:
+        status, reason = TIMEOUT, f"the kernel did not respond ({str(exc)[:200]})"
+    del nb.cells[n_cells:]
+    for part in probes:
+        replies.setdefault(part, Reply(False, error_type="NoReply", error_message=f"not graded: {reason or status}"))
+    if status == OK and errors:
+        status, reason = CELL_ERRORS, f"{len(errors)} cell(s) raised an error"
+    return Execution(status, reason, nb, replies, errors, timings)
+
+
+def _execute_cells(client, nb, limits, deadline, errors) -> tuple[str, str]:
+    status, reason = OK, ""
+    for index, cell in enumerate(list(nb.cells)):
+        if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        remaining = deadline - time.perf_counter()
+        if remaining <= 1:
+            return TIMEOUT, f"the notebook ran past its {limits.notebook_timeout}s limit"
+        client.timeout = int(max(1, min(limits.cell_timeout, remaining)))
+        try:
+            client.execute_cell(cell, index)
+        except CellTimeoutError:
+            status, reason = TIMEOUT, f"cell {index} ran past its {client.timeout}s limit and was interrupted"
+            errors.append(f"cell {index}: timed out")
+            _interrupt(client)
+            continue
+        except DeadKernelError:
+            errors.append(f"cell {index}: the kernel died")
+            return KERNEL_DIED, f"the kernel died while running cell {index}"
+        summary = _error_summary(cell, index)
+        if summary:
+            errors.append(summary)
+    return status, reason
+
+
+def _interrupt(client) -> None:
+    try:
+        client.km.interrupt_kernel()
+    except Exception:  # the kernel may already be gone; the next cell will find out
+        pass
+
+
+def _run_probes(client, nb, probes: dict[str, Probe], limits, deadline) -> dict[str, Reply]:
+    replies = {}
+    for key, probe in probes.items():
+        remaining = deadline - time.perf_counter()
+        if remaining <= 1:
+            replies[key] = Reply(False, error_type="Timeout", error_message="no time was left to check this part")
+            continue
+        nonce = new_nonce()
+        cell = nbformat.v4.new_code_cell(probe_cell_source(probe, nonce))
+        nb.cells.append(cell)
+        client.timeout = int(max(1, min(limits.cell_timeout, remaining)))
+        try:
+            client.execute_cell(cell, len(nb.cells) - 1)
+            replies[key] = decode_reply(cell.outputs, nonce)
+        except CellTimeoutError:
+            replies[key] = Reply(False, error_type="Timeout", error_message=f"checking this part took over {client.timeout}s")
+            _interrupt(client)
+        except DeadKernelError:
+            replies[key] = Reply(False, error_type="KernelDied", error_message="the kernel died while this part was checked")
+            break
+    return replies

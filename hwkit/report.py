@@ -1,0 +1,154 @@
+"""What people read: per-student feedback pages, grades.csv, the assignment summary, LMS exports."""
+from __future__ import annotations
+
+import csv
+import html
+import io
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from hwkit.course import Course, HwkitError
+from hwkit.gradebook import Gradebook, SubmissionResult
+
+_STYLE = ("body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
+          "table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.35em .6em;text-align:left;"
+          "vertical-align:top}th{background:#f3f3f3}.full{color:#176b2c}.part{color:#9a6700}.zero{color:#b42318}"
+          ".review{font-size:.85em;color:#555}")
+
+_LABELS = {
+    "en": {"title": "Feedback", "student": "Student", "status": "Status", "total": "Total", "part": "Part",
+           "score": "Score", "feedback": "Feedback", "review": "provisional, reviewed by an instructor",
+           "problem": "Problem"},
+    "zh": {"title": "评分反馈", "student": "学号", "status": "状态", "total": "总分", "part": "小题",
+           "score": "得分", "feedback": "反馈", "review": "暂定分数,将由教师复核", "problem": "题目"},
+}
+
+
+def _css_class(score: float, max_points: float) -> str:
+    return "full" if score >= max_points else ("zero" if score <= 0 else "part")
+
+
+def feedback_html(result: SubmissionResult, lang: str) -> str:
+    """The student's page: score per part and the feedback sentences; no hidden inputs, no reference values."""
+    t = _LABELS[lang]
+    rows = []
+    for p in result.parts:
+        review = f'<div class="review">{t["review"]}</div>' if p.needs_review else ""
+        rows.append(f'<tr><td>{html.escape(p.problem)}</td><td>{html.escape(p.title.get(lang) or p.part)}</td>'
+                    f'<td class="{_css_class(p.score, p.max_points)}">{p.score:g} / {p.max_points:g}</td>'
+                    f'<td>{html.escape(p.feedback.get(lang, ""))}{review}</td></tr>')
+    status = html.escape(result.status + (f" — {result.reason}" if result.reason else ""))
+    return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{t["title"]} '
+            f'{html.escape(result.assignment)} {html.escape(result.student_id)}</title><style>{_STYLE}</style></head><body>'
+            f'<h1>{t["title"]}: {html.escape(result.assignment)}</h1>'
+            f'<p>{t["student"]}: <b>{html.escape(result.student_id)}</b><br>{t["status"]}: {status}<br>'
+            f'{t["total"]}: <b>{result.score:g} / {result.max_score:g}</b></p>'
+            f'<table><tr><th>{t["problem"]}</th><th>{t["part"]}</th><th>{t["score"]}</th><th>{t["feedback"]}</th></tr>'
+            + "".join(rows) + "</table></body></html>\n")
+
+
+def _problems(results: list[SubmissionResult]) -> list[str]:
+    seen = {}
+    for r in results:
+        for p in r.parts:
+            seen.setdefault(p.problem, None)
+    return list(seen)
+
+
+def grades_rows(results: list[SubmissionResult]) -> tuple[list[str], list[dict]]:
+    problems = _problems(results)
+    header = ["student_id", *problems, "total", "max", "status", "needs_review", "reason"]
+    rows = []
+    for r in results:
+        per = defaultdict(float)
+        for p in r.parts:
+            per[p.problem] += p.score
+        rows.append({"student_id": r.student_id, **{k: f"{per[k]:g}" if k in per else "" for k in problems},
+                     "total": f"{r.score:g}", "max": f"{r.max_score:g}", "status": r.status,
+                     "needs_review": "yes" if r.needs_review else "", "reason": r.reason})
+    return header, rows
+
+
+def _write_csv(path: Path, header: list[str], rows: list[dict]) -> Path:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=header, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _histogram(results: list[SubmissionResult], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    scores = [100 * r.score / r.max_score for r in results if r.max_score]
+    ax.hist(scores, bins=[0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100.01], color="#3b6ea8", edgecolor="white")
+    ax.set_xlabel("score (%)")
+    ax.set_ylabel("students")
+    ax.set_title(f"{len(scores)} submissions")
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def summary_html(assignment: str, results: list[SubmissionResult], top: int = 5) -> str:
+    notes = defaultdict(Counter)
+    for r in results:
+        for p in r.parts:
+            if p.note != "CORRECT":
+                notes[(p.problem, p.part)][p.note] += 1
+    statuses = Counter(r.status for r in results)
+    mean = sum(r.score for r in results) / len(results) if results else 0
+    rows = "".join(f"<tr><td>{html.escape(pr)}</td><td>{html.escape(pa)}</td><td>"
+                   + ", ".join(f"{html.escape(n)} ({c})" for n, c in counter.most_common(top)) + "</td></tr>"
+                   for (pr, pa), counter in notes.items())
+    return (f'<!doctype html><html><head><meta charset="utf-8"><title>Summary {html.escape(assignment)}</title>'
+            f"<style>{_STYLE}</style></head><body><h1>{html.escape(assignment)}: summary</h1>"
+            f"<p>{len(results)} students; mean score {mean:.2f}; statuses: "
+            + ", ".join(f"{html.escape(s)} {c}" for s, c in statuses.most_common()) + "</p>"
+            '<img src="histogram.png" alt="score histogram">'
+            "<h2>Most frequent answer notes per part</h2><table><tr><th>problem</th><th>part</th><th>notes (count)</th></tr>"
+            + rows + "</table></body></html>\n")
+
+
+def write_reports(course: Course, assignment: str, results: list[SubmissionResult]) -> dict[str, Path]:
+    folder = course.root / "graded" / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    header, rows = grades_rows(results)
+    grades = _write_csv(folder / "grades.csv", header, rows)
+    _histogram(results, folder / "histogram.png")
+    summary = folder / "summary.html"
+    summary.write_text(summary_html(assignment, results), encoding="utf-8")
+    return {"grades": grades, "summary": summary}
+
+
+def export_grades(course: Course, assignment: str, fmt: str, output: Path | None = None) -> Path:
+    book = Gradebook(course.root)
+    results = book.results(assignment)
+    book.close()
+    if not results:
+        raise HwkitError(f"{course.root / 'gradebook.sqlite'}: no grades for {assignment}; run `hwkit grade {assignment}` first")
+    names = {s.student_id: s.name for s in course.roster}
+    folder = course.root / "graded" / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        header, rows = grades_rows(results)
+    elif fmt == "canvas":
+        # Canvas gradebook import: identity columns, then one column per assignment with its points possible.
+        column = f"{assignment} ({results[0].max_score:g})"
+        header = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", column]
+        rows = [{"Student": names.get(r.student_id, ""), "ID": "", "SIS User ID": r.student_id, "SIS Login ID": "",
+                 "Section": "", column: f"{r.score:g}"} for r in results]
+    elif fmt == "moodle":
+        # Moodle "Import grades from CSV": map "ID number" to the user field of the same name.
+        header = ["ID number", "Full name", assignment, "Feedback"]
+        rows = [{"ID number": r.student_id, "Full name": names.get(r.student_id, ""), assignment: f"{r.score:g}",
+                 "Feedback": r.status if r.status != "ok" else ""} for r in results]
+    else:
+        raise HwkitError(f"--format {fmt!r}: use csv, canvas or moodle")
+    return _write_csv(output or folder / f"grades-{fmt}.csv", header, rows)

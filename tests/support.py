@@ -1,0 +1,94 @@
+"""Helpers that let tests tell the user's story: make a course, take a student's notebook, write answers
+into it the way a student would, grade it with the real autograder, read the results."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+from hwkit.course import load_course
+from hwkit.generate import generate, write_generated
+from hwkit.grade import Submission, grade_submission
+from hwkit.scaffold import init_course
+
+ASSIGNMENT = "t"
+HWKIT = str(Path(sys.executable).with_name("hwkit"))
+
+
+def make_course(tmp_path: Path, problems: list[str], students: list[str] = ("s001",), lang: str = "en",
+                assignment: str = ASSIGNMENT, generate_now: bool = True, selfcheck: str = "exact") -> Path:
+    root = init_course(Path(tmp_path) / "course", lang=lang)
+    (root / "roster.csv").write_text("student_id,name\n" + "".join(f"{s},Student {s}\n" for s in students), encoding="utf-8")
+    entries = "".join(f'[[problems]]\nid = "{p}"\n\n' for p in problems)
+    (root / "assignments" / f"{assignment}.toml").write_text(f'title = "Test"\nselfcheck = "{selfcheck}"\n\n{entries}',
+                                                            encoding="utf-8")
+    if generate_now:
+        course = load_course(root)
+        spec = course.assignment(assignment)
+        write_generated(course, spec, generate(course, spec, lang, course.students()))
+    return root
+
+
+def solution_notebook(root: Path, sid: str, assignment: str = ASSIGNMENT) -> nbformat.NotebookNode:
+    return nbformat.read(str(root / "source" / assignment / sid / f"{assignment}-solution.ipynb"), as_version=4)
+
+
+def release_notebook(root: Path, sid: str, assignment: str = ASSIGNMENT) -> nbformat.NotebookNode:
+    return nbformat.read(str(root / "release" / assignment / sid / f"{assignment}.ipynb"), as_version=4)
+
+
+def append_cell(nb: nbformat.NotebookNode, source: str) -> nbformat.NotebookNode:
+    """A cell the student adds at the end: it overrides a variable or a function defined earlier."""
+    nb.cells.append(nbformat.v4.new_code_cell(source))
+    return nb
+
+
+def set_answer_cell(nb: nbformat.NotebookNode, part: str, source: str) -> nbformat.NotebookNode:
+    """Replace the source of the answer cell tagged with `part`, as a student fills it in."""
+    for cell in nb.cells:
+        if part in cell.get("metadata", {}).get("hwkit", {}).get("parts", []):
+            cell.source = source
+            return nb
+    raise KeyError(part)
+
+
+def submit(root: Path, sid: str, nb: nbformat.NotebookNode, assignment: str = ASSIGNMENT) -> Path:
+    folder = root / "submitted" / assignment / sid
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{assignment}.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def grade_one(root: Path, sid: str, nb: nbformat.NotebookNode, assignment: str = ASSIGNMENT, sandbox: bool = False):
+    """Grade one notebook with the real autograder (in-process, one kernel); returns {part_id: PartResult}."""
+    path = submit(root, sid, nb, assignment)
+    course = load_course(root)
+    spec = course.assignment(assignment)
+    student = next(s for s in course.roster if s.student_id == sid)
+    result, _ = grade_submission(course, spec, student, Submission(sid, path), sandbox=sandbox)
+    return {p.part: p for p in result.parts}
+
+
+def grade_result(root: Path, sid: str, nb: nbformat.NotebookNode, assignment: str = ASSIGNMENT, sandbox: bool = False):
+    path = submit(root, sid, nb, assignment)
+    course = load_course(root)
+    student = next(s for s in course.roster if s.student_id == sid)
+    return grade_submission(course, course.assignment(assignment), student, Submission(sid, path), sandbox=sandbox)[0]
+
+
+def hwkit(*args, check: bool = True, timeout: int = 900, cwd=None) -> subprocess.CompletedProcess:
+    proc = subprocess.run([HWKIT, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env={**os.environ, "COLUMNS": "200"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"hwkit {' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def read_grades(path: Path) -> dict[str, dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["student_id"]: row for row in csv.DictReader(f)}
