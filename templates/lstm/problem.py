@@ -1,0 +1,176 @@
+"""LSTM: the gate equations as a functional cell, a sequence unroll, and nn.LSTM's parameter count
+(seed homework, problem 10)."""
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+import numpy as np
+
+from hwkit.checks import Array, Cases, Exact, Fields
+from hwkit.problem import Mistake, Part, Probe, Problem, say
+from hwkit.probes import read_variable
+from solutions.lstm import (GATES, lstm_cell_manual, lstm_forward_manual, lstm_param_count, lstm_param_formula,
+                            torch_lstm_cell, torch_lstm_forward)
+
+TOL = Array(rtol=1e-4, atol=1e-5)
+
+
+def sample(rng: random.Random) -> dict:
+    """Cell sizes for the notebook's own demo and the first hidden test case; an independent nn.LSTM
+    configuration for the parameter count, with hidden size != input size by construction."""
+    pc_input = rng.randint(8, 300)
+    pc_hidden = rng.randint(16, 512)
+    if pc_hidden == pc_input:
+        pc_hidden += 1
+    return {"input_size": rng.randint(3, 40), "hidden_size": rng.randint(4, 40), "batch": rng.randint(2, 6),
+            "seq_len": rng.randint(3, 10),
+            "pc_input": pc_input, "pc_hidden": pc_hidden, "pc_layers": rng.randint(2, 4)}
+
+
+def note(params: dict) -> str:
+    return (f"I={params['input_size']} H={params['hidden_size']} B={params['batch']} T={params['seq_len']} "
+            f"count: LSTM({params['pc_input']},{params['pc_hidden']},L={params['pc_layers']})")
+
+
+def answers(params: dict) -> dict:
+    return {"lstm_param_count": lstm_param_count(params["pc_input"], params["pc_hidden"], params["pc_layers"])}
+
+
+# ---- hidden test inputs -------------------------------------------------------------------------
+
+def _weights(g: np.random.Generator, I: int, H: int) -> list:
+    f32 = np.float32
+    return [(g.standard_normal((4 * H, I)) / np.sqrt(I)).astype(f32),
+            (g.standard_normal((4 * H, H)) / np.sqrt(H)).astype(f32),
+            (0.5 * g.standard_normal(4 * H)).astype(f32), (0.5 * g.standard_normal(4 * H)).astype(f32)]
+
+
+def _sizes(rng: random.Random, params: dict, n: int) -> list[tuple[int, int, int]]:
+    sizes = [(params["input_size"], params["hidden_size"], params["batch"])]
+    sizes += [(rng.randint(2, 24), rng.randint(2, 24), rng.randint(1, 5)) for _ in range(n - 1)]
+    return sizes
+
+
+def _cell_cases(rng: random.Random, params: dict) -> list:
+    g = np.random.default_rng(rng.getrandbits(63))
+    cases = []
+    for I, H, B in _sizes(rng, params, 3):
+        state = [g.standard_normal(s).astype(np.float32) for s in ((B, I), (B, H), (B, H))]
+        cases.append(state + _weights(g, I, H))
+    return cases
+
+
+def _forward_cases(rng: random.Random, params: dict) -> list:
+    g = np.random.default_rng(rng.getrandbits(63))
+    cases = []
+    for k, (I, H, B) in enumerate(_sizes(rng, params, 2)):
+        T = params["seq_len"] if k == 0 else rng.randint(2, 8)
+        xs = g.standard_normal((T, B, I)).astype(np.float32)
+        h0, c0 = (g.standard_normal((B, H)).astype(np.float32) for _ in range(2))
+        cases.append([xs, h0, c0] + _weights(g, I, H))
+    return cases
+
+
+_TO_TORCH = "import torch\ncases = [[torch.as_tensor(a) for a in case] for case in inputs['cases']]\n"
+
+CELL_SOURCE = _TO_TORCH + "result = call_cases('lstm_cell', cases)\n"
+
+FORWARD_SOURCE = _TO_TORCH + """f = function('lstm_forward')
+result = []
+for case in cases:
+    try:
+        out, (h, c) = f(*case)
+        result.append({'outputs': encode(out), 'h_T': encode(h), 'c_T': encode(c)})
+    except Exception as e:
+        result.append({'__error__': '%s: %s' % (type(e).__name__, str(e)[:200])})
+"""
+
+
+def _cell_reference(probe: Probe, **switches) -> list:
+    fn = (lambda *a: lstm_cell_manual(*a, **switches)) if switches else torch_lstm_cell
+    return [[np.asarray(v, dtype=np.float32) for v in fn(*case)] for case in probe.inputs["cases"]]
+
+
+def _forward_reference(probe: Probe, **switches) -> list:
+    fn = (lambda *a: lstm_forward_manual(*a, **switches)) if switches else torch_lstm_forward
+    out = []
+    for case in probe.inputs["cases"]:
+        outputs, h, c = fn(*case)
+        out.append({"outputs": outputs.astype(np.float32), "h_T": h.astype(np.float32), "c_T": c.astype(np.float32)})
+    return out
+
+
+WRONG_ORDERS = ["".join(p) for p in itertools.permutations(GATES) if "".join(p) != GATES]
+
+_FEEDBACK = {
+    "LSTM_GATE_ORDER": say("The gates are read in the wrong order: PyTorch stacks the row blocks of W_ih, W_hh, b_ih, b_hh as "
+                           "input gate i, forget gate f, candidate g, output gate o (i, f, g, o).",
+                           "门的顺序不对:PyTorch 在 W_ih、W_hh、b_ih、b_hh 中按 输入门 i、遗忘门 f、候选记忆 g、输出门 o(i, f, g, o)的顺序堆叠。"),
+    "LSTM_TRANSPOSED_WEIGHT": say("The weight layout is wrong: W_ih has shape (4H, I), so the pre-activation is x @ W_ih.T "
+                                  "(a transpose), not x @ W_ih.reshape(I, 4H) or .view(...), which scrambles the entries.",
+                                  "权重布局错误:W_ih 的形状为 (4H, I),应计算 x @ W_ih.T(转置),而不是 x @ W_ih.reshape(I, 4H) 或 .view(...),后者会打乱元素。"),
+    "LSTM_NO_HH_BIAS": say("PyTorch's LSTM has two bias vectors and adds both: z = x W_ih^T + b_ih + h W_hh^T + b_hh.",
+                           "PyTorch 的 LSTM 有两组偏置并且都要加上:z = x W_ih^T + b_ih + h W_hh^T + b_hh。"),
+    "LSTM_TANH_CELL_MISSING": say("The hidden state is h_t = o_t ⊙ tanh(c_t); you used o_t ⊙ c_t.",
+                                  "隐藏状态应为 h_t = o_t ⊙ tanh(c_t),你用了 o_t ⊙ c_t。"),
+    "LSTM_STATE_NOT_CARRIED": say("Each step must start from the previous step's (h, c); you restarted from (h0, c0) at every step.",
+                                  "每个时间步都要从上一步的 (h, c) 出发;你在每一步都从 (h0, c0) 重新开始。"),
+}
+
+
+def _mistakes(reference, probe: Probe, extra: dict | None = None) -> list[Mistake]:
+    switches = [("LSTM_TRANSPOSED_WEIGHT", {"reshape_weights": True}), ("LSTM_NO_HH_BIAS", {"hh_bias": False}),
+                ("LSTM_TANH_CELL_MISSING", {"tanh_cell": False})]
+    switches += list((extra or {}).items())
+    switches += [("LSTM_GATE_ORDER", {"order": order}) for order in WRONG_ORDERS]
+    return [Mistake(note, reference(probe, **sw), _FEEDBACK[note]) for note, sw in switches]
+
+
+def _count_mistakes(params: dict) -> list[Mistake]:
+    I, H, L = params["pc_input"], params["pc_hidden"], params["pc_layers"]
+    return [
+        Mistake("LSTM_PARAMS_ONE_BIAS", lstm_param_formula(I, H, L, biases=1),
+                say("nn.LSTM has two bias vectors per layer (b_ih and b_hh, 4H each); you counted one.",
+                    "nn.LSTM 每层有两组偏置(b_ih 和 b_hh,各 4H 个);你只算了一组。")),
+        Mistake("LSTM_PARAMS_NO_BIAS", lstm_param_formula(I, H, L, biases=0),
+                say("The biases are missing: each layer has b_ih and b_hh, 8H numbers in all.",
+                    "遗漏了偏置:每层有 b_ih 和 b_hh,共 8H 个参数。")),
+        Mistake("LSTM_PARAMS_3_GATES", lstm_param_formula(I, H, L, gates=3),
+                say("An LSTM layer has four weight blocks (input, forget, output gates and the candidate g), so 4H rows, not 3H.",
+                    "LSTM 每层有四组权重(输入门、遗忘门、输出门和候选记忆 g),共 4H 行,而不是 3H。")),
+        Mistake("LSTM_PARAMS_LAYER_INPUT", lstm_param_formula(I, H, L, same_input=True),
+                say("Only the first layer reads the input (size I); layers 2, 3, ... read the previous layer's hidden state (size H).",
+                    "只有第一层的输入维度是 I;第 2、3……层的输入是上一层的隐藏状态,维度为 H。")),
+        Mistake("LSTM_PARAMS_ONE_LAYER", lstm_param_formula(I, H, 1),
+                say(f"num_layers={L}: count the parameters of every layer, not only the first.",
+                    f"num_layers={L}:要把每一层的参数都算上,而不只是第一层。")),
+    ]
+
+
+def parts(params: dict) -> list[Part]:
+    count = answers(params)["lstm_param_count"]
+    return [
+        Part("lstm_cell", 5, say("Function lstm_cell (one time step)", "函数 lstm_cell(单个时间步)"),
+             probe=lambda rng: Probe(CELL_SOURCE, {"cases": _cell_cases(rng, params)}),
+             reference=_cell_reference, check=Cases(TOL),
+             mistakes=lambda probe: _mistakes(_cell_reference, probe), kind="code", hidden_inputs=True),
+        Part("lstm_forward", 4, say("Function lstm_forward (a whole sequence)", "函数 lstm_forward(整个序列)"),
+             probe=lambda rng: Probe(FORWARD_SOURCE, {"cases": _forward_cases(rng, params)}),
+             reference=_forward_reference,
+             check=Cases(Fields({"outputs": (2.0, TOL), "h_T": (1.0, TOL), "c_T": (1.0, TOL)})),
+             mistakes=lambda probe: _mistakes(_forward_reference, probe, {"LSTM_STATE_NOT_CARRIED": {"carry_state": False}}),
+             kind="code", hidden_inputs=True),
+        Part("lstm_param_count", 3, say("Parameters of a multi-layer nn.LSTM", "多层 nn.LSTM 的参数量"),
+             probe=lambda rng: read_variable("lstm_param_count"), reference=lambda probe: count,
+             check=Exact(), mistakes=lambda probe: _count_mistakes(params)),
+    ]
+
+
+PROBLEM = Problem(
+    id="lstm",
+    title=say("LSTM gates, forward pass and parameter count", "LSTM 的门控、前向计算与参数量"),
+    points=12, sample=sample, note=note, parts=parts, answers=answers,
+    template=Path(__file__).with_name("notebook.j2"),
+)

@@ -1,0 +1,174 @@
+"""lstm: a functional LSTM cell, a sequence unroll (compared with nn.LSTM on hidden inputs), a parameter count."""
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwkit.bank import get_problem
+from hwkit.probes import as_reply
+from solutions.lstm import lstm_cell_manual, lstm_forward_manual, lstm_param_formula, torch_lstm_forward
+from tests.support import append_cell, grade_one, make_course, release_notebook, solution_notebook
+
+PROBLEM = get_problem("lstm")
+PART_IDS = ["lstm_cell", "lstm_forward", "lstm_param_count"]
+
+
+def test_sampling_200_seeds_valid_and_distinct():
+    notes = set()
+    for seed in range(200):
+        params = PROBLEM.sample(random.Random(seed))
+        json.dumps(params)
+        notes.add(PROBLEM.note(params))
+        assert params["pc_input"] != params["pc_hidden"]
+        count = PROBLEM.answers(params)["lstm_param_count"]
+        assert count == lstm_param_formula(params["pc_input"], params["pc_hidden"], params["pc_layers"])
+        parts = PROBLEM.parts(params)
+        assert [p.id for p in parts] == PART_IDS
+        for part in parts:
+            probe = part.probe(random.Random(seed))
+            want = part.reference(probe)
+            assert part.check.grade(as_reply(want), want).fraction == 1.0, (seed, part.id)
+            if seed < 25:  # every known mistake is really wrong (and distinguishable)
+                for mistake in part.mistakes(probe):
+                    assert not part.check.matches(as_reply(mistake.value), want), (seed, part.id, mistake.note)
+    assert len(notes) == 200
+
+
+def test_manual_equations_agree_with_nn_lstm():
+    g = np.random.default_rng(0)
+    T, B, I, H = 5, 3, 7, 6
+    lstm = nn.LSTM(I, H)
+    w = [p.detach().numpy() for p in (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)]
+    xs, h0, c0 = (g.standard_normal(s).astype(np.float32) for s in ((T, B, I), (B, H), (B, H)))
+    with torch.no_grad():
+        out, (h, c) = lstm(torch.as_tensor(xs), (torch.as_tensor(h0)[None], torch.as_tensor(c0)[None]))
+    mo, mh, mc = lstm_forward_manual(xs, h0, c0, *w)
+    to, th, tc = torch_lstm_forward(xs, h0, c0, *w)
+    for a, b in ((mo, out), (mh, h[0]), (mc, c[0]), (to, out), (th, h[0]), (tc, c[0])):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
+    assert lstm_cell_manual(xs[0], h0, c0, *w)[0].shape == (B, H)
+
+
+WRONG_1 = '''
+def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    z = x @ W_ih.T + b_ih + h @ W_hh.T + b_hh
+    i, f, o, g = z.chunk(4, dim=1)          # gate order i, f, o, g
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
+def lstm_forward(xs, h0, c0, W_ih, W_hh, b_ih, b_hh):
+    h, c, outs = h0, c0, []
+    I, H = W_ih.shape[1], W_hh.shape[1]
+    for x in xs:                             # reshape instead of transpose
+        z = x @ W_ih.reshape(I, 4 * H) + b_ih + h @ W_hh.reshape(H, 4 * H) + b_hh
+        i, f, g, o = z.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outs.append(h)
+    return torch.stack(outs), (h, c)
+
+lstm_param_count = 4 * {H} * ({I} + {H}) + 4 * {H} + ({L} - 1) * (4 * {H} * 2 * {H} + 4 * {H})
+'''
+
+WRONG_2 = '''
+def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    z = x @ W_ih.T + b_ih + h @ W_hh.T       # b_hh forgotten
+    i, f, g, o = z.chunk(4, dim=1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
+def lstm_forward(xs, h0, c0, W_ih, W_hh, b_ih, b_hh):
+    outs = []
+    for x in xs:                             # the state is never carried forward
+        z = x @ W_ih.T + b_ih + h0 @ W_hh.T + b_hh
+        i, f, g, o = z.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c0 + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outs.append(h)
+    return torch.stack(outs), (h, c)
+
+lstm_param_count = {L} * (4 * {H} * ({I} + {H}) + 8 * {H})
+'''
+
+WRONG_3 = '''
+def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    z = x @ W_ih.T + b_ih + h @ W_hh.T + b_hh
+    i, f, g, o = z.chunk(4, dim=1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * c_new, c_new   # tanh missing
+
+def lstm_forward(xs, h0, c0, W_ih, W_hh, b_ih, b_hh):
+    raise RuntimeError("not finished")
+
+lstm_param_count = 3 * {H} * ({I} + {H}) + 6 * {H} + ({L} - 1) * (3 * {H} * 2 * {H} + 6 * {H})
+'''
+
+# Correct alternatives: per-gate weights sliced by hand, F.linear, a preallocated output tensor, torch counting.
+ALTERNATIVE = '''
+import torch.nn.functional as F
+
+def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    H = h.shape[1]
+    def gate(k, act):
+        rows = slice(k * H, (k + 1) * H)
+        return act(F.linear(x, W_ih[rows], b_ih[rows]) + F.linear(h, W_hh[rows], b_hh[rows]))
+    input_gate, forget_gate = gate(0, torch.sigmoid), gate(1, torch.sigmoid)
+    candidate, output_gate = gate(2, torch.tanh), gate(3, torch.sigmoid)
+    c_next = forget_gate * c + input_gate * candidate
+    return output_gate * torch.tanh(c_next), c_next
+
+def lstm_forward(xs, h0, c0, W_ih, W_hh, b_ih, b_hh):
+    T, B, _ = xs.shape
+    out = torch.zeros(T, B, h0.shape[1])
+    state = (h0, c0)
+    for t in range(T):
+        gates = torch.addmm(b_ih + b_hh, xs[t], W_ih.t()) + state[0] @ W_hh.t()
+        i, f, g, o = torch.split(gates, h0.shape[1], dim=1)
+        c = f.sigmoid() * state[1] + i.sigmoid() * g.tanh()
+        state = (o.sigmoid() * c.tanh(), c)
+        out[t] = state[0]
+    return out, state
+
+lstm_param_count = sum(p.numel() for p in nn.LSTM({I}, {H}, num_layers={L}).parameters())
+'''
+
+
+def test_notebook_grading(tmp_path):
+    root = make_course(tmp_path, ["lstm"], students=["s001"])
+    params = json.loads((root / "source" / "t" / "answers.json").read_text())["students"]["s001"]["lstm"]["params"]
+    fmt = {"I": params["pc_input"], "H": params["pc_hidden"], "L": params["pc_layers"]}
+
+    # (2) the solution notebook earns full marks
+    results = grade_one(root, "s001", solution_notebook(root, "s001"))
+    assert set(results) == set(PART_IDS)
+    for pid, r in results.items():
+        assert r.score == r.max_points, (pid, r.note, r.feedback)
+
+    # (5) the starter notebook: nothing answered
+    results = grade_one(root, "s001", release_notebook(root, "s001"))
+    for pid, r in results.items():
+        assert r.score == 0 and r.note in ("NOT_ANSWERED", "RAISED"), (pid, r.note)
+
+    # (3) plausible wrong answers, with their notes
+    rounds = [
+        (WRONG_1, {"lstm_cell": "LSTM_GATE_ORDER", "lstm_forward": "LSTM_TRANSPOSED_WEIGHT",
+                   "lstm_param_count": "LSTM_PARAMS_ONE_BIAS"}),
+        (WRONG_2, {"lstm_cell": "LSTM_NO_HH_BIAS", "lstm_forward": "LSTM_STATE_NOT_CARRIED",
+                   "lstm_param_count": "LSTM_PARAMS_LAYER_INPUT"}),
+        (WRONG_3, {"lstm_cell": "LSTM_TANH_CELL_MISSING", "lstm_forward": "RAISED",
+                   "lstm_param_count": "LSTM_PARAMS_3_GATES"}),
+    ]
+    for source, expected in rounds:
+        results = grade_one(root, "s001", append_cell(solution_notebook(root, "s001"), source.format(**fmt)))
+        for pid, note in expected.items():
+            assert results[pid].score < results[pid].max_points and results[pid].note == note, \
+                (pid, results[pid].note, results[pid].feedback)
+
+    # (4) a correct implementation of another shape earns full marks
+    results = grade_one(root, "s001", append_cell(release_notebook(root, "s001"), ALTERNATIVE.format(**fmt)))
+    for pid, r in results.items():
+        assert r.score == r.max_points, (pid, r.note, r.feedback)
