@@ -42,11 +42,12 @@ def main():
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--lang", default="zh", help="Default language of the course: zh or en.")
 @click.option("--name", default=None, help="Course name (default: the folder's name).")
-def init(directory: Path, lang: str, name: str | None):
+@click.option("--example", is_flag=True, help="The bundled example course (a published secret that matches submissions/).")
+def init(directory: Path, lang: str, name: str | None, example: bool):
     """Create a course directory: hwkit.toml (with a fresh secret), roster.csv, assignments/."""
     from hwkit.scaffold import init_course
 
-    root = init_course(directory, lang=lang, name=name)
+    root = init_course(directory, lang=lang, name=name, example=example)
     console.print(f"Created course in [bold]{root}[/bold]: hwkit.toml, roster.csv, assignments/")
 
 

@@ -1,7 +1,7 @@
 """Student formulas: parsed through an AST whitelist into sympy, never through sympify/parse_expr.
 
 Accepted: numbers, the symbols and functions a problem declares, + - * / ** (and ^ as power), unary
-minus, parentheses. No attributes, subscripts, keywords, comprehensions or strings. Equivalence is
+minus, parentheses; ^ is read as a power, with a power's precedence. No attributes, subscripts, keywords, comprehensions or strings. Equivalence is
 decided by exact evaluation at random rational points plus simplification, under a hard time limit;
 when neither can decide, the answer is "undecided", never "wrong"."""
 from __future__ import annotations
@@ -25,7 +25,7 @@ FUNCTIONS = {
 }
 _BINOPS = {
     ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a ** b, ast.BitXor: lambda a, b: a ** b,
+    ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a ** b,
 }
 
 
@@ -35,7 +35,7 @@ class FormulaError(ValueError):
 
 def _normalise(text: str) -> str:
     return (text.replace("×", "*").replace("·", "*").replace("⋅", "*").replace("−", "-")
-            .replace("÷", "/").replace("²", "**2").replace("³", "**3").strip())
+            .replace("÷", "/").replace("^", "**").replace("²", "**2").replace("³", "**3").strip())
 
 
 def parse_formula(text: str, symbols: dict[str, sympy.Symbol], functions: tuple[str, ...] = ()) -> sympy.Expr:
@@ -69,7 +69,7 @@ def _build(node: ast.AST, symbols: dict, functions: dict) -> sympy.Expr:
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         left = _build(node.left, symbols, functions)
         right = _build(node.right, symbols, functions)
-        if isinstance(node.op, (ast.Pow, ast.BitXor)) and right.is_number and abs(right) > MAX_EXPONENT:
+        if isinstance(node.op, ast.Pow) and right.is_number and abs(right) > MAX_EXPONENT:
             raise FormulaError(f"exponents larger than {MAX_EXPONENT} are not allowed")
         try:
             return _BINOPS[type(node.op)](left, right)

@@ -27,7 +27,7 @@ from hwkit.generate import build_variant
 from hwkit.gradebook import Gradebook, PartResult, SubmissionResult
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20
-NO_SUBMISSION, AMBIGUOUS = "no submission", "ambiguous submission"
+NO_SUBMISSION, AMBIGUOUS, GRADER_ERROR = "no submission", "ambiguous submission", "grader error"
 
 
 @dataclass(frozen=True)
@@ -191,9 +191,11 @@ def _grade_in_worker(course_root: str, assignment_id: str, student_id: str, path
     sub = Submission(student_id, Path(path) if path else None, problem)
     try:
         result, executed = grade_submission(course, assignment, student, sub, slot=_SLOT, sandbox=sandbox)
-    except Exception as exc:  # a grader fault must not lose the batch: record it and go on
-        result = SubmissionResult(assignment_id, student_id, "grader error", f"{type(exc).__name__}: {exc}"[:300],
-                                  file_hash(sub.path))
+    except Exception as exc:  # a grader fault must not lose the batch: record it, retry it on the next run
+        reason = f"{type(exc).__name__}: {exc}"[:300]
+        result = SubmissionResult(assignment_id, student_id, GRADER_ERROR, reason, "retry:" + file_hash(sub.path))
+        result.parts = _zero_parts(build_variant(course, assignment, student), "GRADER_ERROR",
+                                   "The grader failed on this submission; it will be graded again.", "评分程序出错,将重新评分。")
         executed = None
     return result.to_json(), executed
 
