@@ -36,6 +36,8 @@ def test_sampling_200_seeds_valid_and_distinct():
         parts = PROBLEM.parts(params)
         assert [p.id for p in parts] == PART_IDS
         for part in parts:
+            if part.kind == "formula" and seed % 20:
+                continue  # the formula reference is a constant; check it on a few seeds (each check forks)
             probe = part.probe(random.Random(seed))
             want = part.reference(probe)
             assert part.check.grade(as_reply(want), want).fraction == 1.0, (seed, part.id)
