@@ -1,0 +1,77 @@
+"""Quiz: backpropagation through a tiny two-layer sigmoid network by hand (notes 01-02: the chain rule)."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from hwkit.checks import Number
+from hwkit.problem import Mistake, Part, Problem, say
+from hwkit.probes import read_variable
+from solutions.quiz import backprop_forward, backprop_grads, distinct
+
+
+def _nonzero(rng: random.Random) -> float:
+    return rng.choice([-1, 1]) * rng.randint(1, 20) / 10
+
+
+def sample(rng: random.Random) -> dict:
+    """x, w1 and w2 are nonzero by construction, so both gradients are nonzero."""
+    return {"x": _nonzero(rng), "w1": _nonzero(rng), "b1": rng.randint(-20, 20) / 10, "w2": _nonzero(rng),
+            "b2": rng.randint(-20, 20) / 10, "y": rng.randint(0, 10) / 10}
+
+
+def note(params: dict) -> str:
+    return " ".join(f"{k}={params[k]}" for k in ("x", "w1", "b1", "w2", "b2", "y"))
+
+
+def _args(params: dict):
+    return tuple(params[k] for k in ("x", "w1", "b1", "w2", "b2", "y"))
+
+
+def answers(params: dict) -> dict:
+    g = backprop_grads(*_args(params))
+    return {"q_bp_dw1": g["dw1"], "q_bp_dw2": g["dw2"]}
+
+
+CHECK = Number(rel=2e-3, abs=1e-12)
+FEEDBACK = {
+    "BACKPROP_DROPPED_2": say("d/dŷ (ŷ − y)² = 2(ŷ − y): keep the factor 2.", "d/dŷ (ŷ − y)² = 2(ŷ − y):不要丢掉因子 2。"),
+    "BACKPROP_NO_SIGMOID_DERIV": say("ŷ = σ(z2): the chain passes through σ'(z2) = ŷ(1 − ŷ).", "ŷ = σ(z2):链式法则要经过 σ'(z2) = ŷ(1 − ŷ)。"),
+    "BACKPROP_SIGN": say("The sign is off: dL/dŷ = 2(ŷ − y), not 2(y − ŷ).", "符号反了:dL/dŷ = 2(ŷ − y),而不是 2(y − ŷ)。"),
+}
+
+
+def parts(params: dict) -> list[Part]:
+    ref = answers(params)
+    args = _args(params)
+    variants = {"BACKPROP_DROPPED_2": backprop_grads(*args, factor_two=False),
+                "BACKPROP_NO_SIGMOID_DERIV": backprop_grads(*args, output_sigmoid_deriv=False),
+                "BACKPROP_SIGN": backprop_grads(*args, sign=-1)}
+    fwd = backprop_forward(*args)
+    h, yhat, x, w2, y = fwd["h"], fwd["yhat"], params["x"], params["w2"], params["y"]
+    delta = 2 * (yhat - y) * yhat * (1 - yhat)
+    dw1_mistakes = distinct(CHECK, ref["q_bp_dw1"], [Mistake(k, v["dw1"], FEEDBACK[k]) for k, v in variants.items()] + [
+        Mistake("BACKPROP_NO_HIDDEN_DERIV", delta * w2 * x,
+                say("h = σ(z1): include σ'(z1) = h(1 − h) on the way to w1.", "h = σ(z1):求 w1 的梯度时要乘 σ'(z1) = h(1 − h)。")),
+        Mistake("BACKPROP_FORGOT_W2", delta * h * (1 - h) * x,
+                say("The path from ŷ back to h goes through the weight w2: dz2/dh = w2.", "从 ŷ 回到 h 要经过权重 w2:dz2/dh = w2。")),
+    ])
+    dw2_mistakes = distinct(CHECK, ref["q_bp_dw2"], [Mistake(k, v["dw2"], FEEDBACK[k]) for k, v in variants.items()] + [
+        Mistake("BACKPROP_USED_X", delta * x, say("dz2/dw2 is the hidden activation h, not the input x.", "dz2/dw2 是隐藏层激活 h,而不是输入 x。")),
+    ])
+    return [
+        Part("q_bp_dw1", 2, say("dL/dw1", "dL/dw1"),
+             probe=lambda rng: read_variable("q_bp_dw1"), reference=lambda probe: ref["q_bp_dw1"],
+             check=CHECK, mistakes=lambda probe: dw1_mistakes),
+        Part("q_bp_dw2", 2, say("dL/dw2", "dL/dw2"),
+             probe=lambda rng: read_variable("q_bp_dw2"), reference=lambda probe: ref["q_bp_dw2"],
+             check=CHECK, mistakes=lambda probe: dw2_mistakes),
+    ]
+
+
+PROBLEM = Problem(
+    id="quiz-backprop",
+    title=say("Quiz: backpropagation by hand", "小测:手算反向传播"),
+    points=4, sample=sample, note=note, parts=parts, answers=answers,
+    template=Path(__file__).with_name("notebook.j2"), topic="quiz",
+)

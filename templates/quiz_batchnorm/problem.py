@@ -1,0 +1,75 @@
+"""Quiz: BatchNorm forward in training mode on a small batch, and the running variance after the step."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from hwkit.checks import Array
+from hwkit.problem import Mistake, Part, Problem, say
+from hwkit.probes import read_variable
+from solutions.quiz import batchnorm_formula, batchnorm_train, distinct, running_var_formula
+
+EPS, MOMENTUM = 1e-5, 0.1
+
+
+def sample(rng: random.Random) -> dict:
+    n, f = rng.randint(3, 6), rng.randint(2, 3)
+    return {"x": [[rng.randint(-30, 30) / 10 for _ in range(f)] for _ in range(n)],
+            "gamma": [rng.randint(5, 20) / 10 for _ in range(f)], "beta": [rng.randint(-10, 10) / 10 for _ in range(f)]}
+
+
+def note(params: dict) -> str:
+    return f"x={params['x']} gamma={params['gamma']} beta={params['beta']}"
+
+
+def answers(params: dict) -> dict:
+    out = batchnorm_train(params["x"], params["gamma"], params["beta"], EPS, MOMENTUM)
+    return {"q_bn_y": out["y"].tolist(), "q_bn_running_var": out["running_var"].tolist()}
+
+
+Y_CHECK = Array(rtol=1e-4, atol=1e-4)
+VAR_CHECK = Array(rtol=1e-5, atol=1e-8)
+
+
+def parts(params: dict) -> list[Part]:
+    ref = answers(params)
+    x, g, b = params["x"], params["gamma"], params["beta"]
+    y_mistakes = distinct(Y_CHECK, ref["q_bn_y"], [
+        Mistake("BN_UNBIASED_VAR", batchnorm_formula(x, g, b, EPS, unbiased=True).tolist(),
+                say("Normalisation uses the biased batch variance (divide by N, not N − 1).", "归一化使用有偏的批方差(除以 N,而不是 N − 1)。")),
+        Mistake("BN_NO_AFFINE", batchnorm_formula(x, g, b, EPS, affine=False).tolist(),
+                say("Finish with the affine step y = γ·x̂ + β.", "最后还要做仿射变换 y = γ·x̂ + β。")),
+        Mistake("BN_PER_SAMPLE", batchnorm_formula(x, g, b, EPS, axis=1).tolist(),
+                say("BatchNorm normalises each feature over the batch (down a column), not each sample over its features.",
+                    "BatchNorm 对每个特征在批内(按列)归一化,而不是对每个样本在特征间归一化。")),
+    ])
+    var_mistakes = distinct(VAR_CHECK, ref["q_bn_running_var"], [
+        Mistake("BN_RUNNING_BIASED_VAR", running_var_formula(x, MOMENTUM, unbiased=False).tolist(),
+                say("PyTorch updates running_var with the unbiased batch variance (N − 1).", "PyTorch 用无偏批方差(N − 1)更新 running_var。")),
+        Mistake("BN_MOMENTUM_SWAPPED", running_var_formula(x, MOMENTUM, swapped=True).tolist(),
+                say("In PyTorch momentum weighs the NEW statistic: running = (1 − m)·running + m·batch.",
+                    "PyTorch 中 momentum 是新统计量的权重:running = (1 − m)·running + m·batch。")),
+        Mistake("BN_RUNNING_IS_BATCH", running_var_formula(x, 1.0).tolist(),
+                say("The running variance is a moving average starting from 1, not the batch variance itself.",
+                    "running_var 是从 1 开始的滑动平均,而不是批方差本身。")),
+    ])
+    return [
+        Part("q_bn_y", 2, say("BatchNorm output", "BatchNorm 的输出"),
+             probe=lambda rng: read_variable("q_bn_y"), reference=lambda probe: ref["q_bn_y"],
+             check=Y_CHECK, mistakes=lambda probe: y_mistakes),
+        Part("q_bn_running_var", 1, say("running_var after the step", "这一步之后的 running_var"),
+             probe=lambda rng: read_variable("q_bn_running_var"), reference=lambda probe: ref["q_bn_running_var"],
+             check=VAR_CHECK, mistakes=lambda probe: var_mistakes),
+    ]
+
+
+def context(params: dict) -> dict:
+    return {"eps": EPS, "momentum": MOMENTUM, "n": len(params["x"]), "f": len(params["x"][0])}
+
+
+PROBLEM = Problem(
+    id="quiz-batchnorm",
+    title=say("Quiz: batch normalisation forward pass", "小测:批量归一化的前向计算"),
+    points=3, sample=sample, note=note, parts=parts, answers=answers, context=context,
+    template=Path(__file__).with_name("notebook.j2"), topic="quiz",
+)

@@ -1,0 +1,67 @@
+"""Quiz: one gradient-descent step on a 2-D quadratic f(x) = 1/2 x^T A x - b^T x (notes 01-02)."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+
+from hwkit.checks import Array
+from hwkit.problem import Mistake, Part, Problem, say
+from hwkit.probes import read_variable
+from solutions.quiz import distinct, gd_step, intify, quadratic_grad
+
+
+def sample(rng: random.Random) -> dict:
+    """A = [[a, e], [e, c]] is symmetric positive definite by construction: a > 0 and c > e^2/a."""
+    a, e = rng.randint(1, 9), rng.randint(-6, 6)
+    c = e * e // a + 1 + rng.randint(0, 6)
+    return {"A": [[a, e], [e, c]], "b": [rng.randint(-6, 6), rng.randint(-6, 6)],
+            "x0": [rng.randint(-5, 5), rng.randint(-5, 5)], "lr": rng.choice([0.01, 0.02, 0.05, 0.1, 0.2, 0.25])}
+
+
+def note(params: dict) -> str:
+    return f"A={params['A']} b={params['b']} x0={params['x0']} lr={params['lr']}"
+
+
+def answers(params: dict) -> dict:
+    p = params
+    return {"q_gd_grad": intify(quadratic_grad(p["A"], p["b"], p["x0"])),
+            "q_gd_x1": intify(gd_step(p["A"], p["b"], p["x0"], p["lr"]))}
+
+
+CHECK = Array(rtol=1e-6, atol=1e-9)   # whole-number references are ints (intify): [2, -3] by hand passes
+
+
+def parts(params: dict) -> list[Part]:
+    ref = answers(params)
+    A, b, x0, lr = (np.asarray(params[k], dtype=np.float64) for k in ("A", "b", "x0", "lr"))
+    g = A @ x0 - b
+    grad_mistakes = distinct(CHECK, ref["q_gd_grad"], [
+        Mistake("GD_FORGOT_B", intify(A @ x0), say("The linear term -bᵀx contributes -b to the gradient.", "线性项 -bᵀx 对梯度的贡献是 -b。")),
+        Mistake("GD_KEPT_HALF", intify(0.5 * A @ x0 - b),
+                say("For symmetric A, the gradient of ½xᵀAx is Ax: the ½ cancels the 2.", "A 对称时 ½xᵀAx 的梯度是 Ax:½ 与求导得到的 2 相消。")),
+        Mistake("GD_SIGN_B", intify(A @ x0 + b), say("Mind the sign: ∇f = Ax − b.", "注意符号:∇f = Ax − b。")),
+    ])
+    step_mistakes = distinct(CHECK, ref["q_gd_x1"], [
+        Mistake("GD_WRONG_SIGN", intify(x0 + lr * g), say("Gradient descent moves against the gradient: x1 = x0 − lr·∇f(x0).",
+                                                             "梯度下降沿负梯度方向移动:x1 = x0 − lr·∇f(x0)。")),
+        Mistake("GD_FORGOT_LR", intify(x0 - g), say("Multiply the gradient by the learning rate.", "梯度要乘以学习率。")),
+        Mistake("GD_FORGOT_B", intify(x0 - lr * (A @ x0)), say("The gradient is Ax − b; you left out −b.", "梯度是 Ax − b,你遗漏了 −b。")),
+    ])
+    return [
+        Part("q_gd_grad", 1, say("Gradient at x0", "x0 处的梯度"),
+             probe=lambda rng: read_variable("q_gd_grad"), reference=lambda probe: ref["q_gd_grad"],
+             check=CHECK, mistakes=lambda probe: grad_mistakes),
+        Part("q_gd_x1", 2, say("The point after one step", "一步之后的点"),
+             probe=lambda rng: read_variable("q_gd_x1"), reference=lambda probe: ref["q_gd_x1"],
+             check=CHECK, mistakes=lambda probe: step_mistakes),
+    ]
+
+
+PROBLEM = Problem(
+    id="quiz-gd-step",
+    title=say("Quiz: one gradient-descent step", "小测:梯度下降的一步"),
+    points=3, sample=sample, note=note, parts=parts, answers=answers,
+    template=Path(__file__).with_name("notebook.j2"), topic="quiz",
+)
