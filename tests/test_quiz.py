@@ -411,3 +411,12 @@ def test_quiz_review_end_to_end(tmp_path):
             assert r.score < r.max_points and r.note == wrong[part_id], (part_id, r.note, r.feedback)
         else:
             assert r.score == r.max_points, (part_id, r.note)
+
+
+def test_every_item_solution_full_marks_through_the_autograder(tmp_path):
+    """The draw leaves some items out of any one run above; this grades all 13 at once (en)."""
+    root = make_course(tmp_path, problems=ITEMS, students=["s001"], lang="en")
+    results = grade_one(root, "s001", solution_notebook(root, "s001"))
+    assert set(results) == {part_id for pid in ITEMS for part_id in get_problem(pid).part_ids()}
+    for part_id, r in results.items():
+        assert r.score == r.max_points, (part_id, r.note, r.feedback)
