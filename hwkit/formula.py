@@ -123,10 +123,21 @@ def _decide_in_child(conn, student: sympy.Expr, reference: sympy.Expr) -> None:
     conn.send(json.dumps(_decide(student, reference)))
 
 
+def _tame(expr: sympy.Expr) -> bool:
+    """Small, with only small rational powers: evaluation is quick and needs no time limit."""
+    if sympy.count_ops(expr) > 80:
+        return False
+    return all(p.exp.is_Rational and abs(p.exp) <= 16 and p.exp.q <= 4 for p in expr.atoms(sympy.Pow))
+
+
 def equivalent(student: sympy.Expr, reference: sympy.Expr, time_limit: float = 5.0) -> Equivalence:
-    """Exact comparison at random rational points; a pathological input that runs past the time limit
-    is stopped and reported as undecided. The fork start method hands the expressions to the child
-    without serialising them."""
+    """Exact comparison at random rational points. Tame expressions are decided in-process; anything
+    else runs in a forked child that is stopped at the time limit and reported as undecided (the fork
+    start method hands the expressions over without serialising them)."""
+    if student == reference:
+        return Equivalence("equal")
+    if _tame(student) and _tame(reference):
+        return Equivalence(_decide(student, reference))
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_decide_in_child, args=(child, student, reference), daemon=True)
