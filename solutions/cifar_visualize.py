@@ -34,7 +34,7 @@ def _draw(label: int, rs: np.random.Generator) -> np.ndarray:
     dx, dy = j(-3, 3), j(-3, 3)
     body = tuple(int(v) for v in rs.integers(30, 230, 3))
     if name == "airplane":
-        c = (int(j(200, 240)),) * 3
+        c = (int(j(60, 120)),) * 3
         d.polygon([(4 + dx, 16 + dy), (28 + dx, 14 + dy), (28 + dx, 18 + dy)], fill=c)
         d.polygon([(14 + dx, 16 + dy), (20 + dx, 4 + dy), (22 + dx, 16 + dy), (20 + dx, 28 + dy)], fill=c)
     elif name in ("automobile", "truck"):

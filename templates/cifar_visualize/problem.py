@@ -84,7 +84,9 @@ import numpy as np
 import torch
 import matplotlib.figure
 import matplotlib.pyplot as plt
-fig = function(%r)(*[torch.as_tensor(a) if isinstance(a, np.ndarray) else a for a in inputs["args"]])
+mean, std = inputs["mean"], inputs["std"]
+batch = (torch.as_tensor(inputs["images"]).float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+fig = function(%r)(batch, torch.as_tensor(inputs["labels"]), list(mean), list(std), *inputs["extra"])
 if not isinstance(fig, matplotlib.figure.Figure):
     raise TypeError("%s must return a matplotlib Figure, got %%s" %% type(fig).__name__)
 fig.draw_without_rendering()
@@ -104,8 +106,17 @@ def _call_probe(name: str, cases: list) -> Probe:
     return Probe(_CALL_SOURCE % name, {"cases": cases})
 
 
-def _figure_probe(name: str, args: list) -> Probe:
-    return Probe(_FIGURE_SOURCE % (name, name), {"args": args})
+def _figure_probe(name: str, rs: np.random.Generator, b: int, mean, std, extra: list) -> Probe:
+    """The batch travels as bytes (B, 3, 32, 32); the kernel normalises it as the loader would."""
+    return Probe(_FIGURE_SOURCE % (name, name),
+                 {"images": rs.integers(0, 256, size=(b, 3, 32, 32), dtype=np.uint8),
+                  "labels": rs.integers(0, 10, size=b).astype(np.int64), "mean": list(mean), "std": list(std), "extra": extra})
+
+
+def _figure_batch(probe: Probe) -> np.ndarray:
+    """The normalised batch the kernel built (float32, the same operations)."""
+    images = probe.inputs["images"]
+    return to_tensor(images.reshape(len(images), 3072), probe.inputs["mean"], probe.inputs["std"])
 
 
 def _hidden_stats(rng: random.Random) -> tuple[list[float], list[float]]:
@@ -114,11 +125,6 @@ def _hidden_stats(rng: random.Random) -> tuple[list[float], list[float]]:
 
 def _np_rng(rng: random.Random) -> np.random.Generator:
     return np.random.default_rng(rng.getrandbits(63))
-
-
-def _normalised_batch(rs: np.random.Generator, b: int, mean, std) -> np.ndarray:
-    """A batch as the loader makes it: random images, x = (x/255 - mean) / std."""
-    return to_tensor(rs.integers(0, 256, size=(b, 3072), dtype=np.uint8), mean, std)
 
 
 # ---------------------------------------------------------------- parts
@@ -130,7 +136,7 @@ def parts(params: dict) -> list[Part]:
         rs, cases = _np_rng(rng), []
         for _ in range(3):
             m, s = _hidden_stats(rng)
-            cases.append([rs.integers(0, 256, size=(rng.randint(1, 3), 3072), dtype=np.uint8), m, s])
+            cases.append([rs.integers(0, 256, size=(rng.randint(1, 2), 3072), dtype=np.uint8), m, s])
         return _call_probe("cifar_to_tensor", cases)
 
     def to_tensor_ref(probe, **switches):
@@ -148,13 +154,10 @@ def parts(params: dict) -> list[Part]:
         return [denormalize(x, m, s, **switches) for x, m, s in probe.inputs["cases"]]
 
     def subplots_probe(rng):
-        rs = _np_rng(rng)
-        b = rng.randint(4, 10)
-        return _figure_probe("cifar_show_subplots", [_normalised_batch(rs, b, mean, std),
-                                                     rs.integers(0, 10, size=b).astype(np.int64), list(mean), list(std)])
+        return _figure_probe("cifar_show_subplots", _np_rng(rng), rng.randint(4, 8), mean, std, [])
 
     def subplots_ref(probe):
-        batch, labels = probe.inputs["args"][0], probe.inputs["args"][1]
+        batch, labels = _figure_batch(probe), probe.inputs["labels"]
         return {"count": len(batch), "images": hwc_list(denormalize(batch, mean, std)),
                 "titles": [LABEL_NAMES[int(y)] for y in labels]}
 
@@ -177,14 +180,11 @@ def parts(params: dict) -> list[Part]:
         return [make_grid(x, nrow, padding, pad_value, **switches) for x, nrow, padding, pad_value in probe.inputs["cases"]]
 
     def imagegrid_probe(rng):
-        rs = _np_rng(rng)
         nrow = rng.randint(3, 5)
-        b = rng.randint(nrow + 1, 2 * nrow)
-        return _figure_probe("cifar_show_imagegrid", [_normalised_batch(rs, b, mean, std),
-                                                      rs.integers(0, 10, size=b).astype(np.int64), list(mean), list(std), nrow])
+        return _figure_probe("cifar_show_imagegrid", _np_rng(rng), rng.randint(nrow + 1, 2 * nrow), mean, std, [nrow])
 
     def imagegrid_ref(probe):
-        batch, nrow = probe.inputs["args"][0], probe.inputs["args"][4]
+        batch, nrow = _figure_batch(probe), probe.inputs["extra"][0]
         return {"count": len(batch), "images": hwc_list(denormalize(batch, mean, std)), "cells": grid_positions(len(batch), nrow)}
 
     def concat_probe(rng):
@@ -209,7 +209,7 @@ def parts(params: dict) -> list[Part]:
                   "nrow 是每行的图像数(列数);你把它当成了行数。")
 
     def fig_no_denorm(probe):
-        return {"images": hwc_list(np.clip(probe.inputs["args"][0], 0, 1))}
+        return {"images": hwc_list(np.clip(_figure_batch(probe), 0, 1))}
 
     def value_ref(probe):
         return grid_image(params)
@@ -262,7 +262,7 @@ def parts(params: dict) -> list[Part]:
              check=fig_check({"titles": (1, Cases(Exact()))}),
              mistakes=lambda probe: [
                  Mistake("GRID_NO_DENORMALIZE", fig_no_denorm(probe), no_denorm),
-                 Mistake("FIG_TITLES_NOT_NAMES", {"titles": [str(int(y)) for y in probe.inputs["args"][1]]},
+                 Mistake("FIG_TITLES_NOT_NAMES", {"titles": [str(int(y)) for y in probe.inputs["labels"]]},
                          say("Title each image with its class name, cifar_label_names[label], not the number.",
                              "每幅图的标题应为类别名 cifar_label_names[label],而不是数字。"))],
              kind="code", hidden_inputs=True),
@@ -279,7 +279,7 @@ def parts(params: dict) -> list[Part]:
              check=fig_check({"cells": (1, Array(rtol=0, atol=0))}),
              mistakes=lambda probe: [
                  Mistake("GRID_NO_DENORMALIZE", fig_no_denorm(probe), no_denorm),
-                 Mistake("GRID_ROW_COL_SWAPPED", {"cells": grid_positions(len(probe.inputs["args"][0]), probe.inputs["args"][4], swap=True)}, swapped)],
+                 Mistake("GRID_ROW_COL_SWAPPED", {"cells": grid_positions(len(probe.inputs["images"]), probe.inputs["extra"][0], swap=True)}, swapped)],
              kind="code", hidden_inputs=True),
         Part("cifar_concat_grid", 3, say("Method 4: a grid by numpy concatenation", "方法四:用 numpy 拼接成网格"),
              probe=concat_probe, reference=concat_ref, check=Cases(Array(rtol=0, atol=1e-6)),

@@ -136,7 +136,7 @@ def _figure_images(fig, name):
 
 _SHOW_SOURCE = FIGURE_SOURCE + r'''
 import torch
-fig = function("cd_show_batch")(torch.as_tensor(inputs["images"]), torch.as_tensor(inputs["labels"]))
+fig = function("cd_show_batch")(torch.as_tensor(inputs["images"]).float() / 255, torch.as_tensor(inputs["labels"]))
 result = _figure_images(fig, "cd_show_batch")
 '''
 
@@ -226,15 +226,18 @@ def parts(params: dict) -> list[Part]:
     def show_probe(rng):
         rs = np.random.default_rng(rng.getrandbits(63))
         b, h, w = rng.randint(3, 8), rng.randint(8, 24), rng.randint(8, 24)
-        images = (rs.integers(0, 256, size=(b, 3, h, w)).astype(np.float32) / np.float32(255))
+        images = rs.integers(0, 256, size=(b, 3, h, w), dtype=np.uint8)   # bytes; the kernel divides by 255
         return Probe(_SHOW_SOURCE, {"images": images, "labels": rs.integers(0, 2, size=b).astype(np.int64)})
 
+    def shown(probe):
+        return probe.inputs["images"].astype(np.float32) / np.float32(255)
+
     def show_reference(probe):
-        images = probe.inputs["images"]
+        images = shown(probe)
         return {"count": len(images), "images": [np.ascontiguousarray(x.transpose(1, 2, 0)) for x in images]}
 
     def show_mistakes(probe):
-        images = probe.inputs["images"]
+        images = shown(probe)
         return [Mistake("FIG_ONE_CHANNEL", {"images": [x[0] for x in images]},
                         say("Each axes shows one channel only: show the whole image as H×W×3 (images[i].permute(1, 2, 0)).",
                             "每个子图只显示了一个通道:应以 H×W×3 显示整幅图像(images[i].permute(1, 2, 0))。")),
