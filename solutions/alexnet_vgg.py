@@ -55,6 +55,7 @@ def choice_answer(order: list[int]) -> str:
 
 CHOICES = {
     "vgg_choice_stack": {
+        "title": {"en": "Multiple choice: three 3×3 instead of one 7×7", "zh": "选择题:三个 3×3 代替一个 7×7"},
         "question": {"zh": "VGG 用三个 3×3 卷积层代替一个 7×7 卷积层,主要好处是什么?",
                      "en": "VGG replaces one 7×7 conv layer by three stacked 3×3 conv layers. What is the main benefit?"},
         "options": [
@@ -70,6 +71,7 @@ CHOICES = {
                      {"en": "Each 3×3 layer still needs padding 1 to keep the size.", "zh": "每个 3×3 层仍需要填充 1 才能保持尺寸。"}],
     },
     "alexnet_choice_relu": {
+        "title": {"en": "Multiple choice: why ReLU sped up AlexNet", "zh": "选择题:ReLU 为何加快训练"},
         "question": {"zh": "AlexNet 用 ReLU 代替 sigmoid/tanh,为什么能加快训练?",
                      "en": "AlexNet used ReLU instead of sigmoid/tanh. Why did this speed up training?"},
         "options": [

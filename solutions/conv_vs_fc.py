@@ -38,6 +38,7 @@ def solve(p: dict) -> dict:
 # Multiple-choice items: option 0 is the right one; each student sees them in their own order.
 CHOICES = {
     "fcconv_choice_pool": {
+        "title": {"en": "Multiple choice: downsampling without parameters", "zh": "选择题:无参数的下采样层"},
         "question": {"zh": "哪一种层能减小特征图的空间尺寸(下采样),且本身没有可学习参数?",
                      "en": "Which layer reduces the spatial size of a feature map (downsampling) and has no learnable parameters?"},
         "options": [
@@ -55,6 +56,7 @@ CHOICES = {
                      {"en": "ReLU has no parameters but keeps the size of the map.", "zh": "ReLU 没有参数,但不改变特征图尺寸。"}],
     },
     "fcconv_choice_sharing": {
+        "title": {"en": "Multiple choice: why conv parameters do not depend on H×W", "zh": "选择题:卷积参数量与 H×W 无关的原因"},
         "question": {"zh": "卷积层的参数量与输入图像的高和宽无关。这主要归功于哪一种机制?",
                      "en": "The parameter count of a convolution layer does not depend on the input's height and width. Which mechanism is mainly responsible?"},
         "options": [

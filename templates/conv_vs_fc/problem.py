@@ -40,7 +40,7 @@ def _distinct(reference, mistakes: list[Mistake]) -> list[Mistake]:
 def _choice_part(name: str, order: list[int]) -> Part:
     item = CHOICES[name]
     mistakes = [Mistake(item["notes"][i], LETTERS[order.index(i)], item["feedback"][i]) for i in range(1, 4)]
-    return Part(name, 1, say("Multiple choice: " + item["question"]["en"], "选择题:" + item["question"]["zh"]),
+    return Part(name, 1, item["title"],
                 probe=lambda rng: read_variable(name), reference=lambda probe: choice_answer(order), check=Choice(),
                 mistakes=lambda probe: mistakes, kind="choice")
 
