@@ -1,0 +1,147 @@
+"""Reference ResNet-18/34 (torchvision layout, written here: torchvision is not a dependency).
+
+conv7x7/2 (no bias) + BN + ReLU + maxpool3x3/2, four stages of BasicBlocks with 64, 128, 256, 512
+channels ([2,2,2,2] for ResNet-18, [3,4,6,3] for ResNet-34; the first block of stages 2-4 has stride 2),
+adaptive average pooling and a fully connected layer. A block's shortcut is a 1x1 conv (no bias) + BN
+when the stride is not 1 or the channel count changes, the identity otherwise.
+Keyword switches build the classic wrong variants, whose parameter counts and FLOPs give feedback."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+LAYOUTS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+WIDTHS = (64, 128, 256, 512)
+
+
+class BasicBlock(nn.Module):
+    """shortcut: "proj" (1x1 conv + BN when needed, the reference), "conv" (1x1 conv without BN),
+    "always" (1x1 conv + BN in every block), "free" (parameter-free: subsample and zero-pad channels).
+    The first 3x3 conv carries the stride (torchvision); `stride_in_second` moves it to the second."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *, bias: bool = False,
+                 shortcut: str = "proj", stride_in_second: bool = False):
+        super().__init__()
+        s1, s2 = (1, stride) if stride_in_second else (stride, 1)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=s1, padding=1, bias=bias)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=s2, padding=1, bias=bias)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        needed = stride != 1 or in_channels != out_channels
+        self.stride, self.extra = stride, out_channels - in_channels
+        self.downsample = None
+        if (needed and shortcut in ("proj", "conv")) or shortcut == "always":
+            layers = [nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=bias)]
+            if shortcut != "conv":
+                layers.append(nn.BatchNorm2d(out_channels))
+            self.downsample = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        else:
+            identity = x[:, :, ::self.stride, ::self.stride]
+            if self.extra > 0:
+                identity = F.pad(identity, (0, 0, 0, 0, 0, self.extra))
+        return F.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    def __init__(self, layout, num_classes: int, in_channels: int = 3, *, maxpool: bool = True, **block_switches):
+        super().__init__()
+        bias = block_switches.get("bias", False)
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=bias)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if maxpool else nn.Identity()
+        stages, cin = [], 64
+        for i, (n, width) in enumerate(zip(layout, WIDTHS)):
+            blocks = []
+            for j in range(n):
+                blocks.append(BasicBlock(cin, width, 2 if (i > 0 and j == 0) else 1, **block_switches))
+                cin = width
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def make_resnet(depth: int, num_classes: int, in_channels: int = 3, **switches) -> ResNet:
+    return ResNet(LAYOUTS[depth], num_classes, in_channels, **switches)
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def block_params(in_channels: int, out_channels: int, stride: int, **switches) -> int:
+    return count_params(BasicBlock(in_channels, out_channels, stride, **switches))
+
+
+def block_output_shape(in_channels: int, out_channels: int, stride: int, shape) -> list[int]:
+    with torch.no_grad():
+        block = BasicBlock(in_channels, out_channels, stride).eval()
+        return list(block(torch.zeros(*shape)).shape)
+
+
+def forward_flops(model: nn.Module, shape, device: str = "cpu") -> int:
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(*shape, device=device))
+    return int(counter.get_total_flops())
+
+
+def measure(depth: int, num_classes: int, in_channels: int, spatial: int, batch: int = 2,
+            switches: tuple = (), flops: bool = True) -> dict:
+    """Output shape, parameter count and forward FLOPs (FlopCounterMode: 2 per multiply-add of the convs
+    and the fc) of the reference, or of a wrong variant given by `switches` ((key, value) pairs), built
+    on the meta device (no weights are initialised, nothing is computed). flops=False skips the forward."""
+    with torch.device("meta"):
+        model = make_resnet(depth, num_classes, in_channels, **dict(switches)).eval()
+        out = {"params": count_params(model)}
+        if flops:
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                y = model(torch.zeros(batch, in_channels, spatial, spatial))
+            out.update(shape=list(y.shape), flops=int(counter.get_total_flops()))
+    return out
+
+
+@lru_cache(maxsize=256)
+def _affine(key: str, depth: int, spatial: int, batch: int, switches: tuple) -> tuple[int, int, int]:
+    """For a fixed depth, input size and batch, parameters and FLOPs are affine in the input channels c
+    (only the stem conv reads them) and in the class count k (only the fc writes them), with no c·k
+    term: measure three configurations and keep the coefficients."""
+    base, dc, dk = (measure(depth, k, c, spatial, batch, switches, flops=key == "flops")[key]
+                    for c, k in ((1, 1), (2, 1), (1, 2)))
+    return base, dc - base, dk - base
+
+
+def model_value(key: str, depth: int, num_classes: int, in_channels: int, spatial: int = 32, batch: int = 2,
+                switches: tuple = ()) -> int:
+    """measure(...)[key] ("params" or "flops") for any channel and class count, from three measurements."""
+    if key == "params":
+        spatial, batch = 0, 0  # parameters depend on neither
+    a, b, e = _affine(key, depth, spatial, batch, tuple(switches))
+    return a + b * (in_channels - 1) + e * (num_classes - 1)
+
+
+def model_facts(depth: int, num_classes: int, in_channels: int, spatial: int, batch: int = 2,
+                switches: tuple = ()) -> dict:
+    return {"shape": [batch, num_classes],
+            **{key: model_value(key, depth, num_classes, in_channels, spatial, batch, switches)
+               for key in ("params", "flops")}}
+
+
+def chain_gradient(k: int) -> str:
+    """d y_k / d x for y_i = F_i(y_{i-1}) + y_{i-1}, as a product of (dF_i + 1), in symbols d1..dk."""
+    return "*".join(f"(d{i} + 1)" for i in range(1, k + 1))
