@@ -176,7 +176,7 @@ def _projection(shape: tuple) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Array(Check):
-    """Arrays: type, shape, dtype kind, then allclose."""
+    """Arrays: type, shape, numeric dtype, then allclose (integers and floats compare by value)."""
     rtol: float = 1e-4
     atol: float = 1e-5
 
@@ -200,9 +200,9 @@ class Array(Check):
         if arr.shape != want.shape:
             return wrong("WRONG_SHAPE", f"Shape {tuple(arr.shape)} where {tuple(want.shape)} was expected.",
                          f"形状为 {tuple(arr.shape)},应为 {tuple(want.shape)}。")
-        if arr.dtype.kind not in "biuf" or (want.dtype.kind == "f" and arr.dtype.kind not in "f"):
-            return wrong("WRONG_DTYPE", f"Values have dtype {arr.dtype}, expected a {want.dtype} kind.",
-                         f"数据类型为 {arr.dtype},应为 {want.dtype} 类。")
+        if arr.dtype.kind not in "biuf":
+            return wrong("WRONG_DTYPE", f"Values have dtype {arr.dtype}, expected numbers.",
+                         f"数据类型为 {arr.dtype},应为数值。")
         if not np.all(np.isfinite(arr)) and np.all(np.isfinite(want)):
             return wrong("NOT_FINITE", "The values contain NaN or infinity.", "结果中含有 NaN 或无穷大。")
         if np.allclose(arr.astype(np.float64), want.astype(np.float64), rtol=self.rtol, atol=self.atol):
@@ -420,12 +420,7 @@ class Choice(Check):
             return wrong("NOT_A_CHOICE", "Answer with one option letter, e.g. \"B\".", "请只填写一个选项字母,例如 \"B\"。")
         return correct() if letter == want else wrong("WRONG_CHOICE", "That option is not correct.", "所选选项不正确。")
 
-    def canonical(self, want) -> dict[str, str]:
-        return {"": f"c:{want}"}
-
-    def candidates(self, got) -> dict[str, list[str]]:
-        letter = self.letter(got)
-        return {"": [f"c:{letter}"] if letter else []}
+    # No self-check fingerprint: with four options an offline oracle would give the answer away.
 
     def well_formed(self, got) -> bool:
         return self.letter(got) is not None

@@ -2,6 +2,7 @@
 user errors (HwkitError) print one line on stderr and exit 2, never a traceback."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,8 @@ class HwkitGroup(click.Group):
 @click.version_option(package_name="hwkit")
 def main():
     """hwkit: randomized homework generation and sandboxed autograding."""
+    # References are tiny tensors: one intra-op thread is faster and leaves the cores to the kernels.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @main.command()

@@ -181,6 +181,9 @@ _SLOT = 0
 def _init_worker(slots) -> None:
     global _SLOT
     _SLOT = slots.get()
+    import torch
+
+    torch.set_num_threads(1)  # references are tiny; the cores belong to the kernels
 
 
 def _grade_in_worker(course_root: str, assignment_id: str, student_id: str, path: str | None, problem: str,
