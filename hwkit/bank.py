@@ -6,6 +6,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
+from hwkit.course import HwkitError
 from hwkit.problem import Problem
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +30,12 @@ def _load_module(path: Path):
 def load_bank() -> dict[str, Problem]:
     problems = {}
     for folder in sorted(p for p in templates_dir().iterdir() if (p / "problem.py").is_file()):
-        problem = _load_module(folder / "problem.py").PROBLEM
+        try:
+            problem = _load_module(folder / "problem.py").PROBLEM
+        except Exception as exc:
+            raise HwkitError(f"{folder / 'problem.py'}: the problem could not be loaded ({type(exc).__name__}: {exc})") from exc
+        if problem.id in problems:
+            raise HwkitError(f"{folder / 'problem.py'}: problem id {problem.id!r} is used twice in the bank")
         problems[problem.id] = problem
     return problems
 

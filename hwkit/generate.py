@@ -71,8 +71,14 @@ def build_variant(course: Course, assignment: Assignment, student: Student) -> S
     for number, entry in enumerate(chosen_problems(course, assignment, student.student_id), start=1):
         problem = get_problem(entry.problem_id)
         rng = variant_rng(course.secret, assignment.assignment_id, problem.id, student.student_id)
-        params = problem.sample(rng)
-        points, parts = scaled_parts(problem, params, entry.points)
+        params = None
+        try:
+            params = problem.sample(rng)
+            points, parts = scaled_parts(problem, params, entry.points)
+        except Exception as exc:  # a bug in a problem must name the problem and the variant, not crash
+            raise HwkitError(f"problem {problem.id}: building the variant of student {student.student_id} failed "
+                             f"({type(exc).__name__}: {exc}; parameters {params}); fix templates/"
+                             f"{problem.template.parent.name}/problem.py") from exc
         variant.problems.append(ProblemVariant(problem, number, points, params, parts))
     return variant
 
@@ -87,8 +93,12 @@ def verify_variant(course: Course, assignment: Assignment, variant: StudentVaria
         for part in pv.parts:
             probe = part.probe(public_rng(course.secret, assignment.assignment_id, pv.problem.id, part.id,
                                           variant.student.student_id))
-            reply = as_reply(part.reference(probe))
-            outcome = part.check.grade(reply, part.reference(probe))
+            try:
+                reply = as_reply(part.reference(probe))
+                outcome = part.check.grade(reply, part.reference(probe))
+            except Exception as exc:
+                raise HwkitError(f"problem {pv.problem.id} part {part.id}: the reference failed for variant [{pv.note}] "
+                                 f"of student {variant.student.student_id} ({type(exc).__name__}: {exc})") from exc
             if outcome.fraction < 1.0:
                 raise HwkitError(f"problem {pv.problem.id} part {part.id}: the reference fails its own check for "
                                  f"variant [{pv.note}] of student {variant.student.student_id} ({outcome.note}); "
