@@ -1,0 +1,233 @@
+"""Weight initialisation: why zero or large random weights fail in deep nets, Xavier vs He for ReLU
+(seed homework, problem 1)."""
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+from hwkit.checks import Array, Cases, Fields, Formula, Number, Rubric
+from hwkit.problem import Mistake, Part, Probe, Problem, say
+from hwkit.probes import read_variable
+from solutions.weight_init import MODEL_ANSWER_WHY, activation_stds, he_var, sample_var_rel_std, target_var, xavier_var
+
+# init_weights probe: layer widths alternate between two bands, so consecutive widths differ by a factor
+# of at least 1.4 (fan-in and fan-out mistakes stay distinguishable) and every layer has at least
+# LOW[0] * HIGH[0] weights. The tolerance on a sample variance is 5 of its standard deviations at that size.
+LOW, HIGH = (200, 400), (560, 1100)
+VAR_RTOL = round(5 * sample_var_rel_std(LOW[0] * HIGH[0]), 4)
+ACT_BATCH = 256
+FANS = ("n_in", "n_out")
+
+
+def sample(rng: random.Random) -> dict:
+    """n_in and n_out differ by at least an eighth of n_in, by construction; the experiment's depth and width."""
+    n_in = rng.randint(64, 1024)
+    if rng.random() < 0.5:
+        n_out = n_in + rng.randint(n_in // 8 + 8, 1024)
+    else:
+        n_out = rng.randint(16, n_in - n_in // 8 - 8)
+    return {"n_in": n_in, "n_out": n_out, "depth": rng.randint(8, 20), "width": rng.choice([128, 192, 256, 384, 512]),
+            "seed": rng.randint(0, 9999)}
+
+
+def note(params: dict) -> str:
+    return f"n_in={params['n_in']} n_out={params['n_out']} depth={params['depth']} width={params['width']} seed={params['seed']}"
+
+
+def answers(params: dict) -> dict:
+    n_in, n_out = params["n_in"], params["n_out"]
+    return {"wi_xavier_var": "2/(n_in + n_out)", "wi_he_var": "2/n_in",
+            "wi_xavier_std": math.sqrt(xavier_var(n_in, n_out)), "wi_he_std": math.sqrt(he_var(n_in, n_out))}
+
+
+# ---- (c) init_weights ---------------------------------------------------------------------------
+
+INIT_SOURCE = """import torch
+f = function('init_weights')
+result = []
+for scheme in ('xavier', 'he'):
+    torch.manual_seed(inputs['seed'])
+    widths = inputs['widths']
+    layers = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+    try:
+        f(model, scheme)
+        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        result.append({'var': [float(m.weight.detach().double().var()) for m in linears],
+                       'bias_max_abs': max(float(m.bias.detach().abs().max()) for m in linears)})
+    except Exception as e:
+        result.append({'__error__': '%s: %s' % (type(e).__name__, str(e)[:200])})
+"""
+
+INIT_CHECK = Cases(Fields({"var": (3.0, Array(rtol=VAR_RTOL, atol=0.0)), "bias_max_abs": (1.0, Number(abs=1e-9))}))
+
+
+def _init_probe(rng: random.Random) -> Probe:
+    bands = [LOW, HIGH]
+    start = rng.randint(0, 1)
+    widths = [rng.randint(*bands[(start + i) % 2]) for i in range(rng.randint(4, 5))]
+    return Probe(INIT_SOURCE, {"widths": widths, "seed": rng.randint(0, 2**31 - 1)})
+
+
+def _layer_vars(widths, fn) -> list[float]:
+    return [fn(a, b) for a, b in zip(widths[:-1], widths[1:])]
+
+
+def _init_reference(probe: Probe) -> list:
+    w = probe.inputs["widths"]
+    return [{"var": _layer_vars(w, lambda a, b, s=scheme: target_var(s, a, b)), "bias_max_abs": 0.0}
+            for scheme in ("xavier", "he")]
+
+
+def _init_mistakes(probe: Probe) -> list[Mistake]:
+    w = probe.inputs["widths"]
+
+    def both(xavier_fn, he_fn):
+        return [{"var": _layer_vars(w, xavier_fn)}, {"var": _layer_vars(w, he_fn)}]
+
+    return [
+        Mistake("XAVIER_FOR_HE", both(xavier_var, xavier_var), _FEEDBACK["XAVIER_FOR_HE"]),
+        Mistake("HE_FOR_XAVIER", both(he_var, he_var), _FEEDBACK["HE_FOR_XAVIER"]),
+        Mistake("HE_USED_FAN_OUT", both(xavier_var, lambda a, b: 2.0 / b), _FEEDBACK["HE_USED_FAN_OUT"]),
+        Mistake("HE_NO_FACTOR_2", both(xavier_var, lambda a, b: 1.0 / a), _FEEDBACK["HE_NO_FACTOR_2"]),
+        Mistake("STD_GAVE_VARIANCE", both(lambda a, b: xavier_var(a, b) ** 2, lambda a, b: he_var(a, b) ** 2),
+                _FEEDBACK["STD_GAVE_VARIANCE"]),
+        Mistake("XAVIER_NO_FACTOR_2", both(lambda a, b: 1.0 / (a + b), he_var), _FEEDBACK["XAVIER_NO_FACTOR_2"]),
+    ]
+
+
+# ---- (d) activation_stds ------------------------------------------------------------------------
+
+ACT_SOURCE = """result = call_cases('activation_stds', inputs['cases'])"""
+
+
+def _act_probe(params: dict, rng: random.Random) -> Probe:
+    cases = []
+    for scheme in ("xavier", "he", rng.choice(["xavier", "he"])):
+        depth = rng.randint(4, 12)
+        cases.append([[rng.randint(32, 384) for _ in range(depth + 1)], scheme, rng.randint(0, 99999)])
+    return Probe(ACT_SOURCE, {"cases": cases})
+
+
+def _act_reference(probe: Probe, **switches) -> list:
+    out = []
+    for widths, scheme, seed in probe.inputs["cases"]:
+        sw = dict(switches)
+        scheme = sw.pop("scheme", {}).get(scheme, scheme)
+        out.append(activation_stds(widths, scheme, seed, batch=ACT_BATCH, **sw))
+    return out
+
+
+def _act_mistakes(probe: Probe) -> list[Mistake]:
+    return [
+        Mistake("XAVIER_FOR_HE", _act_reference(probe, scheme={"he": "xavier"}), _FEEDBACK["XAVIER_FOR_HE"]),
+        Mistake("HE_FOR_XAVIER", _act_reference(probe, scheme={"xavier": "he"}), _FEEDBACK["HE_FOR_XAVIER"]),
+        Mistake("HE_USED_FAN_OUT", _act_reference(probe, mode="fan_out"), _FEEDBACK["HE_USED_FAN_OUT"]),
+        Mistake("ACT_NO_RELU", _act_reference(probe, relu=False), say(
+            "The network is a ReLU MLP: apply ReLU after every linear layer (h = relu(linear(h))).",
+            "这是一个 ReLU 多层感知机:每个线性层之后都要接 ReLU(h = relu(linear(h)))。")),
+        Mistake("ACT_STD_BEFORE_RELU", _act_reference(probe, pre_activation=True), say(
+            "Record the standard deviation of the activation after the ReLU, h.std(), not of linear(h).",
+            "应记录 ReLU 之后激活值的标准差 h.std(),而不是 linear(h) 的。")),
+        Mistake("ACT_BIAS_NOT_ZEROED", _act_reference(probe, zero_bias=False), say(
+            "The biases must be set to zero after the weights are initialised; you kept nn.Linear's default biases.",
+            "初始化权重之后要把偏置置零;你保留了 nn.Linear 默认的偏置。")),
+        Mistake("ACT_RNG_ORDER", _act_reference(probe, layers_first=True), say(
+            "Close, but the random numbers were drawn in another order: create each nn.Linear right before "
+            "initialising and applying it (layer by layer), not all layers first.",
+            "很接近,但随机数的抽取顺序不同:应逐层进行,创建一个 nn.Linear 后立即初始化并前向计算,而不是先创建所有层。")),
+    ]
+
+
+_FEEDBACK = {
+    "XAVIER_FOR_HE": say("For He initialisation the variance is 2/n_in (fan-in only, with the factor 2 that makes up for "
+                         "ReLU zeroing half of the pre-activations); you used Xavier's 2/(n_in + n_out).",
+                         "He 初始化的方差为 2/n_in(只用扇入,因子 2 用来补偿 ReLU 把一半的输入置零);你用了 Xavier 的 2/(n_in + n_out)。"),
+    "HE_FOR_XAVIER": say("Xavier (Glorot) initialisation uses 2/(n_in + n_out), the compromise between keeping the forward "
+                         "(n_in) and the backward (n_out) variance; you used He's 2/n_in.",
+                         "Xavier(Glorot)初始化使用 2/(n_in + n_out),兼顾前向(n_in)与反向(n_out)方差;你用了 He 的 2/n_in。"),
+    "HE_USED_FAN_OUT": say("He initialisation (mode='fan_in') divides by the number of inputs n_in, not by n_out.",
+                           "He 初始化(mode='fan_in')除以输入个数 n_in,而不是 n_out。"),
+    "HE_NO_FACTOR_2": say("1/n_in is LeCun initialisation; for ReLU, He doubles it to 2/n_in because ReLU keeps only half of "
+                          "the signal's second moment.",
+                          "1/n_in 是 LeCun 初始化;对 ReLU,He 初始化把它加倍为 2/n_in,因为 ReLU 只保留信号二阶矩的一半。"),
+    "XAVIER_NO_FACTOR_2": say("Xavier's variance is 2/(n_in + n_out) (the reciprocal of the average fan), not 1/(n_in + n_out).",
+                              "Xavier 的方差是 2/(n_in + n_out)(平均扇入扇出的倒数),而不是 1/(n_in + n_out)。"),
+    "STD_GAVE_VARIANCE": say("Standard deviation and variance are mixed up: σ = sqrt(variance), and torch.nn.init.normal_ "
+                             "and torch.randn(...) * σ take the standard deviation.",
+                             "标准差与方差混淆了:σ = sqrt(方差),torch.nn.init.normal_ 和 torch.randn(...) * σ 需要的是标准差。"),
+    "VARIANCE_GAVE_STD": say("This is the variance; the question asks for the standard deviation σ = sqrt(variance).",
+                             "这是方差;题目要求的是标准差 σ = sqrt(方差)。"),
+    "XAVIER_UNIFORM_BOUND": say("sqrt(6/(n_in + n_out)) is the bound a of Xavier's uniform version U(−a, a); the standard "
+                                "deviation of the normal version is sqrt(2/(n_in + n_out)).",
+                                "sqrt(6/(n_in + n_out)) 是 Xavier 均匀分布版本 U(−a, a) 的边界 a;正态分布版本的标准差是 sqrt(2/(n_in + n_out))。"),
+}
+
+
+def parts(params: dict) -> list[Part]:
+    n_in, n_out = params["n_in"], params["n_out"]
+    ref = answers(params)
+    f = Formula(symbols=FANS, functions=("sqrt",))
+    std_mistakes = {
+        "xavier": [Mistake("VARIANCE_GAVE_STD", xavier_var(n_in, n_out), _FEEDBACK["VARIANCE_GAVE_STD"]),
+                   Mistake("HE_FOR_XAVIER", math.sqrt(he_var(n_in, n_out)), _FEEDBACK["HE_FOR_XAVIER"]),
+                   Mistake("XAVIER_UNIFORM_BOUND", math.sqrt(6 / (n_in + n_out)), _FEEDBACK["XAVIER_UNIFORM_BOUND"])],
+        "he": [Mistake("VARIANCE_GAVE_STD", he_var(n_in, n_out), _FEEDBACK["VARIANCE_GAVE_STD"]),
+               Mistake("XAVIER_FOR_HE", math.sqrt(xavier_var(n_in, n_out)), _FEEDBACK["XAVIER_FOR_HE"]),
+               Mistake("HE_USED_FAN_OUT", math.sqrt(2 / n_out), _FEEDBACK["HE_USED_FAN_OUT"]),
+               Mistake("HE_NO_FACTOR_2", math.sqrt(1 / n_in), _FEEDBACK["HE_NO_FACTOR_2"])],
+    }
+    return [
+        Part("wi_xavier_var", 2, say("Xavier variance as a formula", "Xavier 方差公式"),
+             probe=lambda rng: read_variable("wi_xavier_var"), reference=lambda probe: ref["wi_xavier_var"],
+             check=f, kind="formula", mistakes=lambda probe: [
+                 Mistake("HE_FOR_XAVIER", "2/n_in", _FEEDBACK["HE_FOR_XAVIER"]),
+                 Mistake("XAVIER_NO_FACTOR_2", "1/(n_in + n_out)", _FEEDBACK["XAVIER_NO_FACTOR_2"]),
+                 Mistake("XAVIER_UNIFORM_BOUND", "sqrt(6/(n_in + n_out))", _FEEDBACK["XAVIER_UNIFORM_BOUND"]),
+                 Mistake("STD_GAVE_VARIANCE", "sqrt(2/(n_in + n_out))", _FEEDBACK["STD_GAVE_VARIANCE"])]),
+        Part("wi_he_var", 2, say("He variance as a formula", "He 方差公式"),
+             probe=lambda rng: read_variable("wi_he_var"), reference=lambda probe: ref["wi_he_var"],
+             check=f, kind="formula", mistakes=lambda probe: [
+                 Mistake("XAVIER_FOR_HE", "2/(n_in + n_out)", _FEEDBACK["XAVIER_FOR_HE"]),
+                 Mistake("HE_NO_FACTOR_2", "1/n_in", _FEEDBACK["HE_NO_FACTOR_2"]),
+                 Mistake("HE_USED_FAN_OUT", "2/n_out", _FEEDBACK["HE_USED_FAN_OUT"]),
+                 Mistake("STD_GAVE_VARIANCE", "sqrt(2/n_in)", _FEEDBACK["STD_GAVE_VARIANCE"])]),
+        Part("wi_xavier_std", 1, say("Xavier standard deviation for your layer", "你的层的 Xavier 标准差"),
+             probe=lambda rng: read_variable("wi_xavier_std"), reference=lambda probe: ref["wi_xavier_std"],
+             check=Number(rel=2e-3), mistakes=lambda probe: std_mistakes["xavier"]),
+        Part("wi_he_std", 1, say("He standard deviation for your layer", "你的层的 He 标准差"),
+             probe=lambda rng: read_variable("wi_he_std"), reference=lambda probe: ref["wi_he_std"],
+             check=Number(rel=2e-3), mistakes=lambda probe: std_mistakes["he"]),
+        Part("init_weights", 4, say("Function init_weights(model, scheme)", "函数 init_weights(model, scheme)"),
+             probe=_init_probe, reference=_init_reference, check=INIT_CHECK, mistakes=_init_mistakes,
+             kind="code", hidden_inputs=True),
+        Part("activation_stds", 4, say("Experiment activation_stds(widths, scheme, seed)",
+                                        "实验函数 activation_stds(widths, scheme, seed)"),
+             probe=lambda rng: _act_probe(params, rng), reference=_act_reference,
+             check=Cases(Array(rtol=1e-3, atol=1e-6)), mistakes=_act_mistakes, kind="code", hidden_inputs=True),
+        Part("wi_why", 3, say("Why not zeros, why not large random values", "为什么不能全零或较大的随机值"),
+             probe=lambda rng: read_variable("wi_why"), reference=lambda probe: MODEL_ANSWER_WHY,
+             check=Rubric(concepts=(
+                 ("symmetry", ("对称", "symmetr")),
+                 ("same_gradient", ("相同的梯度", "相同梯度", "梯度相同", "梯度都相同", "梯度一样", "same gradient",
+                                    "identical gradient", "same update", "identical update", "同样的梯度", "更新相同")),
+                 ("exploding", ("爆炸", "explod", "饱和", "saturat")),
+                 ("vanishing", ("消失", "vanish")),
+             )), kind="written"),
+    ]
+
+
+def context(params: dict) -> dict:
+    return {"act_widths": [params["width"]] * (params["depth"] + 1), "act_batch": ACT_BATCH,
+            "var_rtol_pct": f"{100 * VAR_RTOL:.1f}", "wi_model_answer_src": repr(MODEL_ANSWER_WHY)}
+
+
+PROBLEM = Problem(
+    id="weight-init",
+    title=say("Weight initialisation: Xavier vs He", "参数初始化:Xavier 与 He"),
+    points=17, sample=sample, note=note, parts=parts, answers=answers, context=context,
+    template=Path(__file__).with_name("notebook.j2"),
+)

@@ -1,0 +1,203 @@
+"""weight-init: Xavier/He variance formulas and values, an init function checked statistically, the
+activation-scale experiment checked against the reference run, a written part."""
+from __future__ import annotations
+
+import json
+import random
+
+import torch
+
+from hwkit.bank import get_problem
+from hwkit.checks import Reply, grade_reply
+from hwkit.probes import as_reply
+from solutions.weight_init import activation_stds, init_weights, mlp
+from tests.support import append_cell, grade_one, make_course, release_notebook, solution_notebook
+
+PROBLEM = get_problem("weight-init")
+PART_IDS = ["wi_xavier_var", "wi_he_var", "wi_xavier_std", "wi_he_std", "init_weights", "activation_stds", "wi_why"]
+
+
+def test_sampling_200_seeds_valid_and_distinct():
+    notes = set()
+    for seed in range(200):
+        params = PROBLEM.sample(random.Random(seed))
+        json.dumps(params)
+        json.dumps(PROBLEM.answers(params))
+        notes.add(PROBLEM.note(params))
+        n_in, n_out = params["n_in"], params["n_out"]
+        assert 16 <= n_out and abs(n_out - n_in) >= n_in / 8
+        parts = PROBLEM.parts(params)
+        assert [p.id for p in parts] == PART_IDS
+        for part in parts:
+            if part.kind in ("formula", "code") and seed >= 8:
+                continue  # neither depends on the variant (code probes draw only from their rng); formula
+                # comparisons fork a process and the experiment's references run small MLPs: 8 seeds suffice
+            probe = part.probe(random.Random(seed))
+            want = part.reference(probe)
+            assert part.check.grade(as_reply(want), want).fraction == 1.0, (seed, part.id)
+            for mistake in part.mistakes(probe):
+                assert not part.check.matches(as_reply(mistake.value), want), (seed, part.id, mistake.note)
+    assert len(notes) == 200
+
+
+def test_statistical_check_accepts_real_draws_and_rejects_wrong_scale():
+    """Real normal draws at the right variance pass (30 hidden probes, both schemes); fan-out He fails."""
+    part = next(p for p in PROBLEM.parts(PROBLEM.sample(random.Random(0))) if p.id == "init_weights")
+    for t in range(30):
+        probe = part.probe(random.Random(t))
+        widths = probe.inputs["widths"]
+        torch.manual_seed(t)
+        good, fan_out = [], []
+        for scheme in ("xavier", "he"):
+            model = init_weights(mlp(widths), scheme)
+            good.append({"var": [float(m.weight.detach().double().var()) for m in model if isinstance(m, torch.nn.Linear)],
+                         "bias_max_abs": 0.0})
+            for m in model:
+                if isinstance(m, torch.nn.Linear) and scheme == "he":
+                    torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            fan_out.append({"var": [float(m.weight.detach().double().var()) for m in model if isinstance(m, torch.nn.Linear)],
+                            "bias_max_abs": 0.0})
+        assert grade_reply(part, Reply(True, good), probe).fraction == 1.0, t
+        outcome = grade_reply(part, Reply(True, fan_out), probe)
+        assert outcome.fraction < 1 and outcome.note == "HE_USED_FAN_OUT", (t, outcome.note)
+
+
+def test_experiment_reference_shows_the_two_schemes():
+    """The reference experiment: He keeps the activation scale, Xavier shrinks it by about 1/sqrt(2) per layer."""
+    widths = [256] * 17
+    he, xavier = activation_stds(widths, "he", 0), activation_stds(widths, "xavier", 0)
+    assert 0.3 < he[-1] / he[0] < 3
+    assert 0.5 ** 8 / 4 < xavier[-1] / xavier[0] < 0.5 ** 8 * 4  # 16 layers: (1/sqrt 2)^15 ~ 0.5**7.5
+
+
+WRONG_1 = '''
+wi_why = "Because it is bad for training."
+wi_xavier_var = "2/n_in"
+wi_he_var = "2/(n_in + n_out)"
+wi_xavier_std = 2 / (wi_n_in + wi_n_out)
+wi_he_std = (2 / wi_n_out) ** 0.5
+
+def init_weights(model, scheme):
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            if scheme == "xavier":
+                nn.init.xavier_normal_(m.weight)
+            else:
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+
+def activation_stds(widths, scheme, seed):
+    torch.manual_seed(seed)
+    h = torch.randn(256, widths[0])
+    layers = [nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:])]   # all layers first
+    out = []
+    for layer in layers:
+        if scheme == "xavier":
+            nn.init.xavier_normal_(layer.weight)
+        else:
+            nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
+        nn.init.zeros_(layer.bias)
+        h = torch.relu(layer(h))
+        out.append(h.std().item())
+    return out
+'''
+
+WRONG_2 = '''
+wi_why = "short"
+wi_xavier_var = "1/(n_in + n_out)"
+wi_he_var = "1/n_in"
+wi_xavier_std = (6 / (wi_n_in + wi_n_out)) ** 0.5
+wi_he_std = (1 / wi_n_in) ** 0.5
+
+def init_weights(model, scheme):
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            n_in, n_out = m.in_features, m.out_features
+            var = 2 / (n_in + n_out) if scheme == "xavier" else 2 / n_in
+            nn.init.normal_(m.weight, 0.0, var)      # variance passed as the std
+            nn.init.zeros_(m.bias)
+
+def activation_stds(widths, scheme, seed):
+    torch.manual_seed(seed)
+    h = torch.randn(256, widths[0])
+    out = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        layer = nn.Linear(a, b)
+        nn.init.xavier_normal_(layer.weight)         # Xavier for both schemes
+        nn.init.zeros_(layer.bias)
+        h = torch.relu(layer(h))
+        out.append(h.std().item())
+    return out
+'''
+
+ALTERNATIVE = '''
+import math
+import torch.nn.functional as F
+
+wi_why = ("若全部初始化为 0,同一层神经元的输出相同,反向传播得到相同的梯度,无法打破对称性;"
+          "若随机值过大,激活值和梯度逐层放大,出现梯度爆炸,若过小则逐层缩小导致梯度消失。")
+wi_xavier_var = "1/((n_in + n_out)/2)"
+wi_he_var = "4/(2*n_in)"
+wi_xavier_std = math.sqrt(2) / math.sqrt(wi_n_in + wi_n_out)
+wi_he_std = float(torch.tensor(2.0 / wi_n_in).sqrt())
+
+def init_weights(model, scheme):
+    with torch.no_grad():
+        for name, m in model.named_modules():
+            if type(m) is nn.Linear:
+                fan_out, fan_in = m.weight.shape
+                std = math.sqrt(2.0 / (fan_in + fan_out)) if scheme == "xavier" else math.sqrt(2.0 / fan_in)
+                m.weight.copy_(torch.randn_like(m.weight) * std)
+                m.bias.data.zero_()
+
+def activation_stds(widths, scheme, seed):
+    torch.manual_seed(seed)
+    h = torch.randn(256, widths[0])
+    stds = torch.zeros(len(widths) - 1)
+    for i in range(len(widths) - 1):
+        lin = nn.Linear(widths[i], widths[i + 1])
+        if scheme == "he":
+            nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
+        else:
+            nn.init.xavier_normal_(lin.weight, gain=1.0)
+        lin.bias.data.fill_(0.0)
+        h = F.relu(F.linear(h, lin.weight, lin.bias))
+        stds[i] = h.std()
+    return stds.detach()
+'''
+
+
+def test_notebook_grading(tmp_path):
+    root = make_course(tmp_path, ["weight-init"], students=["s001"])
+
+    # (2) the solution notebook earns full marks
+    results = grade_one(root, "s001", solution_notebook(root, "s001"))
+    assert set(results) == set(PART_IDS)
+    for pid, r in results.items():
+        assert r.score == r.max_points, (pid, r.note, r.feedback)
+
+    # (5) the starter notebook: nothing answered
+    results = grade_one(root, "s001", release_notebook(root, "s001"))
+    for pid, r in results.items():
+        assert r.score == 0 and r.note in ("NOT_ANSWERED", "RAISED"), (pid, r.note)
+
+    # (3) plausible wrong answers, with their notes
+    rounds = [
+        (WRONG_1, {"wi_xavier_var": "HE_FOR_XAVIER", "wi_he_var": "XAVIER_FOR_HE", "wi_xavier_std": "VARIANCE_GAVE_STD",
+                   "wi_he_std": "HE_USED_FAN_OUT", "init_weights": "HE_USED_FAN_OUT", "activation_stds": "ACT_RNG_ORDER",
+                   "wi_why": "WRITTEN_MISSING_SYMMETRY"}),
+        (WRONG_2, {"wi_xavier_var": "XAVIER_NO_FACTOR_2", "wi_he_var": "HE_NO_FACTOR_2",
+                   "wi_xavier_std": "XAVIER_UNIFORM_BOUND", "wi_he_std": "HE_NO_FACTOR_2",
+                   "init_weights": "STD_GAVE_VARIANCE", "activation_stds": "XAVIER_FOR_HE", "wi_why": "WRITTEN_TOO_SHORT"}),
+    ]
+    for source, expected in rounds:
+        results = grade_one(root, "s001", append_cell(solution_notebook(root, "s001"), source))
+        for pid, note in expected.items():
+            assert results[pid].score < results[pid].max_points and results[pid].note == note, \
+                (pid, results[pid].note, results[pid].feedback)
+
+    # (4) correct answers in other forms and implementations earn full marks (the written part: all concepts)
+    results = grade_one(root, "s001", append_cell(release_notebook(root, "s001"), ALTERNATIVE))
+    for pid, r in results.items():
+        assert r.score == r.max_points, (pid, r.note, r.feedback)
+    assert results["wi_why"].note == "WRITTEN_ALL_CONCEPTS"
