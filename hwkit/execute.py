@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 import nbformat
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -147,7 +148,7 @@ def _execute_cells(client, nb, limits, deadline, errors) -> tuple[str, str]:
 
 def _interrupt(client) -> None:
     try:
-        client.km.interrupt_kernel()
+        run_sync(client.km.interrupt_kernel)()  # the sandbox's kernel managers are async
     except Exception:  # the kernel may already be gone; the next cell will find out
         pass
 
