@@ -10,7 +10,7 @@ import torch
 from hwkit.bank import get_problem
 from hwkit.checks import Reply, grade_reply
 from hwkit.probes import as_reply
-from solutions.weight_init import activation_stds, init_weights, mlp
+from solutions.weight_init import activation_stds, init_weights
 from tests.support import append_cell, grade_one, make_course, release_notebook, solution_notebook
 
 PROBLEM = get_problem("weight-init")
@@ -41,25 +41,29 @@ def test_sampling_200_seeds_valid_and_distinct():
 
 
 def test_statistical_check_accepts_real_draws_and_rejects_wrong_scale():
-    """Real normal draws at the right variance pass (30 hidden probes, both schemes); fan-out He fails."""
+    """The probe's own code run on real draws: the right variances pass (30 hidden probes, both schemes) and
+    are reported as exactly the targets, so the offline self-check's fingerprints match too; fan-out He fails."""
     part = next(p for p in PROBLEM.parts(PROBLEM.sample(random.Random(0))) if p.id == "init_weights")
+
+    def fan_out_he(model, scheme):
+        init_weights(model, scheme)
+        if scheme == "he":
+            for m in model.modules():
+                if isinstance(m, torch.nn.Linear):
+                    torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
     for t in range(30):
         probe = part.probe(random.Random(t))
-        widths = probe.inputs["widths"]
-        torch.manual_seed(t)
-        good, fan_out = [], []
-        for scheme in ("xavier", "he"):
-            model = init_weights(mlp(widths), scheme)
-            good.append({"var": [float(m.weight.detach().double().var()) for m in model if isinstance(m, torch.nn.Linear)],
-                         "bias_max_abs": 0.0})
-            for m in model:
-                if isinstance(m, torch.nn.Linear) and scheme == "he":
-                    torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            fan_out.append({"var": [float(m.weight.detach().double().var()) for m in model if isinstance(m, torch.nn.Linear)],
-                            "bias_max_abs": 0.0})
-        assert grade_reply(part, Reply(True, good), probe).fraction == 1.0, t
-        outcome = grade_reply(part, Reply(True, fan_out), probe)
-        assert outcome.fraction < 1 and outcome.note == "HE_USED_FAN_OUT", (t, outcome.note)
+        want = part.reference(probe)
+        for fn, expected in ((init_weights, "CORRECT"), (fan_out_he, "HE_USED_FAN_OUT")):
+            env = {"function": lambda name, fn=fn: fn, "inputs": probe.inputs}
+            exec(probe.source, env)
+            outcome = grade_reply(part, Reply(True, env["result"]), probe)
+            assert outcome.note == expected, (t, outcome.note)
+            if expected == "CORRECT":
+                assert env["result"] == want
+                canonical, candidates = part.check.canonical(want), part.check.candidates(env["result"])
+                assert all(fp in candidates[key] for key, fp in canonical.items())
 
 
 def test_experiment_reference_shows_the_two_schemes():

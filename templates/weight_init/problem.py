@@ -56,8 +56,11 @@ for scheme in ('xavier', 'he'):
     try:
         f(model, scheme)
         linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        result.append({'var': [float(m.weight.detach().double().var()) for m in linears],
-                       'bias_max_abs': max(float(m.bias.detach().abs().max()) for m in linears)})
+        var = [float(m.weight.detach().double().var()) for m in linears]
+        # a sample variance within the tolerance of its target is reported as the target itself, so the
+        # reply is deterministic (the offline self-check compares fingerprints, not tolerances)
+        var = [t if abs(v - t) <= inputs['rtol'] * t else v for v, t in zip(var, inputs['targets'][scheme])]
+        result.append({'var': var, 'bias_max_abs': max(float(m.bias.detach().abs().max()) for m in linears)})
     except Exception as e:
         result.append({'__error__': '%s: %s' % (type(e).__name__, str(e)[:200])})
 """
@@ -69,7 +72,8 @@ def _init_probe(rng: random.Random) -> Probe:
     bands = [LOW, HIGH]
     start = rng.randint(0, 1)
     widths = [rng.randint(*bands[(start + i) % 2]) for i in range(rng.randint(4, 5))]
-    return Probe(INIT_SOURCE, {"widths": widths, "seed": rng.randint(0, 2**31 - 1)})
+    targets = {scheme: _layer_vars(widths, lambda a, b, s=scheme: target_var(s, a, b)) for scheme in ("xavier", "he")}
+    return Probe(INIT_SOURCE, {"widths": widths, "seed": rng.randint(0, 2**31 - 1), "rtol": VAR_RTOL, "targets": targets})
 
 
 def _layer_vars(widths, fn) -> list[float]:
