@@ -110,7 +110,8 @@ def run_notebook(nb: nbformat.NotebookNode, kernel, limits: SandboxLimits, probe
     except DeadKernelError:
         status, reason = KERNEL_DIED, "the kernel died"
     except RuntimeError as exc:  # "Kernel died before replying to kernel_info" and start-up failures
-        status, reason = KERNEL_DIED, f"the kernel could not start ({str(exc)[:200]})"
+        stderr = kernel.kernel_stderr()[-300:] if hasattr(kernel, "kernel_stderr") else ""
+        status, reason = KERNEL_DIED, f"the kernel could not start ({str(exc)[:200]}) {stderr}".strip()
     except TimeoutError as exc:
         status, reason = TIMEOUT, f"the kernel did not respond ({str(exc)[:200]})"
     del nb.cells[n_cells:]
@@ -136,6 +137,9 @@ def _execute_cells(client, nb, limits, deadline, errors) -> tuple[str, str]:
             status, reason = TIMEOUT, f"cell {index} ran past its {client.timeout}s limit and was interrupted"
             errors.append(f"cell {index}: timed out")
             _interrupt(client)
+            _resync(client, nb)
+            cell.outputs.append(nbformat.v4.new_output(
+                "stream", name="stderr", text=f"[hwkit: this cell ran past its {client.timeout}s limit and was interrupted]\n"))
             continue
         except DeadKernelError:
             errors.append(f"cell {index}: the kernel died")
@@ -143,6 +147,8 @@ def _execute_cells(client, nb, limits, deadline, errors) -> tuple[str, str]:
         summary = _error_summary(cell, index)
         if summary:
             errors.append(summary)
+            if ": MemoryError" in summary and status == OK:
+                status, reason = MEMORY_LIMIT, f"cell {index} ran out of memory (MemoryError)"
     return status, reason
 
 
@@ -151,6 +157,25 @@ def _interrupt(client) -> None:
         run_sync(client.km.interrupt_kernel)()  # the sandbox's kernel managers are async
     except Exception:  # the kernel may already be gone; the next cell will find out
         pass
+
+
+def _resync(client, nb) -> None:
+    """After a cell timed out, nbclient's cancelled output reader leaves the iopub channel deaf: connect a
+    fresh kernel client, then run one empty cell so the subscription is live before the next student cell."""
+    try:
+        client.kc.stop_channels()
+        client.kc = None
+        client.start_new_kernel_client()
+    except Exception:  # the kernel may be gone; the next cell will report it
+        return
+    nb.cells.append(nbformat.v4.new_code_cell("pass"))
+    client.timeout = 10
+    try:
+        client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
+    except (CellTimeoutError, DeadKernelError):
+        pass
+    finally:
+        del nb.cells[-1]
 
 
 def _run_probes(client, nb, probes: dict[str, Probe], limits, deadline) -> dict[str, Reply]:
@@ -170,6 +195,7 @@ def _run_probes(client, nb, probes: dict[str, Probe], limits, deadline) -> dict[
         except CellTimeoutError:
             replies[key] = Reply(False, error_type="Timeout", error_message=f"checking this part took over {client.timeout}s")
             _interrupt(client)
+            _resync(client, nb)
         except DeadKernelError:
             replies[key] = Reply(False, error_type="KernelDied", error_message="the kernel died while this part was checked")
             break

@@ -158,6 +158,8 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
             status, reason = "memory limit", "the kernel ran out of its memory limit"
         elif status in ("kernel died", "timeout") and report.cpu_limit_hit:
             status, reason = "cpu limit", "the kernel used up its CPU-time limit"
+        elif status == "kernel died" and getattr(report, "wall_limit_hit", False):
+            status, reason = "timeout", "the kernel ran past the whole-notebook time limit and was stopped"
         elif status == "kernel died" and report.killed_signal:
             status, reason = "killed", f"the kernel was killed by signal {report.killed_signal}"
     if meta_student and meta_student != student.student_id:
@@ -192,8 +194,12 @@ def _grade_in_worker(course_root: str, assignment_id: str, student_id: str, path
     assignment = course.assignment(assignment_id)
     student = next(s for s in course.roster if s.student_id == student_id)
     sub = Submission(student_id, Path(path) if path else None, problem)
+    from hwkit.sandbox import SandboxLeak
+
     try:
         result, executed = grade_submission(course, assignment, student, sub, slot=_SLOT, sandbox=sandbox)
+    except SandboxLeak:
+        raise  # fail closed: the batch stops rather than grade on a machine with a broken jail
     except Exception as exc:  # a grader fault must not lose the batch: record it, retry it on the next run
         reason = f"{type(exc).__name__}: {exc}"[:300]
         result = SubmissionResult(assignment_id, student_id, GRADER_ERROR, reason, "retry:" + file_hash(sub.path))
@@ -224,6 +230,7 @@ def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None =
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from hwkit.report import write_reports
+    from hwkit.sandbox import SandboxLeak
 
     course = load_course(course_dir)
     assignment = course.assignment(assignment_id)
@@ -260,7 +267,12 @@ def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None =
             futures = [pool.submit(_grade_in_worker, str(course.root), assignment_id, s.student_id,
                                    str(s.path) if s.path else None, s.problem, sandbox) for s in todo]
             for done, future in enumerate(as_completed(futures), start=1):
-                data, executed = future.result()
+                try:
+                    data, executed = future.result()
+                except SandboxLeak as exc:
+                    pool.shutdown(cancel_futures=True)
+                    raise HwkitError(f"grading stopped: a sandbox did not tear down cleanly ({exc}); results so far "
+                                     "are saved. Run `hwkit sandbox doctor` before grading again") from exc
                 result = SubmissionResult.from_json(data)
                 write_outputs(course, result, executed)
                 book.record(result)
