@@ -134,12 +134,13 @@ def _execute_cells(client, nb, limits, deadline, errors) -> tuple[str, str]:
         try:
             client.execute_cell(cell, index)
         except CellTimeoutError:
-            status, reason = TIMEOUT, f"cell {index} ran past its {client.timeout}s limit and was interrupted"
+            limit = client.timeout
+            status, reason = TIMEOUT, f"cell {index} ran past its {limit}s limit and was interrupted"
             errors.append(f"cell {index}: timed out")
             _interrupt(client)
             _resync(client, nb)
             cell.outputs.append(nbformat.v4.new_output(
-                "stream", name="stderr", text=f"[hwkit: this cell ran past its {client.timeout}s limit and was interrupted]\n"))
+                "stream", name="stderr", text=f"[hwkit: this cell ran past its {limit}s limit and was interrupted]\n"))
             continue
         except DeadKernelError:
             errors.append(f"cell {index}: the kernel died")
