@@ -59,6 +59,12 @@ class Part:
     mistakes: Callable[[Probe], list[Mistake]] = _no_mistakes
     kind: str = "value"             # value | formula | code | written | choice
     hidden_inputs: bool = False     # True: grading draws fresh inputs; self-check uses public ones
+    # The self-check's probe, where it must differ from grading's (e.g. a statistical part whose public
+    # reply is made deterministic in the kernel; grading never lets the kernel apply a tolerance).
+    public_probe: Callable[[random.Random], Probe] | None = None
+
+    def self_check_probe(self, rng: random.Random) -> Probe:
+        return (self.public_probe or self.probe)(rng)
 
 
 @dataclass

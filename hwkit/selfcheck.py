@@ -34,7 +34,7 @@ def build_bundle(course, assignment, variant) -> dict:
     parts = []
     for pv in variant.problems:
         for part in pv.parts:
-            probe = part.probe(public_rng(course.secret, assignment.assignment_id, pv.problem.id, part.id, sid))
+            probe = part.self_check_probe(public_rng(course.secret, assignment.assignment_id, pv.problem.id, part.id, sid))
             entry = {"problem": pv.problem.id, "part": part.id, "title": part.title, "points": part.points,
                      "kind": part.kind, "hidden_tests": part.hidden_inputs,
                      "probe": {"source": probe.source, "inputs": _encode(probe.inputs)},
