@@ -435,12 +435,19 @@ def grade_reply(part: Part, reply: Reply, probe: Probe) -> Outcome:
                      f"代码抛出异常 {reply.error_type}:{reply.error_message}")
     if reply.value is None:
         return wrong(NOT_ANSWERED, "Not answered (the answer is still None).", "未作答(答案仍为 None)。")
+    value = reply.value
+    if part.interpret is not None:
+        try:
+            value = part.interpret(value, probe)
+        except Exception as exc:  # malformed data from the kernel is the student's outcome, not a crash
+            return wrong("BAD_REPLY", f"The answer has an unexpected form ({type(exc).__name__}).",
+                         f"答案的形式不符合要求({type(exc).__name__})。")
     want = part.reference(probe)
-    outcome = part.check.grade(reply.value, want)
+    outcome = part.check.grade(value, want)
     if outcome.fraction >= 1.0:
         return outcome
     for mistake in part.mistakes(probe):
-        if part.check.matches(reply.value, mistake.value):
+        if part.check.matches(value, mistake.value):
             return Outcome(outcome.fraction, mistake.note, mistake.feedback, outcome.needs_review, outcome.undecided)
     return outcome
 

@@ -62,6 +62,9 @@ class Part:
     # The self-check's probe, where it must differ from grading's (e.g. a statistical part whose public
     # reply is made deterministic in the kernel; grading never lets the kernel apply a tolerance).
     public_probe: Callable[[random.Random], Probe] | None = None
+    # Turns the kernel's raw data into the values the check compares, in the grader (outside the
+    # sandbox), so no judgement is ever made by code the student can tamper with.
+    interpret: Callable[[Any, Probe], Any] | None = None
 
     def self_check_probe(self, rng: random.Random) -> Probe:
         return (self.public_probe or self.probe)(rng)

@@ -79,6 +79,8 @@ def judge_part(entry: dict, reply: Reply, salt: str, mode: str, lang: str) -> Pu
                       "已作答且格式正确(本作业的自检不核对答案)")
     hashes = entry.get("hashes", {})
     if not hashes:
+        if entry.get("kind") == "written":
+            return result("answered", "answered; written answers are reviewed by an instructor", "已作答;书面回答由教师复核")
         return result("answered", "answered; this part is checked only at grading", "已作答;该部分仅在评分时检查")
     candidates = check.candidates(reply.value)
     failing = [key for key, digest in hashes.items()

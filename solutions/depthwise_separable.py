@@ -71,14 +71,16 @@ def module_cases(rng) -> list[dict]:
     return cases
 
 
-# Runs in the student's kernel. Behaviour only, no attribute names: the parameter count, the output
-# shape, the impulse responses (one delta per input channel) and whether the module is exactly a
-# "same" K x K convolution with the kernel read from those responses. Depthwise-then-pointwise is
-# exactly "for every input channel c, the responses of all outputs to c are one spatial pattern
-# scaled per output": rank 1, whether written with groups=, a ModuleList or a Linear pointwise.
-MODULE_PROBE = r'''
+# Behaviour only, no attribute names: the parameter count, the output shape, the impulse responses (one
+# delta per input channel) and whether the module is exactly a "same" K x K convolution with the kernel
+# read from those responses. Depthwise-then-pointwise is exactly "for every input channel c, the
+# responses of all outputs to c are one spatial pattern scaled per output": rank 1, whether written with
+# groups=, a ModuleList or a Linear pointwise.
+#
+# For grading the kernel only reports raw data (params, output, responses) and analyse_module() runs in
+# the grader. The offline self-check runs the same analysis in the student's own kernel (PUBLIC_PROBE).
+MODULE_RUN = r'''
 import torch
-import torch.nn.functional as _F
 _cls = function("DepthwiseSeparableConv")
 result = []
 for _case in inputs["cases"]:
@@ -90,27 +92,51 @@ for _case in inputs["cases"]:
         _x = torch.as_tensor(_case["x"], dtype=torch.float32)
         with torch.no_grad():
             _y = _m(_x)
-            _rec["shape"] = [int(_s) for _s in _y.shape]
-            _s, _p = 2 * _k + 1, _k // 2
+            _s = 2 * _k + 1
             _d = torch.zeros(_cin, _cin, _s, _s)
             _d[torch.arange(_cin), torch.arange(_cin), _k, _k] = 1.0
-            _r = _m(_d).double()
-            _rank = []
-            for _c in range(_cin):
-                _sv = torch.linalg.svdvals(_r[_c].reshape(_r.shape[1], -1))
-                _rank.append(int((_sv > 1e-4 * _sv[0]).sum()) if float(_sv[0]) > 0 else 0)
-            _rec["rank"] = _rank
-            _same = 0
-            if list(_r.shape) == [_cin, _cout, _s, _s] and list(_y.shape) == [_x.shape[0], _cout, _x.shape[2], _x.shape[3]]:
-                _wt = _r[:, :, _p + 1:_p + _k + 1, _p + 1:_p + _k + 1].transpose(0, 1).flip(-1, -2)
-                _ref = _F.conv2d(_x.double(), _wt, padding=_p)
-                _err = float((_y.double() - _ref).abs().max()) / (float(_ref.abs().max()) + 1e-12)
-                _same = int(_err < 1e-4)
-            _rec["same_conv"] = _same
+            _rec["y"] = _y.double().numpy()
+            _rec["responses"] = _m(_d).double().numpy()
         result.append(_rec)
     except Exception as _e:
         result.append({"__error__": "%s: %s" % (type(_e).__name__, str(_e)[:200])})
 '''
+
+
+def _analyse_case(rec: dict, case: dict) -> dict:
+    import numpy as _np
+    import torch as _torch
+    if "__error__" in rec:
+        return rec
+    cin, k = case["cin"], case["k"]
+    p = k // 2
+    x = _torch.as_tensor(_np.asarray(case["x"]), dtype=_torch.float64)
+    y = _torch.as_tensor(_np.asarray(rec["y"], dtype=_np.float64))
+    r = _torch.as_tensor(_np.asarray(rec["responses"], dtype=_np.float64))
+    out = {"params": int(rec["params"]), "shape": [int(v) for v in y.shape]}
+    ranks = []
+    for c in range(min(cin, r.shape[0]) if r.dim() == 4 else 0):
+        sv = _torch.linalg.svdvals(r[c].reshape(r.shape[1], -1))
+        ranks.append(int((sv > 1e-4 * sv[0]).sum()) if float(sv[0]) > 0 else 0)
+    out["rank"] = ranks
+    same = 0
+    if r.dim() == 4 and list(r.shape[:1]) == [cin] and r.shape[2:] == (2 * k + 1, 2 * k + 1) \
+            and list(y.shape) == [x.shape[0], r.shape[1], x.shape[2], x.shape[3]]:
+        wt = r[:, :, p + 1:p + k + 1, p + 1:p + k + 1].transpose(0, 1).flip(-1, -2)
+        ref = _torch.nn.functional.conv2d(x, wt, padding=p)
+        err = float((y - ref).abs().max()) / (float(ref.abs().max()) + 1e-12)
+        same = int(err < 1e-4)
+    out["same_conv"] = same
+    return out
+
+
+def analyse_module(reply, probe) -> list:
+    """Grader side: raw kernel data -> params, shape, per-channel response rank, same-conv flag."""
+    return [_analyse_case(rec, case) for rec, case in zip(reply, probe.inputs["cases"])] if isinstance(reply, list) else reply
+
+
+PUBLIC_PROBE = (MODULE_RUN + "\n" + __import__("inspect").getsource(_analyse_case)
+                + "\nresult = [_analyse_case(_r, _c) for _r, _c in zip(result, inputs['cases'])]\n")
 
 
 def module_reference(cases: list[dict], *, standard: bool = False, bias: bool = False,

@@ -9,7 +9,6 @@ import pytest
 from nbclient import NotebookClient
 
 from hwkit.bank import load_bank
-from hwkit.checks import grade_reply, Reply
 from hwkit.probes import as_reply
 from tests.support import hwkit, make_course
 
@@ -78,7 +77,7 @@ def test_every_variant_is_solved_by_its_reference(pid):
         for part in problem.parts(params):
             probe = part.probe(random.Random(seed + 1))
             want = part.reference(probe)
-            outcome = grade_reply(part, Reply(True, as_reply(want)), probe)
+            outcome = part.check.grade(as_reply(want), want)
             assert outcome.fraction == 1.0, (pid, seed, part.id, outcome)
             canonical = part.check.canonical(want)
             candidates = part.check.candidates(as_reply(want))

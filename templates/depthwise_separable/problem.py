@@ -8,8 +8,8 @@ from pathlib import Path
 from hwkit.checks import Array, Cases, Exact, Fields, Formula, Number, Rubric
 from hwkit.problem import Mistake, Part, Problem, Probe, say
 from hwkit.probes import read_variable
-from solutions.depthwise_separable import (COST_FORMULA, MODEL_PRINCIPLE, MODULE_PROBE, module_cases,
-                                           module_reference, solve)
+from solutions.depthwise_separable import (COST_FORMULA, MODEL_PRINCIPLE, MODULE_RUN, PUBLIC_PROBE, analyse_module,
+                                           module_cases, module_reference, solve)
 
 CHANNEL_FORMULA = Formula(symbols=("K", "C_in", "C_out"))
 COST_CHECK = Formula(symbols=("K", "C_in", "C_out", "H_out", "W_out"))
@@ -42,7 +42,11 @@ def _distinct(reference, mistakes: list[Mistake]) -> list[Mistake]:
 
 
 def _module_probe(rng: random.Random) -> Probe:
-    return Probe(MODULE_PROBE, {"cases": module_cases(rng)})
+    return Probe(MODULE_RUN, {"cases": module_cases(rng)})
+
+
+def _public_module_probe(rng: random.Random) -> Probe:
+    return Probe(PUBLIC_PROBE, {"cases": module_cases(rng)})
 
 
 def parts(p: dict) -> list[Part]:
@@ -119,7 +123,8 @@ def parts(p: dict) -> list[Part]:
                                      Mistake("MACS_NO_SPATIAL", k * k * cin + cin * cout, no_spatial),
                                      Mistake("DS_DEPTHWISE_PER_OUTPUT", h * w * (k * k * cout + cin * cout), per_output)]),
         Part("ds_module", 6, say("Module DepthwiseSeparableConv", "模块 DepthwiseSeparableConv"),
-             probe=_module_probe, reference=lambda probe: module_reference(probe.inputs["cases"]), check=MODULE_CHECK,
+             probe=_module_probe, public_probe=_public_module_probe, interpret=analyse_module,
+             reference=lambda probe: module_reference(probe.inputs["cases"]), check=MODULE_CHECK,
              mistakes=lambda probe: [
                  Mistake("DSCONV_NO_GROUPS", module_reference(probe.inputs["cases"], standard=True),
                          say("Your module is a standard K×K conv (every output mixes all channels with its own K×K kernels): "
