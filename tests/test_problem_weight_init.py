@@ -41,8 +41,9 @@ def test_sampling_200_seeds_valid_and_distinct():
 
 
 def test_statistical_check_accepts_real_draws_and_rejects_wrong_scale():
-    """The probe's own code run on real draws: the right variances pass (30 hidden probes, both schemes) and
-    are reported as exactly the targets, so the offline self-check's fingerprints match too; fan-out He fails."""
+    """The probes' own code run on real draws (30 hidden probes, both schemes): grading's raw variances pass
+    within the tolerance and fan-out He is named; the self-check's probe reports the right variances as exactly
+    the targets, so its fingerprints match too."""
     part = next(p for p in PROBLEM.parts(PROBLEM.sample(random.Random(0))) if p.id == "init_weights")
 
     def fan_out_he(model, scheme):
@@ -52,18 +53,23 @@ def test_statistical_check_accepts_real_draws_and_rejects_wrong_scale():
                 if isinstance(m, torch.nn.Linear):
                     torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+    def run(probe, fn):
+        env = {"function": lambda name: fn, "inputs": probe.inputs}
+        exec(probe.source, env)
+        return env["result"]
+
     for t in range(30):
         probe = part.probe(random.Random(t))
-        want = part.reference(probe)
+        assert "targets" not in probe.inputs and "#SNAP" in probe.source  # grading: no tolerance in the kernel
         for fn, expected in ((init_weights, "CORRECT"), (fan_out_he, "HE_USED_FAN_OUT")):
-            env = {"function": lambda name, fn=fn: fn, "inputs": probe.inputs}
-            exec(probe.source, env)
-            outcome = grade_reply(part, Reply(True, env["result"]), probe)
+            outcome = grade_reply(part, Reply(True, run(probe, fn)), probe)
             assert outcome.note == expected, (t, outcome.note)
-            if expected == "CORRECT":
-                assert env["result"] == want
-                canonical, candidates = part.check.canonical(want), part.check.candidates(env["result"])
-                assert all(fp in candidates[key] for key, fp in canonical.items())
+        public = part.self_check_probe(random.Random(t))
+        want, reply = part.reference(public), run(public, init_weights)
+        assert reply == want
+        canonical, candidates = part.check.canonical(want), part.check.candidates(reply)
+        assert all(fp in candidates[key] for key, fp in canonical.items())
+        assert grade_reply(part, Reply(True, run(public, fan_out_he)), public).note == "HE_USED_FAN_OUT"
 
 
 def test_experiment_reference_shows_the_two_schemes():

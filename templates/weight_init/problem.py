@@ -57,23 +57,29 @@ for scheme in ('xavier', 'he'):
         f(model, scheme)
         linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
         var = [float(m.weight.detach().double().var()) for m in linears]
-        # a sample variance within the tolerance of its target is reported as the target itself, so the
-        # reply is deterministic (the offline self-check compares fingerprints, not tolerances)
-        var = [t if abs(v - t) <= inputs['rtol'] * t else v for v, t in zip(var, inputs['targets'][scheme])]
+        #SNAP
         result.append({'var': var, 'bias_max_abs': max(float(m.bias.detach().abs().max()) for m in linears)})
     except Exception as e:
         result.append({'__error__': '%s: %s' % (type(e).__name__, str(e)[:200])})
 """
+# The self-check compares fingerprints, not tolerances: its probe reports a sample variance within the
+# tolerance of its target as the target itself, so a correct reply is deterministic. Grading reports the
+# raw variances and applies the tolerance outside the kernel.
+PUBLIC_INIT_SOURCE = INIT_SOURCE.replace(
+    "#SNAP", "var = [t if abs(v - t) <= inputs['rtol'] * t else v for v, t in zip(var, inputs['targets'][scheme])]")
 
 INIT_CHECK = Cases(Fields({"var": (3.0, Array(rtol=VAR_RTOL, atol=0.0)), "bias_max_abs": (1.0, Number(abs=1e-9))}))
 
 
-def _init_probe(rng: random.Random) -> Probe:
+def _init_probe(rng: random.Random, public: bool = False) -> Probe:
     bands = [LOW, HIGH]
     start = rng.randint(0, 1)
     widths = [rng.randint(*bands[(start + i) % 2]) for i in range(rng.randint(4, 5))]
+    inputs = {"widths": widths, "seed": rng.randint(0, 2**31 - 1)}
+    if not public:
+        return Probe(INIT_SOURCE, inputs)
     targets = {scheme: _layer_vars(widths, lambda a, b, s=scheme: target_var(s, a, b)) for scheme in ("xavier", "he")}
-    return Probe(INIT_SOURCE, {"widths": widths, "seed": rng.randint(0, 2**31 - 1), "rtol": VAR_RTOL, "targets": targets})
+    return Probe(PUBLIC_INIT_SOURCE, {**inputs, "rtol": VAR_RTOL, "targets": targets})
 
 
 def _layer_vars(widths, fn) -> list[float]:
@@ -207,7 +213,7 @@ def parts(params: dict) -> list[Part]:
              check=Number(rel=2e-3), mistakes=lambda probe: std_mistakes["he"]),
         Part("init_weights", 4, say("Function init_weights(model, scheme)", "函数 init_weights(model, scheme)"),
              probe=_init_probe, reference=_init_reference, check=INIT_CHECK, mistakes=_init_mistakes,
-             kind="code", hidden_inputs=True),
+             kind="code", hidden_inputs=True, public_probe=lambda rng: _init_probe(rng, public=True)),
         Part("activation_stds", 4, say("Experiment activation_stds(widths, scheme, seed)",
                                         "实验函数 activation_stds(widths, scheme, seed)"),
              probe=lambda rng: _act_probe(params, rng), reference=_act_reference,
