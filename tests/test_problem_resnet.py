@@ -234,8 +234,16 @@ def test_stride_in_second_conv_is_named():
     part = next(p for p in PROBLEM.parts(params) if p.id == "resnet_model")
     probe = part.probe(random.Random(1))
     reply = part.reference(probe)
-    for case, (d, k, c, hw) in zip(reply, probe.inputs["cases"]):
+    for case, (d, k, c, hw) in zip(reply, probe.inputs["cases"]):  # the raw form the kernel reports
         case["flops"] = measure(d, k, c, hw, switches=(("stride_in_second", True),))["flops"]
+        del case["stem_grad"]
+        case["stem_grad_norm"] = 0.25
     outcome = grade_reply(part, Reply(True, as_reply(reply)), probe)
     assert outcome.fraction < 1 and outcome.note == "RESNET_STRIDE_IN_SECOND_CONV"
+    # the grader, not the kernel, turns the first conv's gradient norm into the compared flag
+    raw = [{**{k: v for k, v in case.items() if k != "stem_grad"}, "stem_grad_norm": 0.25} for case in part.reference(probe)]
+    assert grade_reply(part, Reply(True, as_reply(raw)), probe).note == "CORRECT"
+    for case in raw:
+        case["stem_grad_norm"] = 0.0
+    assert grade_reply(part, Reply(True, as_reply(raw)), probe).note == "STEM_GRAD_WRONG_VALUE"
     assert torch.__version__  # torch is the truth for every count above

@@ -163,20 +163,39 @@ for depth, classes, cin, hw in inputs['cases']:
         g = called[0].weight.grad if called else None
         result.append({'shape': list(y.shape), 'params': sum(p.numel() for p in model.parameters()),
                        'flops': int(counter.get_total_flops()),
-                       'stem_grad': int(g is not None and bool(g.abs().sum() > 0))})
+                       'stem_grad_norm': None if g is None else float(g.double().abs().sum())})
     except Exception as e:
         result.append({'__error__': '%s: %s' % (type(e).__name__, str(e)[:200])})
 """
+
+
+def _stem_flag(rec):
+    """Raw kernel record -> the compared values: the first conv's gradient norm becomes 1 (it got a non-zero,
+    finite gradient) or 0. Runs in the grader; the self-check's probe runs the same code in the kernel."""
+    if not isinstance(rec, dict) or "__error__" in rec:
+        return rec
+    out = {key: value for key, value in rec.items() if key != "stem_grad_norm"}
+    norm = rec.get("stem_grad_norm")
+    out["stem_grad"] = int(isinstance(norm, float) and norm > 0 and norm != float("inf"))
+    return out
+
+
+def _interpret_model(reply, probe: Probe):
+    return [_stem_flag(rec) for rec in reply] if isinstance(reply, list) else reply
+
+
+PUBLIC_MODEL_SOURCE = (MODEL_SOURCE + "\n" + __import__("inspect").getsource(_stem_flag)
+                       + "\nresult = [_stem_flag(rec) for rec in result]\n")
 
 MODEL_CHECK = Cases(Fields({"shape": (1.0, SHAPE), "params": (2.0, Exact()), "flops": (2.0, Exact()),
                             "stem_grad": (1.0, Exact())}))
 
 
-def _model_probe(params: dict, rng: random.Random) -> Probe:
+def _model_probe(params: dict, rng: random.Random, public: bool = False) -> Probe:
     other = 34 if params["depth"] == 18 else 18
     cases = [[params["depth"], params["num_classes"], params["in_channels"], 32],
              [other, rng.randint(2, 1000), rng.randint(1, 4), rng.choice([32, 48])]]
-    return Probe(MODEL_SOURCE, {"cases": cases})
+    return Probe(PUBLIC_MODEL_SOURCE if public else MODEL_SOURCE, {"cases": cases})
 
 
 def _model_reference(probe: Probe) -> list:
@@ -243,7 +262,8 @@ def parts(params: dict) -> list[Part]:
              kind="code", hidden_inputs=True),
         Part("resnet_model", 5, say("make_resnet: the whole network", "make_resnet:整个网络"),
              probe=lambda rng: _model_probe(params, rng), reference=_model_reference, check=MODEL_CHECK,
-             mistakes=_model_mistakes, kind="code", hidden_inputs=True),
+             mistakes=_model_mistakes, kind="code", hidden_inputs=True, interpret=_interpret_model,
+             public_probe=lambda rng: _model_probe(params, rng, public=True)),
     ]
 
 
