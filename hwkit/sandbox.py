@@ -883,10 +883,7 @@ class Jail:
         os.set_blocking(stderr_read, False)
         self._stderr_fd = stderr_read
         try:
-            self._proc = _spawn(self._launch_argv(kernel_cmd, seccomp_fd), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=stderr_write, cwd=str(self.paths.root),
-                                env={"PATH": _HOST_PATH}, start_new_session=True,
-                                pass_fds=[seccomp_fd] if seccomp_fd is not None else [])
+            self._proc = self._spawn_launch(self._launch_argv(kernel_cmd, seccomp_fd), stderr_write, seccomp_fd)
         finally:
             os.close(stderr_write)
             if seccomp_fd is not None:
@@ -895,6 +892,14 @@ class Jail:
         self._watcher = threading.Thread(target=self._watch, name=f"hwkit-jail-watch-{self.slot}", daemon=True)
         self._watcher.start()
         return self._proc
+
+    def _spawn_launch(self, argv: list[str], stderr_write: int, seccomp_fd: int | None):
+        """Run the launch chain (a Popen-like handle). hwkit.warm.WarmJail runs the same argv in a fork of a
+        warm zygote instead of exec'ing it."""
+        assert self.paths is not None
+        return _spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr_write,
+                      cwd=str(self.paths.root), env={"PATH": _HOST_PATH}, start_new_session=True,
+                      pass_fds=[seccomp_fd] if seccomp_fd is not None else [])
 
     # -- watchdog: the cgroup CPU budget (RLIMIT_CPU is per process) and a wall-clock backstop -------------
 
