@@ -15,7 +15,7 @@ from hwkit.course import SandboxLimits
 from hwkit.execute import run_notebook
 from hwkit.grade import read_notebook
 from hwkit.problem import Probe
-from hwkit.probes import _decode
+from hwkit.probes import unpack_inputs
 from hwkit.selfcheck import bundle_digest, judge_part
 
 _TEXT = {
@@ -69,7 +69,7 @@ def main(*, notebook: Path, parts: list[str], as_json: bool, lang: str | None, c
     if not entries:
         raise HwkitError(f"{notebook}: no part named {', '.join(parts)}; parts: "
                          + ", ".join(e.get("part", "?") for e in bundle["parts"]))
-    probes = {f"{e['problem']}/{e['part']}": Probe(e["probe"]["source"], _decode(e["probe"]["inputs"])) for e in entries}
+    probes = {f"{e['problem']}/{e['part']}": Probe(e["probe"]["source"], unpack_inputs(e["probe"]["inputs"])) for e in entries}
     limits = SandboxLimits()
     data_dir = notebook.resolve().parent / "data"
     workdir = Path(tempfile.mkdtemp(prefix="hwk-check-"))

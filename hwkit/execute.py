@@ -16,7 +16,8 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from hwkit.checks import Reply
 from hwkit.course import SandboxLimits
 from hwkit.problem import Probe
-from hwkit.probes import REPLY_MIME, decode_reply, new_nonce, probe_cell_source
+from hwkit.probes import decode_reply, new_nonce, probe_cell_source
+from hwkit.sandbox import OutputCapMixin
 
 # Execution statuses, worst first when several apply.
 OK, CELL_ERRORS, TIMEOUT, CPU_LIMIT, MEMORY_LIMIT, KILLED, KERNEL_DIED, INVALID = (
@@ -35,30 +36,8 @@ class Execution:
     cpu_seconds: float | None = None
 
 
-class CappedClient(NotebookClient):
-    """A NotebookClient that keeps at most `output_cap` bytes of output per cell (probe replies exempt)."""
-
-    output_cap = 1_000_000
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._sizes: dict[int, int] = {}
-        self._truncated: set[int] = set()
-
-    def output(self, outs, msg, display_id, cell_index):
-        content = msg.get("content", {})
-        if REPLY_MIME not in content.get("data", {}):
-            size = len(str(content.get("text", ""))) + sum(len(str(v)) for v in content.get("data", {}).values())
-            size += len(str(content.get("traceback", "")))
-            total = self._sizes.get(cell_index, 0) + size
-            self._sizes[cell_index] = total
-            if total > self.output_cap:
-                if cell_index not in self._truncated:
-                    self._truncated.add(cell_index)
-                    outs.append(nbformat.v4.new_output("stream", name="stderr",
-                                                       text=f"[hwkit: output beyond {self.output_cap} bytes dropped]\n"))
-                return None
-        return super().output(outs, msg, display_id, cell_index)
+class CappedClient(OutputCapMixin, NotebookClient):
+    """A NotebookClient that keeps about `max_output_bytes` of output per cell (probe replies exempt)."""
 
 
 def _error_summary(cell, index: int) -> str | None:
@@ -91,7 +70,7 @@ def run_notebook(nb: nbformat.NotebookNode, kernel, limits: SandboxLimits, probe
     client = CappedClient(nb, km=kernel.km, timeout=limits.cell_timeout, allow_errors=True, kernel_name="python3",
                           interrupt_on_timeout=False, record_timing=False, shutdown_kernel="immediate",
                           startup_timeout=60)
-    client.output_cap = limits.output_bytes
+    client.max_output_bytes = limits.output_bytes
     status, reason, errors = OK, "", []
     replies: dict[str, Reply] = {}
     timings = {"kernel_start": 0.0, "execute": 0.0, "probes": 0.0}
@@ -145,6 +124,7 @@ def _execute_cells(client, nb, limits, deadline, errors) -> tuple[str, str]:
         except DeadKernelError:
             errors.append(f"cell {index}: the kernel died")
             return KERNEL_DIED, f"the kernel died while running cell {index}"
+        client.add_truncation_notes(cell, index)
         summary = _error_summary(cell, index)
         if summary:
             errors.append(summary)

@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import secrets
+import zlib
 
 import numpy as np
 
@@ -126,6 +127,23 @@ def _encode(value, depth: int = 0):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+_TO_LETTERS = bytes.maketrans(b"0123456789abcdef", b"abcdefghijklmnop")
+_FROM_LETTERS = bytes.maketrans(b"abcdefghijklmnop", b"0123456789abcdef")
+
+
+def pack_inputs(inputs: dict) -> str:
+    """Probe inputs as one compressed blob spelled in the letters a-p: a notebook that carries public
+    inputs then holds no digit run that could read as an answer."""
+    raw = zlib.compress(json.dumps(_encode(inputs), sort_keys=True).encode("utf-8"), 9)
+    return raw.hex().encode("ascii").translate(_TO_LETTERS).decode("ascii")
+
+
+def unpack_inputs(blob: str, max_bytes: int = 64 * 2**20) -> dict:
+    raw = bytes.fromhex(blob.encode("ascii").translate(_FROM_LETTERS).decode("ascii"))
+    text = zlib.decompressobj().decompress(raw, max_bytes)
+    return _decode(json.loads(text))
 
 
 def new_nonce() -> str:

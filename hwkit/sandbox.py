@@ -1242,29 +1242,6 @@ def _truncation_note(dropped: int) -> dict:
     return new_output("stream", name="stderr", text=f"\n[hwkit: output truncated, {dropped} more characters dropped]\n")
 
 
-def cap_outputs(cell, max_bytes: int) -> bool:
-    """Trim a cell's outputs to about max_bytes characters in total; returns True if anything was cut."""
-    kept, used, dropped = [], 0, 0
-    for out in cell.get("outputs", []):
-        size = _output_size(out)
-        if used + size <= max_bytes:
-            kept.append(out)
-            used += size
-            continue
-        room = max_bytes - used
-        if out.get("output_type") == "stream" and room > 0:
-            out["text"] = out["text"][:room]
-            kept.append(out)
-            used += room
-            dropped += size - room
-        else:
-            dropped += size
-    if dropped:
-        kept.append(_truncation_note(dropped))
-        cell["outputs"] = kept
-    return bool(dropped)
-
-
 class OutputCapMixin:
     """Mix in before NotebookClient (class C(OutputCapMixin, NotebookClient)) and set max_output_bytes:
     each cell keeps about that many characters of output; the rest is dropped as it arrives, and one
@@ -1273,6 +1250,8 @@ class OutputCapMixin:
     max_output_bytes: int = 1_000_000
 
     def output(self, outs, msg, display_id, cell_index):
+        if any(mime.startswith("application/x-hwkit") for mime in msg.get("content", {}).get("data", {})):
+            return super().output(outs, msg, display_id, cell_index)  # probe replies: bounded on their own
         budget = self.__dict__.setdefault("_hwkit_output_used", {})
         truncated = self.__dict__.setdefault("output_truncated", {})
         used = budget.get(cell_index, 0)

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 
 from hwkit.checks import Reply, check_from_spec, check_spec
-from hwkit.probes import _encode
+from hwkit.probes import pack_inputs
 from hwkit.variants import keyed_letters, letters_digest
 
 BUNDLE_VERSION = 1
@@ -37,7 +37,7 @@ def build_bundle(course, assignment, variant) -> dict:
             probe = part.self_check_probe(public_rng(course.secret, assignment.assignment_id, pv.problem.id, part.id, sid))
             entry = {"problem": pv.problem.id, "part": part.id, "title": part.title, "points": part.points,
                      "kind": part.kind, "hidden_tests": part.hidden_inputs,
-                     "probe": {"source": probe.source, "inputs": _encode(probe.inputs)},
+                     "probe": {"source": probe.source, "inputs": pack_inputs(probe.inputs)},
                      "check": check_spec(part.check), "hashes": {}}
             if exact:
                 canonical = part.check.canonical(part.reference(probe))

@@ -24,7 +24,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from hwkit.course import SandboxLimits
 from hwkit import sandbox
 from hwkit.sandbox import (JAIL_HOME, SLOT_UID_BASE, Jail, LocalKernel, OutputCapMixin, RunReport,
-                           SandboxUnavailable, cap_outputs, pids_of_uid, sandbox_available, seccomp_program)
+                           SandboxUnavailable, pids_of_uid, sandbox_available, seccomp_program)
 
 AVAILABLE, WHY = sandbox_available()
 
@@ -183,15 +183,6 @@ def test_unavailable_says_what_to_install(monkeypatch):
     ok, why = sandbox.sandbox_available.__wrapped__()
     assert not ok
     assert "bwrap" in why or "Linux" in why
-
-
-def test_cap_outputs_trims_and_notes():
-    cell = nbformat.v4.new_code_cell("x")
-    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="a" * 50),
-                    nbformat.v4.new_output("stream", name="stdout", text="b" * 50)]
-    assert cap_outputs(cell, 70)
-    text = "".join(o.get("text", "") for o in cell.outputs)
-    assert text.startswith("a" * 50 + "b" * 20) and "truncated" in text
 
 
 def test_jail_refuses_to_run_unsandboxed(tmp_path, monkeypatch):
