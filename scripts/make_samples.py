@@ -40,6 +40,12 @@ DOES_NOT_RUN = ["def receptive_field(layers)\n    return 1, 1\n",               
                 "conv_params = conv_weights.numel()\n"]                          # NameError
 
 
+def _cell(source: str, cell_id: str):
+    cell = nbformat.v4.new_code_cell(source)
+    cell.id = cell_id  # fixed, so the samples are byte-identical on every run
+    return cell
+
+
 def make_samples(target: Path) -> None:
     with tempfile.TemporaryDirectory() as td:
         root = init_course(Path(td) / "example-course", example=True)
@@ -56,10 +62,10 @@ def make_samples(target: Path) -> None:
             return nbformat.read(str(root / "release" / ASSIGNMENT / sid / f"{ASSIGNMENT}.ipynb"), as_version=4)
 
         samples = {"s001": solution("s001"), "s002": solution("s002"), "s003": solution("s003"), "s004": release("s004")}
-        samples["s002"].cells.append(nbformat.v4.new_code_cell(PARTLY_WRONG))
+        samples["s002"].cells.append(_cell(PARTLY_WRONG, "student-1"))
         code = [i for i, c in enumerate(samples["s003"].cells) if c.cell_type == "code"]
         samples["s003"].cells[code[2]].source = DOES_NOT_RUN[0]
-        samples["s003"].cells.append(nbformat.v4.new_code_cell(DOES_NOT_RUN[1]))
+        samples["s003"].cells.append(_cell(DOES_NOT_RUN[1], "student-1"))
         for sid, nb in samples.items():
             folder = target / ASSIGNMENT / sid
             folder.mkdir(parents=True, exist_ok=True)
