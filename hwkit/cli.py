@@ -102,12 +102,16 @@ def problems(lang: str):
 @click.option("--force", is_flag=True, help="Regrade submissions that are already graded and unchanged.")
 @click.option("--students", default=None, help="Comma-separated student ids to grade.")
 @click.option("--no-sandbox", is_flag=True, help="Run student code without the sandbox (trusted code only).")
-def grade(assignment, course_dir, submissions_dir, jobs, force, students, no_sandbox):
+@click.option("--warm/--cold", default=True, show_default=True,
+              help="Warm: fork each sandboxed kernel from a per-worker zygote that has imported torch (same "
+                   "jail, same limits); cold: start every kernel from scratch.")
+def grade(assignment, course_dir, submissions_dir, jobs, force, students, no_sandbox, warm):
     """Grade a folder of submissions in sandboxed kernels; write the gradebook, feedback and grades.csv."""
     from hwkit.grade import main as grade_main
 
     summary = grade_main(course_dir=course_dir, assignment_id=assignment, submissions_dir=submissions_dir,
-                         jobs=jobs, force=force, students=_ids(students), sandbox=not no_sandbox, console=console)
+                         jobs=jobs, force=force, students=_ids(students), sandbox=not no_sandbox, console=console,
+                         warm=warm)
     console.print(summary)
 
 

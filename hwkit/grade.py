@@ -110,15 +110,19 @@ def _zero_parts(variant, note: str, en: str, zh: str) -> list[PartResult]:
             for pv in variant.problems for part in pv.parts]
 
 
-def kernel_for(sandbox: bool, workdir: Path, course: Course, slot: int, data_dir: Path | None):
+def kernel_for(sandbox: bool, workdir: Path, course: Course, slot: int, data_dir: Path | None, warm: bool = False):
     from hwkit import sandbox as sb
 
+    if sandbox and warm:
+        from hwkit.warm import WarmJail
+
+        return WarmJail(workdir, course.limits, slot=slot, data_dir=data_dir)   # forked from this process's zygote
     cls = sb.Jail if sandbox else sb.LocalKernel
     return cls(workdir, course.limits, slot=slot, data_dir=data_dir)
 
 
 def grade_submission(course: Course, assignment: Assignment, student: Student, sub: Submission, *,
-                     slot: int = 0, sandbox: bool = True) -> tuple[SubmissionResult, str | None]:
+                     slot: int = 0, sandbox: bool = True, warm: bool = False) -> tuple[SubmissionResult, str | None]:
     """Grade one student. Returns the result and the executed notebook (JSON text) if it ran."""
     variant = build_variant(course, assignment, student)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -146,7 +150,7 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
     data_dir = course.root / "source" / assignment.assignment_id / "data"
     workdir = Path(tempfile.mkdtemp(prefix="hwk-"))
     try:
-        with kernel_for(sandbox, workdir, course, slot, data_dir if data_dir.is_dir() else None) as kernel:
+        with kernel_for(sandbox, workdir, course, slot, data_dir if data_dir.is_dir() else None, warm) as kernel:
             execution = run_notebook(nb, kernel, course.limits, probes)
         report = getattr(kernel, "report", None)
     finally:
@@ -180,16 +184,20 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
 _SLOT = 0
 
 
-def _init_worker(slots) -> None:
+def _init_worker(slots, warm: bool = False) -> None:
     global _SLOT
     _SLOT = slots.get()
     import torch
 
     torch.set_num_threads(1)  # references are tiny; the cores belong to the kernels
+    if warm:
+        from hwkit.warm import process_zygote
+
+        process_zygote()      # this worker's zygote: torch imported once, a kernel forked per submission
 
 
 def _grade_in_worker(course_root: str, assignment_id: str, student_id: str, path: str | None, problem: str,
-                     sandbox: bool) -> tuple[dict, str | None]:
+                     sandbox: bool, warm: bool = False) -> tuple[dict, str | None]:
     course = load_course(Path(course_root))
     assignment = course.assignment(assignment_id)
     student = next(s for s in course.roster if s.student_id == student_id)
@@ -197,7 +205,7 @@ def _grade_in_worker(course_root: str, assignment_id: str, student_id: str, path
     from hwkit.sandbox import SandboxLeak
 
     try:
-        result, executed = grade_submission(course, assignment, student, sub, slot=_SLOT, sandbox=sandbox)
+        result, executed = grade_submission(course, assignment, student, sub, slot=_SLOT, sandbox=sandbox, warm=warm)
     except SandboxLeak:
         raise  # fail closed: the batch stops rather than grade on a machine with a broken jail
     except Exception as exc:  # a grader fault must not lose the batch: record it, retry it on the next run
@@ -226,7 +234,8 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None = None, jobs: int | None = None,
-         force: bool = False, students: list[str] | None = None, sandbox: bool = True, console=None) -> str:
+         force: bool = False, students: list[str] | None = None, sandbox: bool = True, console=None,
+         warm: bool = False) -> str:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from hwkit.report import write_reports
@@ -262,10 +271,10 @@ def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None =
             slots.put(i)
         progress = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                             TimeElapsedColumn(), console=console, disable=console is None)
-        with progress, ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(slots,)) as pool:
+        with progress, ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(slots, warm and sandbox)) as pool:
             task = progress.add_task("grade", total=len(todo), info="")
             futures = [pool.submit(_grade_in_worker, str(course.root), assignment_id, s.student_id,
-                                   str(s.path) if s.path else None, s.problem, sandbox) for s in todo]
+                                   str(s.path) if s.path else None, s.problem, sandbox, warm) for s in todo]
             for done, future in enumerate(as_completed(futures), start=1):
                 try:
                     data, executed = future.result()
