@@ -55,7 +55,11 @@ from pathlib import Path
 
 PRELOAD = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "torch.utils.data", "sympy",
            "matplotlib", "matplotlib.pyplot", "IPython", "ipykernel.kernelapp", "ipykernel.ipkernel",
-           "ipykernel.zmqshell", "matplotlib_inline.backend_inline", "jupyter_client.session")
+           "ipykernel.zmqshell", "matplotlib_inline.backend_inline", "jupyter_client.session",
+           # what IPKernelApp.initialize imports on its own: preloaded, a kernel is ready in a fraction of the time
+           "ipykernel.debugger", "debugpy", "IPython.core.debugger", "IPython.core.completerlib",
+           "IPython.extensions.storemagic", "sqlite3", "pydoc", "tornado.ioloop", "faulthandler", "mimetypes",
+           "http.server", "secrets", "tomllib")
 
 _CLONE_NEWNS, _CLONE_NEWCGROUP, _CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
 _CLONE_NEWIPC, _CLONE_NEWPID, _CLONE_NEWNET = 0x08000000, 0x20000000, 0x40000000
