@@ -8,14 +8,14 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 import numpy as np
 import sympy
 
 from hwkit.formula import FormulaError, equivalent, fingerprint_value, parse_formula
-from hwkit.problem import Mistake, Outcome, Part, Probe, say
+from hwkit.problem import Outcome, Part, Probe, say
 
 CORRECT = "CORRECT"
 CORRECT_TEXT = say("Correct.", "正确。")

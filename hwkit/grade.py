@@ -199,7 +199,7 @@ def _init_worker(slots, warm: bool = False) -> None:
 def _grade_in_worker(course_root: str, assignment_id: str, student_id: str, path: str | None, problem: str,
                      sandbox: bool, warm: bool = False) -> tuple[dict, str | None]:
     course = load_course(Path(course_root))
-    assignment = course.assignment(assignment_id)
+    course.assignment(assignment_id)  # validates the assignment file before any work
     student = next(s for s in course.roster if s.student_id == student_id)
     sub = Submission(student_id, Path(path) if path else None, problem)
     from hwkit.sandbox import SandboxLeak
@@ -242,7 +242,7 @@ def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None =
     from hwkit.sandbox import SandboxLeak
 
     course = load_course(course_dir)
-    assignment = course.assignment(assignment_id)
+    course.assignment(assignment_id)  # validates the assignment file before any work
     if not (course.root / "source" / assignment_id / "answers.json").is_file():
         raise HwkitError(f"{course.root / 'source' / assignment_id}: not generated yet; run `hwkit generate {assignment_id}` first")
     folder = submissions_dir or course.root / "submitted" / assignment_id

@@ -46,13 +46,6 @@ def solve(p: dict) -> dict:
     return solve_numbers(p["c_in"], p["c"], p["h"], p["w"])
 
 
-LETTERS = "ABCD"
-
-
-def choice_answer(order: list[int]) -> str:
-    return LETTERS[order.index(0)]
-
-
 CHOICES = {
     "vgg_choice_stack": {
         "title": {"en": "Multiple choice: three 3×3 instead of one 7×7", "zh": "选择题:三个 3×3 代替一个 7×7"},

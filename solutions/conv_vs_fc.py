@@ -73,14 +73,6 @@ CHOICES = {
                      {"en": "Dropout changes training, not the number of weights.", "zh": "Dropout 影响训练过程,不改变权重数量。"}],
     },
 }
-LETTERS = "ABCD"
-
-
-def choice_answer(order: list[int]) -> str:
-    """The letter under which option 0 (the right one) is shown; order[i] = option shown as letter i."""
-    return LETTERS[order.index(0)]
-
-
 MODEL_ROLES = ("卷积层通过局部连接和参数共享提取局部特征(边缘、纹理等),逐层得到更抽象的特征;池化层对特征图下采样,"
                "减小空间尺寸和计算量,并增强对小平移的不变性(鲁棒性);全连接层把前面提取的特征整合起来,映射到输出,完成分类或回归。")
 MODEL_SHARING = ("全连接层每个神经元与上一层所有神经元相连(全局连接),权重互不共享;卷积层每个输出只与输入的局部区域相连"

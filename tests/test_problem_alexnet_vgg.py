@@ -10,7 +10,8 @@ import torch
 from hwkit.bank import get_problem
 from hwkit.checks import Reply, grade_reply
 from hwkit.probes import as_reply
-from solutions.alexnet_vgg import LETTERS, stack
+from hwkit.choices import LETTERS
+from solutions.alexnet_vgg import stack
 from tests.support import append_cell, grade_one, make_course, release_notebook, solution_notebook
 
 PROBLEM = get_problem("alexnet-vgg")

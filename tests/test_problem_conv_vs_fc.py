@@ -66,7 +66,7 @@ def test_notebook_grading(tmp_path):
         assert r.score == 0 and r.note in ("NOT_ANSWERED", "RAISED"), (pid, r.note)
 
     params = json.loads((root / "source" / "t" / "answers.json").read_text())["students"]["s001"]["conv-vs-fc"]["params"]
-    from solutions.conv_vs_fc import LETTERS
+    from hwkit.choices import LETTERS
     letter = {name: [LETTERS[order.index(i)] for i in range(4)] for name, order in params["orders"].items()}
     nb = append_cell(solution_notebook(root, "s001"), (
         "fcconv_fc_params = fcconv_in * fcconv_hidden\n"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from hwkit.checks import Array, Choice, Exact, Number, Rubric
+from hwkit.checks import Array, Exact, Number, Rubric
+from hwkit.choices import choice_answer, choice_context, choice_part, distinct_mistakes, shuffled_orders
 from hwkit.problem import Mistake, Part, Problem, say
 from hwkit.probes import read_variable
-from solutions.alexnet_vgg import CHOICES, LETTERS, MODEL_ALEXNET, MODEL_VGG, choice_answer, solve
+from solutions.alexnet_vgg import CHOICES, MODEL_ALEXNET, MODEL_VGG, solve
 
 RATIO = Number(rel=2e-3)
 
@@ -17,7 +18,7 @@ def sample(rng: random.Random) -> dict:
     """Always valid ("same" padding). ~1e6 variants before the option orders."""
     h = rng.randint(8, 64)
     return {"c_in": rng.randint(3, 128), "c": rng.randint(8, 256), "h": h, "w": h if rng.random() < 0.6 else rng.randint(8, 64),
-            "orders": {name: rng.sample(range(4), 4) for name in sorted(CHOICES)}}
+            "orders": shuffled_orders(rng, CHOICES)}
 
 
 def note(p: dict) -> str:
@@ -26,24 +27,6 @@ def note(p: dict) -> str:
 
 def answers(p: dict) -> dict:
     return {**solve(p), **{name: choice_answer(p["orders"][name]) for name in sorted(CHOICES)}}
-
-
-def _distinct(reference, mistakes: list[Mistake], check=Exact()) -> list[Mistake]:
-    """Drop known mistakes that the check cannot tell from the right answer (or from an earlier mistake)."""
-    out, seen = [], [reference]
-    for m in mistakes:
-        if not any(check.matches(m.value, v) for v in seen):
-            out.append(m)
-            seen.append(m.value)
-    return out
-
-
-def _choice_part(name: str, order: list[int]) -> Part:
-    item = CHOICES[name]
-    mistakes = [Mistake(item["notes"][i], LETTERS[order.index(i)], item["feedback"][i]) for i in range(1, 4)]
-    return Part(name, 1, item["title"],
-                probe=lambda rng: read_variable(name), reference=lambda probe: choice_answer(order), check=Choice(),
-                mistakes=lambda probe: mistakes, kind="choice")
 
 
 def parts(p: dict) -> list[Part]:
@@ -59,14 +42,14 @@ def parts(p: dict) -> list[Part]:
     all_c = say("The first conv of the stack maps C_in → C, not C → C.", "堆叠中的第一个卷积是 C_in → C,而不是 C → C。")
 
     def stack_mistakes(n: int, key: str) -> list[Mistake]:
-        return _distinct(ref[key], [
+        return distinct_mistakes(ref[key], [
             Mistake("CONV_NO_BIAS", 9 * ci * c + (n - 1) * 9 * c * c, no_bias),
             Mistake("STACK_ALL_CIN", n * (9 * ci * c + c), same_cin),
             Mistake("STACK_ALL_C", n * (9 * c * c + c), all_c),
         ])
 
     def single_mistakes(k: int, key: str) -> list[Mistake]:
-        return _distinct(ref[key], [Mistake("CONV_NO_BIAS", k * k * ci * c, no_bias),
+        return distinct_mistakes(ref[key], [Mistake("CONV_NO_BIAS", k * k * ci * c, no_bias),
                                     Mistake("CONV_NO_CIN", (k * k + 1) * c, say("A kernel spans all C_in input channels.", "每个卷积核覆盖全部 C_in 个输入通道。"))])
 
     inverted = say("The ratio asked for is stack / single large kernel.", "题目要求的比值是 堆叠 / 单个大卷积核。")
@@ -93,24 +76,24 @@ def parts(p: dict) -> list[Part]:
                  Mistake("RF_SINGLE_LAYER", [3, 3], say("Stacking grows the receptive field: R = 1 + n·(K − 1).", "堆叠会扩大感受野:R = 1 + n·(K − 1)。"))]),
         Part("vgg_ratio5", 1, say("Parameter ratio two 3×3 / one 5×5", "参数量之比 两层 3×3 / 一层 5×5"),
              probe=lambda rng: read_variable("vgg_ratio5"), reference=fixed("vgg_ratio5"), check=RATIO,
-             mistakes=lambda probe: _distinct(ref["vgg_ratio5"], [
+             mistakes=lambda probe: distinct_mistakes(ref["vgg_ratio5"], [
                  Mistake("RATIO_INVERTED", 1 / ref["vgg_ratio5"], inverted),
                  Mistake("RATIO_SQUARE_CHANNELS", 18 / 25, say("18/25 holds only when C_in = C and without biases; use this problem's layers.",
                                                                "18/25 只在 C_in = C 且无偏置时成立;请按本题的层计算。"))], RATIO)),
         Part("vgg_ratio7", 1, say("Parameter ratio three 3×3 / one 7×7", "参数量之比 三层 3×3 / 一层 7×7"),
              probe=lambda rng: read_variable("vgg_ratio7"), reference=fixed("vgg_ratio7"), check=RATIO,
-             mistakes=lambda probe: _distinct(ref["vgg_ratio7"], [
+             mistakes=lambda probe: distinct_mistakes(ref["vgg_ratio7"], [
                  Mistake("RATIO_INVERTED", 1 / ref["vgg_ratio7"], inverted),
                  Mistake("RATIO_SQUARE_CHANNELS", 27 / 49, say("27/49 holds only when C_in = C and without biases; use this problem's layers.",
                                                                "27/49 只在 C_in = C 且无偏置时成立;请按本题的层计算。"))], RATIO)),
         Part("vgg_three3_flops", 1, say("FLOPs of three 3×3 convs", "三层 3×3 卷积的 FLOPs"),
              probe=lambda rng: read_variable("vgg_three3_flops"), reference=fixed("vgg_three3_flops"), check=Exact(),
-             mistakes=lambda probe: _distinct(ref["vgg_three3_flops"], [
+             mistakes=lambda probe: distinct_mistakes(ref["vgg_three3_flops"], [
                  Mistake("FLOPS_GAVE_MACS", macs_three3, gave_macs),
                  Mistake("FLOPS_ALL_CIN", 2 * h * w * 3 * 9 * ci * c, same_cin)])),
         Part("vgg_one7_flops", 1, say("FLOPs of one 7×7 conv", "一层 7×7 卷积的 FLOPs"),
              probe=lambda rng: read_variable("vgg_one7_flops"), reference=fixed("vgg_one7_flops"), check=Exact(),
-             mistakes=lambda probe: _distinct(ref["vgg_one7_flops"], [
+             mistakes=lambda probe: distinct_mistakes(ref["vgg_one7_flops"], [
                  Mistake("FLOPS_GAVE_MACS", macs_one7, gave_macs),
                  Mistake("FLOPS_COUNTED_BIAS", 2 * macs_one7 + h * w * c, say("Bias additions are not counted here.", "本题不计偏置加法。"))])),
         Part("alexnet_innovations", 3, say("AlexNet's innovations", "AlexNet 的创新点"),
@@ -129,23 +112,15 @@ def parts(p: dict) -> list[Part]:
                  ("depth", ("深度", "更深", "加深", "层数", "deeper", "depth", "more layers")),
                  ("uniform_design", ("统一", "规则", "模块", "重复", "简洁", "uniform", "regular", "modular", "repeat", "simple", "homogeneous")),
              )), kind="written"),
-        _choice_part("vgg_choice_stack", p["orders"]["vgg_choice_stack"]),
-        _choice_part("alexnet_choice_relu", p["orders"]["alexnet_choice_relu"]),
+        choice_part("vgg_choice_stack", CHOICES["vgg_choice_stack"], p["orders"]["vgg_choice_stack"]),
+        choice_part("alexnet_choice_relu", CHOICES["alexnet_choice_relu"], p["orders"]["alexnet_choice_relu"]),
     ]
-
-
-def context(p: dict) -> dict:
-    items = {}
-    for name, item in CHOICES.items():
-        order = p["orders"][name]
-        items[name] = {"question": item["question"], "answer": choice_answer(order),
-                       "options": [{"letter": LETTERS[i], **item["options"][j]} for i, j in enumerate(order)]}
-    return {"choices": items}
 
 
 PROBLEM = Problem(
     id="alexnet-vgg",
     title=say("AlexNet and VGG: small stacked kernels", "AlexNet 与 VGG:小卷积核的堆叠"),
-    points=16, sample=sample, note=note, parts=parts, answers=answers, context=context,
+    points=16, sample=sample, note=note, parts=parts, answers=answers,
+    context=lambda p: choice_context(CHOICES, p["orders"]),
     template=Path(__file__).with_name("notebook.j2"),
 )

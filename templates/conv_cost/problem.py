@@ -5,6 +5,7 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Array, Exact, Formula, Number, Rubric
+from hwkit.choices import distinct_mistakes
 from hwkit.problem import Mistake, Part, Problem, say
 from hwkit.probes import read_variable
 from solutions.conv_cost import MODEL_ROLE_1X1, out_size, solve
@@ -31,16 +32,6 @@ def answers(p: dict) -> dict:
     return solve(p)
 
 
-def _distinct(reference, mistakes: list[Mistake]) -> list[Mistake]:
-    """Drop known mistakes that coincide with the right answer for this variant (e.g. input size = output size)."""
-    out, seen = [], [reference]
-    for m in mistakes:
-        if m.value not in seen:
-            out.append(m)
-            seen.append(m.value)
-    return out
-
-
 def parts(p: dict) -> list[Part]:
     ref = solve(p)
     k, s, cin, cout, h, w = p["k"], p["stride"], p["c_in"], p["c_out"], p["h"], p["w"]
@@ -59,7 +50,7 @@ def parts(p: dict) -> list[Part]:
                   "遗漏了偏置:每个输出通道有一个偏置,应加上 C_out。")
     inverted = say("The ratio is original / 1×1, not the other way round.", "比值应为 原卷积 / 1×1 卷积,你把它倒过来了。")
 
-    out_mistakes = _distinct(ref["conv_out_hw"], [
+    out_mistakes = distinct_mistakes(ref["conv_out_hw"], [
         Mistake("OUT_IGNORED_PADDING", [out_size(h, k, s, 0), out_size(w, k, s, 0)],
                 say("You left out the padding: H_out = floor((H + 2P - K)/S) + 1.", "遗漏了填充:H_out = floor((H + 2P - K)/S) + 1。")),
         Mistake("OUT_IGNORED_STRIDE", [out_size(h, k, 1, p["padding"]), out_size(w, k, 1, p["padding"])],
@@ -73,7 +64,7 @@ def parts(p: dict) -> list[Part]:
              check=Array(rtol=0, atol=0), mistakes=lambda probe: out_mistakes),
         Part("conv_params", 2, say("Parameters of the conv layer", "卷积层参数量"),
              probe=lambda rng: read_variable("conv_params"), reference=fixed("conv_params"), check=Exact(),
-             mistakes=lambda probe: _distinct(ref["conv_params"], [
+             mistakes=lambda probe: distinct_mistakes(ref["conv_params"], [
                  Mistake("CONV_NO_BIAS", k * k * cin * cout, no_bias),
                  Mistake("CONV_NO_CIN", (k * k + 1) * cout,
                          say("Each kernel spans all C_in input channels: it has K·K·C_in weights.", "每个卷积核覆盖全部 C_in 个输入通道,有 K·K·C_in 个权重。")),
@@ -82,7 +73,7 @@ def parts(p: dict) -> list[Part]:
              ])),
         Part("conv_macs", 2, say("MACs of the conv layer", "卷积层的 MACs"),
              probe=lambda rng: read_variable("conv_macs"), reference=fixed("conv_macs"), check=Exact(),
-             mistakes=lambda probe: _distinct(ref["conv_macs"], [
+             mistakes=lambda probe: distinct_mistakes(ref["conv_macs"], [
                  Mistake("MACS_INPUT_SIZE", in_macs, input_size),
                  Mistake("MACS_GAVE_FLOPS", 2 * macs, say("That is 2 × MACs (the FLOPs); a MAC counts one multiply-add pair once.",
                                                           "这是 2 × MACs(即 FLOPs);一次乘加只算一个 MAC。")),
@@ -91,7 +82,7 @@ def parts(p: dict) -> list[Part]:
              ])),
         Part("conv_flops", 1, say("FLOPs of the conv layer", "卷积层的 FLOPs"),
              probe=lambda rng: read_variable("conv_flops"), reference=fixed("conv_flops"), check=Exact(),
-             mistakes=lambda probe: _distinct(ref["conv_flops"], [
+             mistakes=lambda probe: distinct_mistakes(ref["conv_flops"], [
                  Mistake("FLOPS_GAVE_MACS", macs, gave_macs),
                  Mistake("FLOPS_INPUT_SIZE", 2 * in_macs, input_size),
                  Mistake("FLOPS_COUNTED_BIAS", 2 * macs + ho * wo * cout,
@@ -99,20 +90,20 @@ def parts(p: dict) -> list[Part]:
              ])),
         Part("conv1x1_params", 1, say("Parameters of the 1×1 conv", "1×1 卷积参数量"),
              probe=lambda rng: read_variable("conv1x1_params"), reference=fixed("conv1x1_params"), check=Exact(),
-             mistakes=lambda probe: _distinct(ref["conv1x1_params"], [
+             mistakes=lambda probe: distinct_mistakes(ref["conv1x1_params"], [
                  Mistake("CONV_NO_BIAS", cin * cout, no_bias),
                  Mistake("CONV1X1_KEPT_K", ref["conv_params"],
                          say("A 1×1 kernel has K = 1: C_in weights per output channel.", "1×1 卷积核 K = 1:每个输出通道有 C_in 个权重。")),
              ])),
         Part("conv1x1_flops", 1, say("FLOPs of the 1×1 conv", "1×1 卷积的 FLOPs"),
              probe=lambda rng: read_variable("conv1x1_flops"), reference=fixed("conv1x1_flops"), check=Exact(),
-             mistakes=lambda probe: _distinct(ref["conv1x1_flops"], [
+             mistakes=lambda probe: distinct_mistakes(ref["conv1x1_flops"], [
                  Mistake("FLOPS_GAVE_MACS", macs1, gave_macs),
                  Mistake("FLOPS_INPUT_SIZE", 2 * in_macs1, input_size),
              ])),
         Part("conv_param_ratio", 1, say("Parameter ratio original / 1×1", "参数量之比 原卷积 / 1×1"),
              probe=lambda rng: read_variable("conv_param_ratio"), reference=fixed("conv_param_ratio"), check=Number(rel=2e-3),
-             mistakes=lambda probe: _distinct(ref["conv_param_ratio"], [
+             mistakes=lambda probe: distinct_mistakes(ref["conv_param_ratio"], [
                  Mistake("RATIO_INVERTED", 1 / ref["conv_param_ratio"], inverted),
                  Mistake("RATIO_NO_BIAS", float(k * k),
                          say("K² is the ratio without biases; this problem counts the bias.", "K² 是不含偏置时的比值;本题参数量含偏置。")),

@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from hwkit.checks import Choice, Exact, Number, Rubric
+from hwkit.checks import Exact, Number, Rubric
+from hwkit.choices import choice_answer, choice_context, choice_part, distinct_mistakes, shuffled_orders
 from hwkit.problem import Mistake, Part, Problem, say
 from hwkit.probes import read_variable
-from solutions.conv_vs_fc import CHOICES, LETTERS, MODEL_ROLES, MODEL_SHARING, choice_answer, solve
+from solutions.conv_vs_fc import CHOICES, MODEL_ROLES, MODEL_SHARING, solve
 
 
 def sample(rng: random.Random) -> dict:
@@ -16,7 +17,7 @@ def sample(rng: random.Random) -> dict:
     h = rng.randint(8, 64)
     return {"c": rng.choice([1, 3, 3, 3, 4, 8, 16]), "h": h, "w": h if rng.random() < 0.6 else rng.randint(8, 64),
             "hidden": rng.randint(32, 1024), "k": rng.choice([3, 5, 7]), "c_out": rng.randint(8, 128),
-            "orders": {name: rng.sample(range(4), 4) for name in sorted(CHOICES)}}
+            "orders": shuffled_orders(rng, CHOICES)}
 
 
 def note(p: dict) -> str:
@@ -26,23 +27,6 @@ def note(p: dict) -> str:
 
 def answers(p: dict) -> dict:
     return {**solve(p), **{name: choice_answer(p["orders"][name]) for name in sorted(CHOICES)}}
-
-
-def _distinct(reference, mistakes: list[Mistake]) -> list[Mistake]:
-    out, seen = [], [reference]
-    for m in mistakes:
-        if m.value not in seen:
-            out.append(m)
-            seen.append(m.value)
-    return out
-
-
-def _choice_part(name: str, order: list[int]) -> Part:
-    item = CHOICES[name]
-    mistakes = [Mistake(item["notes"][i], LETTERS[order.index(i)], item["feedback"][i]) for i in range(1, 4)]
-    return Part(name, 1, item["title"],
-                probe=lambda rng: read_variable(name), reference=lambda probe: choice_answer(order), check=Choice(),
-                mistakes=lambda probe: mistakes, kind="choice")
 
 
 def parts(p: dict) -> list[Part]:
@@ -59,24 +43,24 @@ def parts(p: dict) -> list[Part]:
     return [
         Part("fcconv_fc_params", 1, say("FC layer parameters", "全连接层参数量"),
              probe=lambda rng: read_variable("fcconv_fc_params"), reference=fixed("fcconv_fc_params"), check=Exact(),
-             mistakes=lambda probe: _distinct(ref["fcconv_fc_params"], [
+             mistakes=lambda probe: distinct_mistakes(ref["fcconv_fc_params"], [
                  Mistake("FC_NO_BIAS", n_in * d, no_bias),
                  Mistake("FC_NO_CHANNELS", h * w * d + d, say("The flattened image has C·H·W inputs, channels included.",
                                                              "展平后的输入有 C·H·W 个元素,要包括通道数。"))])),
         Part("fcconv_conv_params", 1, say("Conv layer parameters", "卷积层参数量"),
              probe=lambda rng: read_variable("fcconv_conv_params"), reference=fixed("fcconv_conv_params"), check=Exact(),
-             mistakes=lambda probe: _distinct(ref["fcconv_conv_params"], [
+             mistakes=lambda probe: distinct_mistakes(ref["fcconv_conv_params"], [
                  Mistake("CONV_NO_BIAS", k * k * c * co, no_bias),
                  Mistake("CONV_NO_CIN", (k * k + 1) * co, say("Each kernel spans all C input channels.", "每个卷积核覆盖全部 C 个输入通道。"))])),
         Part("fcconv_fc_same_params", 2, say("FC layer with the conv's output volume", "输出与卷积相同的全连接层参数量"),
              probe=lambda rng: read_variable("fcconv_fc_same_params"), reference=fixed("fcconv_fc_same_params"), check=Exact(),
-             mistakes=lambda probe: _distinct(ref["fcconv_fc_same_params"], [
+             mistakes=lambda probe: distinct_mistakes(ref["fcconv_fc_same_params"], [
                  Mistake("FC_NO_BIAS", n_in * n_out, no_bias),
                  Mistake("FC_BIAS_PER_CHANNEL", n_in * n_out + co,
                          say("A fully connected layer has one bias per output unit: C_out·H·W of them.", "全连接层每个输出单元一个偏置,共 C_out·H·W 个。"))])),
         Part("fcconv_local_params", 2, say("Locally connected layer parameters", "局部连接层(不共享参数)参数量"),
              probe=lambda rng: read_variable("fcconv_local_params"), reference=fixed("fcconv_local_params"), check=Exact(),
-             mistakes=lambda probe: _distinct(ref["fcconv_local_params"], [
+             mistakes=lambda probe: distinct_mistakes(ref["fcconv_local_params"], [
                  Mistake("LOCAL_SHARED", ref["fcconv_conv_params"],
                          say("That is the shared conv; without sharing every output position has its own kernels.",
                              "这是共享参数的卷积;不共享时每个输出位置都有自己的一组卷积核。")),
@@ -110,23 +94,15 @@ def parts(p: dict) -> list[Part]:
                  ("fewer_parameters", ("参数量", "参数数量", "参数少", "参数更少", "减少参数", "fewer param", "fewer weight", "number of parameters", "parameter count", "less param", "fewer")),
                  ("overfitting", ("过拟合", "泛化", "overfit", "generaliz", "generalis")),
              )), kind="written"),
-        _choice_part("fcconv_choice_pool", p["orders"]["fcconv_choice_pool"]),
-        _choice_part("fcconv_choice_sharing", p["orders"]["fcconv_choice_sharing"]),
+        choice_part("fcconv_choice_pool", CHOICES["fcconv_choice_pool"], p["orders"]["fcconv_choice_pool"]),
+        choice_part("fcconv_choice_sharing", CHOICES["fcconv_choice_sharing"], p["orders"]["fcconv_choice_sharing"]),
     ]
-
-
-def context(p: dict) -> dict:
-    items = {}
-    for name, item in CHOICES.items():
-        order = p["orders"][name]
-        items[name] = {"question": item["question"], "answer": choice_answer(order),
-                       "options": [{"letter": LETTERS[i], **item["options"][j]} for i, j in enumerate(order)]}
-    return {"choices": items}
 
 
 PROBLEM = Problem(
     id="conv-vs-fc",
     title=say("Convolution vs fully connected layers", "卷积层与全连接层"),
-    points=16, sample=sample, note=note, parts=parts, answers=answers, context=context,
+    points=16, sample=sample, note=note, parts=parts, answers=answers,
+    context=lambda p: choice_context(CHOICES, p["orders"]),
     template=Path(__file__).with_name("notebook.j2"),
 )

@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Array, Cases, Exact, Fields, Formula, Number, Rubric
+from hwkit.choices import distinct_mistakes
 from hwkit.problem import Mistake, Part, Problem, Probe, say
 from hwkit.probes import read_variable
 from solutions.depthwise_separable import (COST_FORMULA, MODEL_PRINCIPLE, MODULE_RUN, PUBLIC_PROBE, analyse_module,
@@ -30,15 +31,6 @@ def note(p: dict) -> str:
 
 def answers(p: dict) -> dict:
     return solve(p)
-
-
-def _distinct(reference, mistakes: list[Mistake]) -> list[Mistake]:
-    out, seen = [], [reference]
-    for m in mistakes:
-        if m.value not in seen:
-            out.append(m)
-            seen.append(m.value)
-    return out
 
 
 def _module_probe(rng: random.Random) -> Probe:
@@ -101,11 +93,11 @@ def parts(p: dict) -> list[Part]:
                  Mistake("RATIO_INVERTED", "K**2*C_out/(K**2 + C_out)", inverted)]),
         Part("ds_standard_params", 1, say("Standard conv parameters (numbers)", "标准卷积参数量(数值)"),
              probe=lambda rng: read_variable("ds_standard_params"), reference=fixed("ds_standard_params"), check=Exact(),
-             mistakes=lambda probe: _distinct(ref["ds_standard_params"], [
+             mistakes=lambda probe: distinct_mistakes(ref["ds_standard_params"], [
                  Mistake("CONV_WITH_BIAS", ref["ds_standard_params"] + cout, with_bias)])),
         Part("ds_separable_params", 1, say("Depthwise separable parameters (numbers)", "深度可分离卷积参数量(数值)"),
              probe=lambda rng: read_variable("ds_separable_params"), reference=fixed("ds_separable_params"), check=Exact(),
-             mistakes=lambda probe: _distinct(ref["ds_separable_params"], [
+             mistakes=lambda probe: distinct_mistakes(ref["ds_separable_params"], [
                  Mistake("DSCONV_NO_GROUPS", k * k * cin * cout, full_depthwise),
                  Mistake("DS_DEPTHWISE_FULL", k * k * cin * cin + cin * cout, full_depthwise),
                  Mistake("DS_DEPTHWISE_PER_OUTPUT", k * k * cout + cin * cout, per_output),
