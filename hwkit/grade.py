@@ -199,7 +199,7 @@ def _init_worker(slots, warm: bool = False) -> None:
 def _grade_in_worker(course_root: str, assignment_id: str, student_id: str, path: str | None, problem: str,
                      sandbox: bool, warm: bool = False) -> tuple[dict, str | None]:
     course = load_course(Path(course_root))
-    course.assignment(assignment_id)  # validates the assignment file before any work
+    assignment = course.assignment(assignment_id)
     student = next(s for s in course.roster if s.student_id == student_id)
     sub = Submission(student_id, Path(path) if path else None, problem)
     from hwkit.sandbox import SandboxLeak
