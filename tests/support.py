@@ -92,3 +92,14 @@ def hwkit(*args, check: bool = True, timeout: int = 900, cwd=None) -> subprocess
 def read_grades(path: Path) -> dict[str, dict]:
     with open(path, newline="", encoding="utf-8") as f:
         return {row["student_id"]: row for row in csv.DictReader(f)}
+
+
+def assert_reference_full_and_starter_zero(root: Path, sid: str, part_ids) -> None:
+    """The generated solution earns every point; the untouched starter earns none, each part saying why."""
+    results = grade_one(root, sid, solution_notebook(root, sid))
+    assert set(results) == set(part_ids)
+    for pid, r in results.items():
+        assert r.score == r.max_points, (pid, r.note, r.feedback)
+    results = grade_one(root, sid, release_notebook(root, sid))
+    for pid, r in results.items():
+        assert r.score == 0 and r.note in ("NOT_ANSWERED", "RAISED"), (pid, r.note)

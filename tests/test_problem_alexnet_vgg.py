@@ -12,7 +12,7 @@ from hwkit.checks import Reply, grade_reply
 from hwkit.probes import as_reply
 from hwkit.choices import LETTERS
 from solutions.alexnet_vgg import stack
-from tests.support import append_cell, grade_one, make_course, release_notebook, solution_notebook
+from tests.support import assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, solution_notebook
 
 PROBLEM = get_problem("alexnet-vgg")
 PART_IDS = ["vgg_two3_params", "vgg_one5_params", "vgg_three3_params", "vgg_one7_params", "vgg_rf", "vgg_ratio5",
@@ -75,14 +75,7 @@ def test_notebook_grading(tmp_path):
     params = json.loads((root / "source" / "t" / "answers.json").read_text())["students"]["s001"]["alexnet-vgg"]["params"]
     letter = {name: [LETTERS[order.index(i)] for i in range(4)] for name, order in params["orders"].items()}
 
-    results = grade_one(root, "s001", solution_notebook(root, "s001"))
-    assert set(results) == set(PART_IDS)
-    for pid, r in results.items():
-        assert r.score == r.max_points, (pid, r.note, r.feedback)
-
-    results = grade_one(root, "s001", release_notebook(root, "s001"))
-    for pid, r in results.items():
-        assert r.score == 0 and r.note in ("NOT_ANSWERED", "RAISED"), (pid, r.note)
+    assert_reference_full_and_starter_zero(root, "s001", PART_IDS)
 
     nb = append_cell(solution_notebook(root, "s001"), (
         "vgg_two3_params = 2 * vgg_conv_params(vgg_c_in, vgg_c, 3)\n"

@@ -10,7 +10,7 @@ import numpy as np
 from hwkit.bank import get_problem
 from hwkit.probes import as_reply
 from solutions.cifar_visualize import LABEL_NAMES, batch_files, concat_grid, make_batch, make_grid, to_rows
-from tests.support import append_cell, grade_one, make_course, release_notebook, solution_notebook
+from tests.support import assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, solution_notebook
 
 PROBLEM = get_problem("cifar-visualize")
 PART_IDS = ["cifar_to_tensor", "cifar_denormalize", "cifar_show_subplots", "cifar_make_grid",
@@ -217,15 +217,7 @@ def test_notebook_grading(tmp_path):
     root = make_course(tmp_path, ["cifar-visualize"], students=["s001"])
 
     # (2) the solution notebook earns full marks
-    results = grade_one(root, "s001", solution_notebook(root, "s001"))
-    assert set(results) == set(PART_IDS)
-    for pid, r in results.items():
-        assert r.score == r.max_points, (pid, r.note, r.feedback)
-
-    # (5) the starter notebook: nothing answered
-    results = grade_one(root, "s001", release_notebook(root, "s001"))
-    for pid, r in results.items():
-        assert r.score == 0 and r.note in ("NOT_ANSWERED", "RAISED"), (pid, r.note)
+    assert_reference_full_and_starter_zero(root, "s001", PART_IDS)
 
     # (3) plausible wrong answers, every part in each of two notebooks
     for source, expected in ((WRONG_1, {"cifar_to_tensor": "CIFAR_RESHAPE_HWC", "cifar_denormalize": "DENORM_NO_CLAMP",

@@ -10,7 +10,7 @@ from torch import nn
 
 from hwkit.bank import get_problem
 from hwkit.probes import as_reply
-from tests.support import append_cell, grade_one, make_course, release_notebook, solution_notebook
+from tests.support import assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, solution_notebook
 
 PROBLEM = get_problem("conv-cost")
 PART_IDS = ["conv_out_hw", "conv_params", "conv_macs", "conv_flops", "conv1x1_params", "conv1x1_flops",
@@ -53,15 +53,7 @@ def test_notebook_grading(tmp_path):
     s = params["stride"]
 
     # (2) the solution notebook earns full marks
-    results = grade_one(root, "s001", solution_notebook(root, "s001"))
-    assert set(results) == set(PART_IDS)
-    for pid, r in results.items():
-        assert r.score == r.max_points, (pid, r.note, r.feedback)
-
-    # (5) the starter notebook: nothing answered
-    results = grade_one(root, "s001", release_notebook(root, "s001"))
-    for pid, r in results.items():
-        assert r.score == 0 and r.note in ("NOT_ANSWERED", "RAISED"), (pid, r.note)
+    assert_reference_full_and_starter_zero(root, "s001", PART_IDS)
 
     # (3) two rounds of plausible wrong answers (each part is scored alone, so one notebook carries many)
     nb = append_cell(solution_notebook(root, "s001"), (

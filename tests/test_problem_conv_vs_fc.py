@@ -8,7 +8,7 @@ from collections import Counter
 from hwkit.bank import get_problem
 from hwkit.checks import Reply, grade_reply
 from hwkit.probes import as_reply
-from tests.support import append_cell, grade_one, make_course, release_notebook, solution_notebook
+from tests.support import assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, solution_notebook
 
 PROBLEM = get_problem("conv-vs-fc")
 PART_IDS = ["fcconv_fc_params", "fcconv_conv_params", "fcconv_fc_same_params", "fcconv_local_params",
@@ -54,16 +54,8 @@ def test_written_answers_in_english_and_chinese():
 
 def test_notebook_grading(tmp_path):
     root = make_course(tmp_path, ["conv-vs-fc"], students=["s001"], lang="zh")
-    answers = json.loads((root / "source" / "t" / "answers.json").read_text())["students"]["s001"]["conv-vs-fc"]["answers"]
 
-    results = grade_one(root, "s001", solution_notebook(root, "s001"))
-    assert set(results) == set(PART_IDS)
-    for pid, r in results.items():
-        assert r.score == r.max_points, (pid, r.note, r.feedback)
-
-    results = grade_one(root, "s001", release_notebook(root, "s001"))
-    for pid, r in results.items():
-        assert r.score == 0 and r.note in ("NOT_ANSWERED", "RAISED"), (pid, r.note)
+    assert_reference_full_and_starter_zero(root, "s001", PART_IDS)
 
     params = json.loads((root / "source" / "t" / "answers.json").read_text())["students"]["s001"]["conv-vs-fc"]["params"]
     from hwkit.choices import LETTERS

@@ -12,7 +12,7 @@ from hwkit.bank import get_problem
 from hwkit.checks import Reply, grade_reply
 from hwkit.probes import as_reply
 from solutions.custom_dataset import hidden_tree, index_files, training_files
-from tests.support import append_cell, grade_one, make_course, release_notebook, solution_notebook
+from tests.support import assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, solution_notebook
 
 PROBLEM = get_problem("custom-dataset")
 PART_IDS = ["cd_labels", "cd_items", "cd_loader", "cd_show_batch"]
@@ -236,15 +236,7 @@ def test_notebook_grading(tmp_path):
     params = json.loads((root / "source" / "t" / "answers.json").read_text())["students"]["s001"]["custom-dataset"]["params"]
 
     # (2) the solution notebook earns full marks
-    results = grade_one(root, "s001", solution_notebook(root, "s001"))
-    assert set(results) == set(PART_IDS)
-    for pid, r in results.items():
-        assert r.score == r.max_points, (pid, r.note, r.feedback)
-
-    # (5) the starter notebook: nothing answered
-    results = grade_one(root, "s001", release_notebook(root, "s001"))
-    for pid, r in results.items():
-        assert r.score == 0 and r.note in ("NOT_ANSWERED", "RAISED"), (pid, r.note)
+    assert_reference_full_and_starter_zero(root, "s001", PART_IDS)
 
     # (3) plausible wrong answers, several parts per notebook
     results = grade_one(root, "s001", append_cell(solution_notebook(root, "s001"), WRONG_1))

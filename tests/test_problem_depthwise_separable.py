@@ -12,7 +12,7 @@ from hwkit.bank import get_problem
 from hwkit.checks import Reply, grade_reply
 from hwkit.probes import as_reply
 from solutions.depthwise_separable import DepthwiseSeparableConv
-from tests.support import append_cell, grade_one, make_course, release_notebook, solution_notebook
+from tests.support import assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, solution_notebook
 
 PROBLEM = get_problem("depthwise-separable")
 PART_IDS = ["ds_principle", "ds_standard_formula", "ds_separable_formula", "ds_cost_formula", "ds_ratio_formula",
@@ -130,15 +130,7 @@ def test_notebook_grading(tmp_path):
     root = make_course(tmp_path, ["depthwise-separable"], students=["s001"])
 
     # (2) the solution notebook earns full marks
-    results = grade_one(root, "s001", solution_notebook(root, "s001"))
-    assert set(results) == set(PART_IDS)
-    for pid, r in results.items():
-        assert r.score == r.max_points, (pid, r.note, r.feedback)
-
-    # (5) the starter notebook: nothing answered, the module raises
-    results = grade_one(root, "s001", release_notebook(root, "s001"))
-    for pid, r in results.items():
-        assert r.score == 0 and r.note in ("NOT_ANSWERED", "RAISED"), (pid, r.note)
+    assert_reference_full_and_starter_zero(root, "s001", PART_IDS)
 
     # (4) an alternative module (ModuleList + Linear) earns full marks; (3) wrong answers, round 1
     nb = append_cell(solution_notebook(root, "s001"), MODULELIST_LINEAR + (

@@ -11,7 +11,7 @@ from torch import nn
 from hwkit.bank import get_problem
 from hwkit.probes import as_reply
 from solutions.lstm import lstm_cell_manual, lstm_forward_manual, lstm_param_formula, torch_lstm_forward
-from tests.support import append_cell, grade_one, make_course, release_notebook, solution_notebook
+from tests.support import assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, release_notebook, solution_notebook
 
 PROBLEM = get_problem("lstm")
 PART_IDS = ["lstm_cell", "lstm_forward", "lstm_param_count"]
@@ -143,15 +143,7 @@ def test_notebook_grading(tmp_path):
     fmt = {"I": params["pc_input"], "H": params["pc_hidden"], "L": params["pc_layers"]}
 
     # (2) the solution notebook earns full marks
-    results = grade_one(root, "s001", solution_notebook(root, "s001"))
-    assert set(results) == set(PART_IDS)
-    for pid, r in results.items():
-        assert r.score == r.max_points, (pid, r.note, r.feedback)
-
-    # (5) the starter notebook: nothing answered
-    results = grade_one(root, "s001", release_notebook(root, "s001"))
-    for pid, r in results.items():
-        assert r.score == 0 and r.note in ("NOT_ANSWERED", "RAISED"), (pid, r.note)
+    assert_reference_full_and_starter_zero(root, "s001", PART_IDS)
 
     # (3) plausible wrong answers, with their notes
     rounds = [

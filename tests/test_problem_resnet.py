@@ -9,7 +9,7 @@ import torch
 from hwkit.bank import get_problem
 from hwkit.probes import as_reply
 from solutions.resnet import measure, model_facts
-from tests.support import append_cell, grade_one, make_course, release_notebook, solution_notebook
+from tests.support import assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, release_notebook, solution_notebook
 
 PROBLEM = get_problem("resnet")
 PART_IDS = ["resnet_dydx", "resnet_chain_grad", "resnet_block", "resnet_identity", "resnet_model"]
@@ -189,15 +189,7 @@ def test_notebook_grading(tmp_path):
     k = params["chain_k"]
 
     # (2) the solution notebook earns full marks
-    results = grade_one(root, "s001", solution_notebook(root, "s001"))
-    assert set(results) == set(PART_IDS)
-    for pid, r in results.items():
-        assert r.score == r.max_points, (pid, r.note, r.feedback)
-
-    # (5) the starter notebook: nothing answered
-    results = grade_one(root, "s001", release_notebook(root, "s001"))
-    for pid, r in results.items():
-        assert r.score == 0 and r.note in ("NOT_ANSWERED", "RAISED"), (pid, r.note)
+    assert_reference_full_and_starter_zero(root, "s001", PART_IDS)
 
     # (3) plausible wrong answers, with their notes (None: that part is right in this round)
     rounds = [

@@ -11,7 +11,7 @@ from hwkit.bank import get_problem
 from hwkit.checks import Reply, grade_reply
 from hwkit.probes import as_reply
 from solutions.weight_init import activation_stds, init_weights
-from tests.support import append_cell, grade_one, make_course, release_notebook, solution_notebook
+from tests.support import assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, release_notebook, solution_notebook
 
 PROBLEM = get_problem("weight-init")
 PART_IDS = ["wi_xavier_var", "wi_he_var", "wi_xavier_std", "wi_he_std", "init_weights", "activation_stds", "wi_why"]
@@ -181,15 +181,7 @@ def test_notebook_grading(tmp_path):
     root = make_course(tmp_path, ["weight-init"], students=["s001"])
 
     # (2) the solution notebook earns full marks
-    results = grade_one(root, "s001", solution_notebook(root, "s001"))
-    assert set(results) == set(PART_IDS)
-    for pid, r in results.items():
-        assert r.score == r.max_points, (pid, r.note, r.feedback)
-
-    # (5) the starter notebook: nothing answered
-    results = grade_one(root, "s001", release_notebook(root, "s001"))
-    for pid, r in results.items():
-        assert r.score == 0 and r.note in ("NOT_ANSWERED", "RAISED"), (pid, r.note)
+    assert_reference_full_and_starter_zero(root, "s001", PART_IDS)
 
     # (3) plausible wrong answers, with their notes
     rounds = [
