@@ -1,6 +1,7 @@
 """Quiz: BatchNorm forward in training mode on a small batch, and the running variance after the step."""
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
@@ -12,10 +13,35 @@ from solutions.quiz import batchnorm_formula, batchnorm_train, distinct, running
 EPS, MOMENTUM = 1e-5, 0.1
 
 
+def _rounds_short(values: list[int]) -> bool:
+    """True when some output of this column would be a short decimal. An entry at the column mean has x̂ = 0 and
+    outputs exactly β; and when n*Σx² - (Σx)² is a perfect square the whole column's x̂ are fractions (±1, ±1/2,
+    3/4 ...), so that γ·x̂ + β rounds, at 4 significant digits, to a one- or two-decimal number such as -1.3."""
+    n, total = len(values), sum(values)
+    spread = n * sum(v * v for v in values) - total * total
+    return any(n * v == total for v in values) or math.isqrt(spread) ** 2 == spread
+
+
+def _column(rng: random.Random, n: int) -> list[int]:
+    """n whole numbers in [-9, 9] whose outputs do not round to short decimals (see _rounds_short): such a number
+    turns up, by coincidence, in some other statement of the quiz (a logit, a weight), and the release folder
+    must not contain any answer. The first n - 2 values are free, the next one is not equal to all of them (four
+    equal values and a fifth always give a perfect square) and the last one is drawn from the values that keep
+    the column clear; with the first n - 1 values not all equal at least 13 of the 19 qualify, for every n in
+    3..6 (checked over all columns: by construction, no rejection). Whole numbers, not one-decimal ones: the
+    outputs are irrational and about one in a hundred still rounds to a one-decimal number; a statement full of
+    one-decimal inputs such as -1.3 would contain it too often."""
+    values = [rng.randint(-9, 9) for _ in range(n - 2)]
+    values.append(rng.choice([v for v in range(-9, 10) if len(set(values)) > 1 or v != values[0]]))
+    values.append(rng.choice([v for v in range(-9, 10) if not _rounds_short(values + [v])]))
+    return values
+
+
 def sample(rng: random.Random) -> dict:
     n, f = rng.randint(3, 6), rng.randint(2, 3)
-    return {"x": [[rng.randint(-30, 30) / 10 for _ in range(f)] for _ in range(n)],
-            "gamma": [rng.randint(5, 20) / 10 for _ in range(f)], "beta": [rng.randint(-10, 10) / 10 for _ in range(f)]}
+    columns = [_column(rng, n) for _ in range(f)]
+    return {"x": [[column[i] for column in columns] for i in range(n)],
+            "gamma": [rng.randint(5, 20) / 10 for _ in range(f)], "beta": [rng.randint(-9, 9) / 10 for _ in range(f)]}
 
 
 def note(params: dict) -> str:

@@ -13,8 +13,21 @@ NUMBER = Number(rel=2e-3)
 FORMULA = Formula(symbols=("p", "x"))
 
 
+# p = 0.05, 0.08 and 0.25 are left out: 2/lambda for a whole eigenvalue lambda (40, 25, 8), answers of
+# quiz-max-lr, and the release folder must not contain any answer.
+DROP_PROBABILITIES = [k / 100 for k in range(5, 81) if k not in (5, 8, 25)]
+
+
 def sample(rng: random.Random) -> dict:
-    return {"p": rng.randint(5, 80) / 100, "a": rng.randint(1, 1999) / 100}
+    """a has one decimal, not two: a two-decimal a (13.15) holds a three-significant-digit number (3.15) that the
+    rounded form of some answer of another item matches by coincidence now and then (the release folder must not
+    contain any answer); one-decimal tails (3.1) are too short to count. a >= 0.5 keeps the mean (1 - p)*a, exact
+    to three decimals, at 0.1 or more (no 0.03 like a learning rate elsewhere), and the few a whose mean is p
+    itself, 0.99 or 0.999 (the start of beta2 = 0.999 in quiz-momentum-adam) are left out: 73 x ~1495 variants."""
+    p = rng.choice(DROP_PROBABILITIES)
+    keep = 100 - round(p * 100)   # (1 - p)*a = keep * (10*a) / 1000, exactly
+    tenths = [t for t in range(5, 1500) if keep * t not in (10 * round(p * 100), 990, 999)]
+    return {"p": p, "a": rng.choice(tenths) / 10}
 
 
 def note(params: dict) -> str:

@@ -12,12 +12,39 @@ from hwkit.probes import read_variable
 from solutions.quiz import distinct, gd_step, intify, quadratic_grad
 
 
+# No answer may be a short round decimal, or one that rounds to a few digits: it would turn up, by coincidence,
+# as a number in some other statement of the same quiz (a logit -1.6, a weight 0.25) or in the notebook's
+# metadata (a tolerance 0.002), and the release folder must not contain any answer. lr has three decimals ending
+# in 1, 3, 7 or 9, x0 is nonzero and b is drawn so that no entry of the (integer) gradient g is a multiple of 10:
+# then lr*g, and x1 = x0 - lr*g, have exactly three decimals ending in a nonzero digit, the value itself at 4
+# significant digits; b also keeps |x1| >= 0.1 (below, 0.047 would have two significant digits). No rate starts
+# with 0.02, 0.04, 0.05 or 0.08: 2/lambda for a whole eigenvalue (0.04, 0.05, 0.08 ...), answers of quiz-max-lr.
+LEARNING_RATES = [k / 1000 for k in (*range(31, 40), *range(61, 80), *range(91, 100)) if k % 10 in (1, 3, 7, 9)]
+
+
+def _nonzero(rng: random.Random, hi: int) -> int:
+    return rng.choice([-1, 1]) * rng.randint(1, hi)
+
+
 def sample(rng: random.Random) -> dict:
-    """A = [[a, e], [e, c]] is symmetric positive definite by construction: a > 0 and c > e^2/a."""
+    """A = [[a, e], [e, c]] is symmetric positive definite by construction: a > 0 and c > e^2/a. Each b_i is drawn
+    from the values in [-6, 6] that keep g_i = (A x0)_i - b_i off the multiples of 10 (at most 2 of the 13 values),
+    x1_i = x0_i - lr*g_i out of (-0.1, 0.1) (an interval 0.2 wide; b moves x1_i by lr >= 0.031: at most 7 values)
+    and off 0.999, a number in the statement of quiz-momentum-adam (at most 1): at least 5 values are left to draw
+    from, for every A, x0 and lr (checked over all of them: by construction, no rejection)."""
     a, e = rng.randint(1, 9), rng.randint(-6, 6)
     c = e * e // a + 1 + rng.randint(0, 6)
-    return {"A": [[a, e], [e, c]], "b": [rng.randint(-6, 6), rng.randint(-6, 6)],
-            "x0": [rng.randint(-5, 5), rng.randint(-5, 5)], "lr": rng.choice([0.01, 0.02, 0.05, 0.1, 0.2, 0.25])}
+    x0 = [_nonzero(rng, 5), _nonzero(rng, 5)]
+    lr = rng.choice(LEARNING_RATES)
+    k = round(lr * 1000)
+    ax = [a * x0[0] + e * x0[1], e * x0[0] + c * x0[1]]
+
+    def allowed(i: int, v: int) -> bool:
+        x1 = 1000 * x0[i] - k * (ax[i] - v)   # in thousandths
+        return (ax[i] - v) % 10 != 0 and abs(x1) >= 100 and x1 != 999
+
+    b = [rng.choice([v for v in range(-6, 7) if allowed(i, v)]) for i in range(2)]
+    return {"A": [[a, e], [e, c]], "b": b, "x0": x0, "lr": lr}
 
 
 def note(params: dict) -> str:

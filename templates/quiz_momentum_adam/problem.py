@@ -12,18 +12,40 @@ from hwkit.probes import read_variable
 from solutions.quiz import adam_step, adam_step_formula, distinct, momentum_ema_steps, momentum_steps
 
 
-def _vec(rng: random.Random, lo: int, hi: int, nonzero: bool = False) -> list[float]:
-    """Three one-decimal numbers in [lo/10, hi/10]; nonzero ones drawn as sign * magnitude (no rejection)."""
-    if nonzero:
-        return [rng.choice([-1, 1]) * rng.randint(1, hi) / 10 for _ in range(3)]
-    return [rng.randint(lo, hi) / 10 for _ in range(3)]
+def _ints(rng: random.Random, hi: int) -> list[int]:
+    """Three nonzero integers in [-hi, hi], drawn as sign * magnitude (no rejection)."""
+    return [rng.choice([-1, 1]) * rng.randint(1, hi) for _ in range(3)]
+
+
+# No answer may be a short round decimal, or one that rounds to a few digits: it would turn up, by coincidence,
+# as a number in some other statement of the same quiz, and the release folder must not contain any answer.
+# Whole-number x0 and gradients, and steps drawn so that every answer has an exact short expansion that ends in
+# a nonzero digit (then its 4-significant-digit form is the value itself, never a rounded 1.3 or -2.2):
+# - momentum: x2 = x0 - lr*((1+beta)*g1 + g2). With 10*(1+beta) in {13, 17, 19} and 0 < |g1| < 10, the sum has
+#   exactly one decimal, nonzero; lr has two decimals ending in 1, 3, 7 or 9, so x2 has exactly three decimals;
+# - Adam: the first step moves each coordinate by lr*g1/(|g1| + eps), lr to within 1e-8 relative, so x1 = x0 -+ lr
+#   with a three-decimal lr (not 0.001, from which x0 = 1 would give 0.999, i.e. beta2).
+# The rates are statement numbers too, which answers of other items (small probabilities, gradients) round to
+# now and then: with one significant digit only values within 5e-6 of 0.03 (5e-7 of 0.003) do so, where 0.013
+# would catch those near 0.013 and near 0.01. None is 0.05 or starts with 0.04 or 0.08: 2/lambda for a whole
+# eigenvalue, answers of quiz-max-lr.
+MOMENTUM_LRS = [0.01, 0.03, 0.07, 0.09]
+MOMENTUM_BETAS = [0.3, 0.7, 0.9]
+ADAM_LRS = [0.002, 0.003, 0.005, 0.007, 0.009]
 
 
 def sample(rng: random.Random) -> dict:
-    return {"x0": _vec(rng, -20, 20), "g1": _vec(rng, -30, 30, nonzero=True), "g2": _vec(rng, -30, 30, nonzero=True),
-            "lr": rng.choice([0.01, 0.05, 0.1, 0.2]), "beta": rng.choice([0.5, 0.8, 0.9, 0.95]),
-            "adam_lr": rng.choice([0.001, 0.01, 0.05, 0.1]), "beta1": rng.choice([0.8, 0.9]),
-            "beta2": rng.choice([0.999, 0.9999]), "eps": 1e-8}
+    """x0 is drawn last, each entry from the nonzero integers in [-3, 3] that keep x2 = x0 - lr*s, s = (1+beta)*g1 + g2
+    (worked out exactly, in thousandths), out of (-0.1, 0.1), where it would have one or two significant digits,
+    and off 0.999, a number in the statement (beta2): at most 2 of the 6 values are left out (no rejection)."""
+    g1, g2 = _ints(rng, 5), _ints(rng, 5)
+    lr, beta = rng.choice(MOMENTUM_LRS), rng.choice(MOMENTUM_BETAS)
+    x0 = []
+    for a, b in zip(g1, g2):
+        step = round(lr * 100) * (round((1 + beta) * 10) * a + 10 * b)   # 1000 * lr * s, exactly
+        x0.append(rng.choice([v for v in (-3, -2, -1, 1, 2, 3) if abs(1000 * v - step) >= 100 and 1000 * v - step != 999]))
+    return {"x0": x0, "g1": g1, "g2": g2, "lr": lr, "beta": beta, "adam_lr": rng.choice(ADAM_LRS),
+            "beta1": rng.choice([0.8, 0.9]), "beta2": rng.choice([0.999, 0.9999]), "eps": 1e-8}
 
 
 def note(params: dict) -> str:

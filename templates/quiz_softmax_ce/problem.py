@@ -14,8 +14,11 @@ from solutions.quiz import cross_entropy, distinct, softmax
 
 
 def sample(rng: random.Random) -> dict:
+    """Logits in [0, 8] (softmax depends only on their differences): a negative one-decimal logit such as -1.6
+    is hit, by coincidence, by any answer of another item that rounds to it at 4 significant digits, and the
+    release folder must not contain any answer; 1.6 is too short to count."""
     k = rng.randint(3, 6)
-    return {"logits": [rng.randint(-40, 40) / 10 for _ in range(k)], "target": rng.randrange(k)}
+    return {"logits": [rng.randint(0, 80) / 10 for _ in range(k)], "target": rng.randrange(k)}
 
 
 def note(params: dict) -> str:
