@@ -135,7 +135,7 @@ def _notebook(course: Course, assignment: Assignment, variant: StudentVariant, l
             "variant": {pv.problem.id: pv.note for pv in variant.problems},
             "variant_id": keyed_letters(course.secret, "variant", assignment.assignment_id, sid, length=16)}
     if bundle is not None:
-        meta["selfcheck"] = bundle
+        meta["selfcheck"] = selfcheck.pack_bundle(bundle)
     nb.metadata["hwkit"] = meta
     return nb
 

@@ -113,7 +113,7 @@ def _run(source, payload):
 '''
 
 
-def _encode(value, depth: int = 0):
+def encode_data(value, depth: int = 0):
     if depth > _MAX_DEPTH:
         raise ValueError("probe inputs nested too deeply")
     if isinstance(value, np.ndarray):
@@ -121,9 +121,9 @@ def _encode(value, depth: int = 0):
         np.save(buf, np.ascontiguousarray(value), allow_pickle=False)
         return {"__npy__": base64.b64encode(buf.getvalue()).decode("ascii")}
     if isinstance(value, (list, tuple)):
-        return [_encode(v, depth + 1) for v in value]
+        return [encode_data(v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {str(k): _encode(v, depth + 1) for k, v in value.items()}
+        return {str(k): encode_data(v, depth + 1) for k, v in value.items()}
     if isinstance(value, np.generic):
         return value.item()
     return value
@@ -133,17 +133,23 @@ _TO_LETTERS = bytes.maketrans(b"0123456789abcdef", b"abcdefghijklmnop")
 _FROM_LETTERS = bytes.maketrans(b"abcdefghijklmnop", b"0123456789abcdef")
 
 
-def pack_inputs(inputs: dict) -> str:
-    """Probe inputs as one compressed blob spelled in the letters a-p: a notebook that carries public
-    inputs then holds no digit run that could read as an answer."""
-    raw = zlib.compress(json.dumps(_encode(inputs), sort_keys=True).encode("utf-8"), 9)
+def pack_letters(data) -> str:
+    """JSON data as one compressed blob spelled in the letters a-p: a notebook that
+    carries it holds no digit run that could read as an answer."""
+    raw = zlib.compress(json.dumps(data, sort_keys=True, ensure_ascii=False).encode("utf-8"), 9)
     return raw.hex().encode("ascii").translate(_TO_LETTERS).decode("ascii")
 
 
-def unpack_inputs(blob: str, max_bytes: int = 64 * 2**20) -> dict:
-    raw = bytes.fromhex(blob.encode("ascii").translate(_FROM_LETTERS).decode("ascii"))
-    text = zlib.decompressobj().decompress(raw, max_bytes)
-    return _decode(json.loads(text))
+def unpack_letters(blob: str, max_bytes: int = 64 * 2**20):
+    """The inverse of pack_letters; raises ValueError on anything malformed."""
+    if not isinstance(blob, str):
+        raise ValueError("not a packed blob")
+    try:
+        raw = bytes.fromhex(blob.encode("ascii").translate(_FROM_LETTERS).decode("ascii"))
+        text = zlib.decompressobj().decompress(raw, max_bytes)
+        return json.loads(text)
+    except (UnicodeError, zlib.error) as exc:
+        raise ValueError(f"not a packed blob ({exc})") from None
 
 
 def new_nonce() -> str:
@@ -152,14 +158,14 @@ def new_nonce() -> str:
 
 def probe_cell_source(probe: Probe, nonce: str, max_bytes: int = MAX_REPLY_BYTES) -> str:
     """The code of one probe cell. Runtime, probe source and inputs travel as JSON string literals."""
-    payload = json.dumps({"nonce": nonce, "inputs": _encode(probe.inputs)})
+    payload = json.dumps({"nonce": nonce, "inputs": encode_data(probe.inputs)})
     setup = KERNEL_RUNTIME + f"\n_MIME = {REPLY_MIME!r}\n_LIMIT = {int(max_bytes)}\n_run(_SOURCE, _json.loads(_PAYLOAD))\n"
     return ("exec(compile(" + json.dumps(setup) + ", '<hwkit-runtime>', 'exec'), "
             "{'__builtins__': __import__('builtins'), '_SOURCE': " + json.dumps(probe.source)
             + ", '_PAYLOAD': " + json.dumps(payload) + "})")
 
 
-def _decode(value, depth: int = 0):
+def decode_data(value, depth: int = 0):
     if depth > _MAX_DEPTH:
         raise ValueError("reply nested too deeply")
     if isinstance(value, dict):
@@ -167,9 +173,9 @@ def _decode(value, depth: int = 0):
             return np.load(io.BytesIO(base64.b64decode(value["__npy__"], validate=True)), allow_pickle=False)
         if set(value) == {"__float__"}:
             return float(value["__float__"]) if value["__float__"] in ("nan", "inf", "-inf") else None
-        return {str(k): _decode(v, depth + 1) for k, v in value.items()}
+        return {str(k): decode_data(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [_decode(v, depth + 1) for v in value]
+        return [decode_data(v, depth + 1) for v in value]
     return value
 
 
@@ -192,7 +198,7 @@ def decode_reply(outputs: list, nonce: str, max_bytes: int = MAX_REPLY_BYTES) ->
             return Reply(False, error_type=str(body.get("error_type", "Error"))[:80],
                          error_message=str(body.get("message", ""))[:300])
         try:
-            return Reply(True, _decode(body.get("value")))
+            return Reply(True, decode_data(body.get("value")))
         except (ValueError, TypeError, OSError) as exc:
             return Reply(False, error_type="BadReply", error_message=f"the answer could not be read ({exc})")
     for output in outputs or []:

@@ -1,6 +1,6 @@
 """The student's self-check: a bundle of public checks embedded in the notebook, and the code that runs it.
 
-The bundle holds, per part, the probe with public inputs, the check's kind, and salted hashes of the
+The bundle (stored packed, see pack_bundle) holds, per part, the probe with public inputs, the check's kind, and salted hashes of the
 reference reply's fingerprints (salt per student, digests spelled in letters only). It never holds an
 answer, a hidden input or reference code. Its digest makes accidental or casual edits detectable; the
 grader never reads the bundle, so editing it gains nothing."""
@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 
 from hwkit.checks import Reply, check_from_spec, check_spec
-from hwkit.probes import pack_inputs
+from hwkit.probes import encode_data, pack_letters, unpack_letters
 from hwkit.variants import keyed_letters, letters_digest
 
 BUNDLE_VERSION = 1
@@ -25,6 +25,19 @@ def bundle_digest(bundle: dict) -> str:
     return letters_digest(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8"))
 
 
+def pack_bundle(bundle: dict) -> str:
+    """The bundle as stored in the notebook: one letters-only blob, so neither its probe inputs nor its
+    check settings put a digit run into the student's files."""
+    return pack_letters(bundle)
+
+
+def unpack_bundle(blob) -> dict:
+    bundle = unpack_letters(blob)
+    if not isinstance(bundle, dict) or not isinstance(bundle.get("parts"), list):
+        raise ValueError("not a self-check bundle")
+    return bundle
+
+
 def build_bundle(course, assignment, variant) -> dict:
     from hwkit.generate import public_rng  # shared seed derivation with the pre-release verification
 
@@ -37,7 +50,7 @@ def build_bundle(course, assignment, variant) -> dict:
             probe = part.self_check_probe(public_rng(course.secret, assignment.assignment_id, pv.problem.id, part.id, sid))
             entry = {"problem": pv.problem.id, "part": part.id, "title": part.title, "points": part.points,
                      "kind": part.kind, "hidden_tests": part.hidden_inputs,
-                     "probe": {"source": probe.source, "inputs": pack_inputs(probe.inputs)},
+                     "probe": {"source": probe.source, "inputs": encode_data(probe.inputs)},
                      "check": check_spec(part.check), "hashes": {}}
             if exact:
                 canonical = part.check.canonical(part.reference(probe))

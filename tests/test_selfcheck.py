@@ -9,6 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from hwkit.selfcheck import pack_bundle, unpack_bundle
 from tests.support import append_cell, grade_result, hwkit, make_course, release_notebook, solution_notebook
 
 RF = ["receptive-field"]
@@ -75,7 +76,9 @@ def test_a_friends_answers_do_not_pass_my_checks(course, tmp_path):
 
 def test_edited_bundle_is_detected(course, tmp_path):
     nb = _filled(course, "s01")
-    nb.metadata["hwkit"]["selfcheck"]["parts"][0]["points"] = 100
+    bundle = unpack_bundle(nb.metadata["hwkit"]["selfcheck"])
+    bundle["parts"][0]["points"] = 100  # edited, digest left as it was
+    nb.metadata["hwkit"]["selfcheck"] = pack_bundle(bundle)
     proc = hwkit("check", _student_copy(course, "s01", tmp_path, nb), check=False)
     assert proc.returncode != 0 and "was edited" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -103,7 +106,7 @@ def test_notebook_that_does_not_run(course, tmp_path):
 def test_format_only_mode_confirms_presence_not_correctness(tmp_path):
     root = make_course(tmp_path, RF, ["s01"], selfcheck="format")
     nb = release_notebook(root, "s01")
-    assert all(not p["hashes"] for p in nb.metadata["hwkit"]["selfcheck"]["parts"])
+    assert all(not p["hashes"] for p in unpack_bundle(nb.metadata["hwkit"]["selfcheck"])["parts"])
     append_cell(nb, "rf_final = 1\nrf_jump = 1\nrf_out_size = 1\ndef receptive_field(layers):\n    return [1, 1]\n")
     code, out = _check_json(_student_copy(root, "s01", tmp_path, nb))
     assert code == 0 and out["passed"] == 4
@@ -139,9 +142,12 @@ def test_release_folders_reveal_no_answer(tmp_path, assignment):
 
     students = [f"u{i:02d}" for i in range(30)]
     root = make_course(tmp_path, ["receptive-field"], students, generate_now=False)
-    if os.environ.get("HWKIT_LEAK_SECRET"):  # try other secrets: HWKIT_LEAK_SECRET=... pytest -k reveal
-        config = root / "hwkit.toml"
-        config.write_text(re.sub(r'secret = "[0-9a-f]+"', f'secret = "{os.environ["HWKIT_LEAK_SECRET"]}"', config.read_text()))
+    # A fixed secret keeps the test deterministic: a systematic leak fails it for any secret, while an
+    # answer that equals an unrelated number of the statement by chance is a property of one roster.
+    # Try others with HWKIT_LEAK_SECRET=<hex> pytest -k reveal (docs/architecture.md gives the measured rate).
+    secret = os.environ.get("HWKIT_LEAK_SECRET", "5eed" * 16)
+    config = root / "hwkit.toml"
+    config.write_text(re.sub(r'secret = "[0-9a-f]+"', f'secret = "{secret}"', config.read_text()))
     course = load_course(root)
     spec = course.assignment(assignment)
     write_generated(course, spec, generate(course, spec, "en", course.students()))
