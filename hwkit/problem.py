@@ -87,3 +87,14 @@ class Problem:
 
     def part_ids(self) -> list[str]:
         return [p.id for p in self.parts(self.sample(random.Random(0)))]
+
+
+def variable_part(part_id: str, points: float, title: Text, *, answer: Any, check: Any,
+                  mistakes: list[Mistake] = (), kind: str = "value") -> Part:
+    """The common part: the student sets a variable named like the part; its reference is fixed by the
+    variant's parameters, and so are its known mistakes."""
+    from hwkit.probes import read_variable  # probes imports this module
+
+    mistakes = list(mistakes)
+    return Part(part_id, points, title, probe=lambda rng: read_variable(part_id),
+                reference=lambda probe: answer, check=check, mistakes=lambda probe: mistakes, kind=kind)

@@ -5,8 +5,7 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Number
-from hwkit.problem import Mistake, Part, Problem, say
-from hwkit.probes import read_variable
+from hwkit.problem import Mistake, Part, Problem, say, variable_part
 from solutions.quiz import backprop_forward, backprop_grads, distinct
 
 
@@ -62,12 +61,10 @@ def parts(params: dict) -> list[Part]:
         Mistake("BACKPROP_USED_X", delta * x, say("dz2/dw2 is the hidden activation h, not the input x.", "dz2/dw2 是隐藏层激活 h,而不是输入 x。")),
     ])
     return [
-        Part("q_bp_dw1", 2, say("dL/dw1", "dL/dw1"),
-             probe=lambda rng: read_variable("q_bp_dw1"), reference=lambda probe: ref["q_bp_dw1"],
-             check=CHECK, mistakes=lambda probe: dw1_mistakes),
-        Part("q_bp_dw2", 2, say("dL/dw2", "dL/dw2"),
-             probe=lambda rng: read_variable("q_bp_dw2"), reference=lambda probe: ref["q_bp_dw2"],
-             check=CHECK, mistakes=lambda probe: dw2_mistakes),
+        variable_part("q_bp_dw1", 2, say("dL/dw1", "dL/dw1"),
+             answer=ref["q_bp_dw1"], check=CHECK, mistakes=dw1_mistakes),
+        variable_part("q_bp_dw2", 2, say("dL/dw2", "dL/dw2"),
+             answer=ref["q_bp_dw2"], check=CHECK, mistakes=dw2_mistakes),
     ]
 
 

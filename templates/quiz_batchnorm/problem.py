@@ -6,8 +6,7 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Array
-from hwkit.problem import Mistake, Part, Problem, say
-from hwkit.probes import read_variable
+from hwkit.problem import Mistake, Part, Problem, say, variable_part
 from solutions.quiz import batchnorm_formula, batchnorm_train, distinct, running_var_formula
 
 EPS, MOMENTUM = 1e-5, 0.1
@@ -80,12 +79,10 @@ def parts(params: dict) -> list[Part]:
                     "running_var 是从 1 开始的滑动平均,而不是批方差本身。")),
     ])
     return [
-        Part("q_bn_y", 2, say("BatchNorm output", "BatchNorm 的输出"),
-             probe=lambda rng: read_variable("q_bn_y"), reference=lambda probe: ref["q_bn_y"],
-             check=Y_CHECK, mistakes=lambda probe: y_mistakes),
-        Part("q_bn_running_var", 1, say("running_var after the step", "这一步之后的 running_var"),
-             probe=lambda rng: read_variable("q_bn_running_var"), reference=lambda probe: ref["q_bn_running_var"],
-             check=VAR_CHECK, mistakes=lambda probe: var_mistakes),
+        variable_part("q_bn_y", 2, say("BatchNorm output", "BatchNorm 的输出"),
+             answer=ref["q_bn_y"], check=Y_CHECK, mistakes=y_mistakes),
+        variable_part("q_bn_running_var", 1, say("running_var after the step", "这一步之后的 running_var"),
+             answer=ref["q_bn_running_var"], check=VAR_CHECK, mistakes=var_mistakes),
     ]
 
 

@@ -5,8 +5,7 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Array, Exact
-from hwkit.problem import Mistake, Part, Problem, say
-from hwkit.probes import read_variable
+from hwkit.problem import Mistake, Part, Problem, say, variable_part
 from solutions.quiz import conv2d_params, conv2d_shape, conv2d_shape_formula, distinct
 
 
@@ -58,12 +57,10 @@ def parts(params: dict) -> list[Part]:
                 say("Each filter spans all in_channels: weights = out·in·kh·kw.", "每个卷积核覆盖全部输入通道:权重数 = out·in·kh·kw。")),
     ])
     return [
-        Part("q_conv2d_shape", 2, say("Output shape", "输出形状"),
-             probe=lambda rng: read_variable("q_conv2d_shape"), reference=lambda probe: ref["q_conv2d_shape"],
-             check=shape_check, mistakes=lambda probe: shape_mistakes),
-        Part("q_conv2d_params", 1, say("Number of parameters", "参数个数"),
-             probe=lambda rng: read_variable("q_conv2d_params"), reference=lambda probe: ref["q_conv2d_params"],
-             check=count_check, mistakes=lambda probe: count_mistakes),
+        variable_part("q_conv2d_shape", 2, say("Output shape", "输出形状"),
+             answer=ref["q_conv2d_shape"], check=shape_check, mistakes=shape_mistakes),
+        variable_part("q_conv2d_params", 1, say("Number of parameters", "参数个数"),
+             answer=ref["q_conv2d_params"], check=count_check, mistakes=count_mistakes),
     ]
 
 

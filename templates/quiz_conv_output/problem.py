@@ -5,8 +5,7 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Array, Number
-from hwkit.problem import Mistake, Part, Problem, say
-from hwkit.probes import read_variable
+from hwkit.problem import Mistake, Part, Problem, say, variable_part
 from solutions.quiz import (distinct, net_output_shape, net_output_shape_formula, stack_output_size,
                             torch_stack_output_size)
 
@@ -85,12 +84,10 @@ def parts(params: dict) -> list[Part]:
                 say("You left out the padding of the convolutions.", "遗漏了卷积层的填充。")),
     ])
     return [
-        Part("q_convout_size", 2, say("Output side of the layer stack", "层堆叠的输出边长"),
-             probe=lambda rng: read_variable("q_convout_size"), reference=lambda probe: ref["q_convout_size"],
-             check=size_check, mistakes=lambda probe: size_mistakes),
-        Part("q_convout_shape", 2, say("Output shape (N, C, H, W) of the network", "网络输出形状 (N, C, H, W)"),
-             probe=lambda rng: read_variable("q_convout_shape"), reference=lambda probe: ref["q_convout_shape"],
-             check=shape_check, mistakes=lambda probe: shape_mistakes),
+        variable_part("q_convout_size", 2, say("Output side of the layer stack", "层堆叠的输出边长"),
+             answer=ref["q_convout_size"], check=size_check, mistakes=size_mistakes),
+        variable_part("q_convout_shape", 2, say("Output shape (N, C, H, W) of the network", "网络输出形状 (N, C, H, W)"),
+             answer=ref["q_convout_shape"], check=shape_check, mistakes=shape_mistakes),
     ]
 
 

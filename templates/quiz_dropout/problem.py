@@ -5,8 +5,7 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Formula, Number
-from hwkit.problem import Mistake, Part, Problem, say
-from hwkit.probes import read_variable
+from hwkit.problem import Mistake, Part, Problem, say, variable_part
 from solutions.quiz import DROPOUT_EXPECTATION, distinct, dropout_expected_train_output, dropout_torch_scale
 
 NUMBER = Number(rel=2e-3)
@@ -62,15 +61,12 @@ def parts(params: dict) -> list[Part]:
                                                           "这是被保留单元的取值,不是对掩码求平均后的期望。")),
     ]
     return [
-        Part("q_drop_scale", 1, say("Scale of kept units", "保留单元的缩放系数"),
-             probe=lambda rng: read_variable("q_drop_scale"), reference=lambda probe: ref["q_drop_scale"],
-             check=NUMBER, mistakes=lambda probe: scale_mistakes),
-        Part("q_drop_plain_mean", 1, say("Mean output without rescaling", "不缩放时输出的期望"),
-             probe=lambda rng: read_variable("q_drop_plain_mean"), reference=lambda probe: ref["q_drop_plain_mean"],
-             check=NUMBER, mistakes=lambda probe: mean_mistakes),
-        Part("q_drop_expect", 1, say("Expected output of inverted dropout (formula)", "inverted dropout 输出的期望(公式)"),
-             probe=lambda rng: read_variable("q_drop_expect"), reference=lambda probe: ref["q_drop_expect"],
-             check=FORMULA, mistakes=lambda probe: formula_mistakes, kind="formula"),
+        variable_part("q_drop_scale", 1, say("Scale of kept units", "保留单元的缩放系数"),
+             answer=ref["q_drop_scale"], check=NUMBER, mistakes=scale_mistakes),
+        variable_part("q_drop_plain_mean", 1, say("Mean output without rescaling", "不缩放时输出的期望"),
+             answer=ref["q_drop_plain_mean"], check=NUMBER, mistakes=mean_mistakes),
+        variable_part("q_drop_expect", 1, say("Expected output of inverted dropout (formula)", "inverted dropout 输出的期望(公式)"),
+             answer=ref["q_drop_expect"], check=FORMULA, mistakes=formula_mistakes, kind="formula"),
     ]
 
 

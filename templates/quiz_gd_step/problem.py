@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from hwkit.checks import Array
-from hwkit.problem import Mistake, Part, Problem, say
-from hwkit.probes import read_variable
+from hwkit.problem import Mistake, Part, Problem, say, variable_part
 from solutions.quiz import distinct, gd_step, intify, quadratic_grad
 
 
@@ -77,12 +76,10 @@ def parts(params: dict) -> list[Part]:
         Mistake("GD_FORGOT_B", intify(x0 - lr * (A @ x0)), say("The gradient is Ax − b; you left out −b.", "梯度是 Ax − b,你遗漏了 −b。")),
     ])
     return [
-        Part("q_gd_grad", 1, say("Gradient at x0", "x0 处的梯度"),
-             probe=lambda rng: read_variable("q_gd_grad"), reference=lambda probe: ref["q_gd_grad"],
-             check=CHECK, mistakes=lambda probe: grad_mistakes),
-        Part("q_gd_x1", 2, say("The point after one step", "一步之后的点"),
-             probe=lambda rng: read_variable("q_gd_x1"), reference=lambda probe: ref["q_gd_x1"],
-             check=CHECK, mistakes=lambda probe: step_mistakes),
+        variable_part("q_gd_grad", 1, say("Gradient at x0", "x0 处的梯度"),
+             answer=ref["q_gd_grad"], check=CHECK, mistakes=grad_mistakes),
+        variable_part("q_gd_x1", 2, say("The point after one step", "一步之后的点"),
+             answer=ref["q_gd_x1"], check=CHECK, mistakes=step_mistakes),
     ]
 
 

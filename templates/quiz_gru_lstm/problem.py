@@ -5,8 +5,7 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Exact
-from hwkit.problem import Mistake, Part, Problem, say
-from hwkit.probes import read_variable
+from hwkit.problem import Mistake, Part, Problem, say, variable_part
 from solutions.quiz import distinct, rnn_params, rnn_params_formula
 
 
@@ -52,12 +51,10 @@ def parts(params: dict) -> list[Part]:
     lstm_mistakes = mistakes("lstm", "LSTM", 3, "GRU")
     gru_mistakes = mistakes("gru", "GRU", 4, "LSTM")
     return [
-        Part("q_rnn_lstm_params", 2, say("Parameters of nn.LSTM", "nn.LSTM 的参数个数"),
-             probe=lambda rng: read_variable("q_rnn_lstm_params"), reference=lambda probe: ref["q_rnn_lstm_params"],
-             check=check, mistakes=lambda probe: lstm_mistakes),
-        Part("q_rnn_gru_params", 2, say("Parameters of nn.GRU", "nn.GRU 的参数个数"),
-             probe=lambda rng: read_variable("q_rnn_gru_params"), reference=lambda probe: ref["q_rnn_gru_params"],
-             check=check, mistakes=lambda probe: gru_mistakes),
+        variable_part("q_rnn_lstm_params", 2, say("Parameters of nn.LSTM", "nn.LSTM 的参数个数"),
+             answer=ref["q_rnn_lstm_params"], check=check, mistakes=lstm_mistakes),
+        variable_part("q_rnn_gru_params", 2, say("Parameters of nn.GRU", "nn.GRU 的参数个数"),
+             answer=ref["q_rnn_gru_params"], check=check, mistakes=gru_mistakes),
     ]
 
 

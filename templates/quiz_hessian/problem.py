@@ -6,8 +6,7 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Array, Choice
-from hwkit.problem import Mistake, Part, Problem, say
-from hwkit.probes import read_variable
+from hwkit.problem import Mistake, Part, Problem, say, variable_part
 from solutions.quiz import classify_stationary, distinct, eigenvalues, intify
 
 KINDS = ("min", "max", "saddle", "degenerate")
@@ -72,12 +71,10 @@ def parts(params: dict) -> list[Part]:
                     "非对角矩阵的特征值不是对角元:要解 det(H − λI) = 0。")),
     ])
     return [
-        Part("q_hess_choice", 2, say("Type of the stationary point", "驻点的类型"),
-             probe=lambda rng: read_variable("q_hess_choice"), reference=lambda probe: ref["q_hess_choice"],
-             check=Choice(), mistakes=lambda probe: choice_mistakes, kind="choice"),
-        Part("q_hess_eig", 1, say("Eigenvalues of the Hessian", "Hessian 的特征值"),
-             probe=lambda rng: read_variable("q_hess_eig"), reference=lambda probe: ref["q_hess_eig"],
-             check=EIG, mistakes=lambda probe: eig_mistakes),
+        variable_part("q_hess_choice", 2, say("Type of the stationary point", "驻点的类型"),
+             answer=ref["q_hess_choice"], check=Choice(), mistakes=choice_mistakes, kind="choice"),
+        variable_part("q_hess_eig", 1, say("Eigenvalues of the Hessian", "Hessian 的特征值"),
+             answer=ref["q_hess_eig"], check=EIG, mistakes=eig_mistakes),
     ]
 
 

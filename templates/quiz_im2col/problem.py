@@ -5,8 +5,7 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Array, Exact
-from hwkit.problem import Mistake, Part, Problem, say
-from hwkit.probes import read_variable
+from hwkit.problem import Mistake, Part, Problem, say, variable_part
 from solutions.quiz import conv_macs, conv_out, distinct, im2col_shape
 
 
@@ -52,12 +51,10 @@ def parts(params: dict) -> list[Part]:
                                                             "要按输出位置数(H_out·W_out)计算,而不是输入像素数。")),
     ])
     return [
-        Part("q_im2col_shape", 2, say("Shape of the im2col matrix", "im2col 矩阵的形状"),
-             probe=lambda rng: read_variable("q_im2col_shape"), reference=lambda probe: ref["q_im2col_shape"],
-             check=shape_check, mistakes=lambda probe: shape_mistakes),
-        Part("q_im2col_macs", 1, say("MACs of the layer", "该层的乘加次数"),
-             probe=lambda rng: read_variable("q_im2col_macs"), reference=lambda probe: ref["q_im2col_macs"],
-             check=macs_check, mistakes=lambda probe: macs_mistakes),
+        variable_part("q_im2col_shape", 2, say("Shape of the im2col matrix", "im2col 矩阵的形状"),
+             answer=ref["q_im2col_shape"], check=shape_check, mistakes=shape_mistakes),
+        variable_part("q_im2col_macs", 1, say("MACs of the layer", "该层的乘加次数"),
+             answer=ref["q_im2col_macs"], check=macs_check, mistakes=macs_mistakes),
     ]
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from hwkit.checks import Number
-from hwkit.problem import Mistake, Part, Problem, say
-from hwkit.probes import read_variable
+from hwkit.problem import Mistake, Part, Problem, say, variable_part
 from solutions.quiz import best_constant_lr, distinct, eigenvalues, max_stable_lr
 
 
@@ -48,12 +47,10 @@ def parts(params: dict) -> list[Part]:
                                                     "1/λ_max 只对最陡方向最好;应让两端平衡:|1 − lr·λ_min| = |1 − lr·λ_max|。")),
     ])
     return [
-        Part("q_maxlr", 2, say("Largest stable learning rate", "最大稳定学习率"),
-             probe=lambda rng: read_variable("q_maxlr"), reference=lambda probe: ref["q_maxlr"],
-             check=CHECK, mistakes=lambda probe: max_mistakes),
-        Part("q_maxlr_best", 1, say("Fastest constant learning rate", "收敛最快的固定学习率"),
-             probe=lambda rng: read_variable("q_maxlr_best"), reference=lambda probe: ref["q_maxlr_best"],
-             check=CHECK, mistakes=lambda probe: best_mistakes),
+        variable_part("q_maxlr", 2, say("Largest stable learning rate", "最大稳定学习率"),
+             answer=ref["q_maxlr"], check=CHECK, mistakes=max_mistakes),
+        variable_part("q_maxlr_best", 1, say("Fastest constant learning rate", "收敛最快的固定学习率"),
+             answer=ref["q_maxlr_best"], check=CHECK, mistakes=best_mistakes),
     ]
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from hwkit.checks import Array
-from hwkit.problem import Mistake, Part, Problem, say
-from hwkit.probes import read_variable
+from hwkit.problem import Mistake, Part, Problem, say, variable_part
 from solutions.quiz import adam_step, adam_step_formula, distinct, momentum_ema_steps, momentum_steps
 
 
@@ -88,12 +87,10 @@ def parts(params: dict) -> list[Part]:
                 say("Adam steps against the gradient: x − lr·m̂/(√v̂ + ε).", "Adam 沿负梯度方向更新:x − lr·m̂/(√v̂ + ε)。")),
     ])
     return [
-        Part("q_mom_x2", 2, say("Point after two momentum steps", "两步动量法之后的点"),
-             probe=lambda rng: read_variable("q_mom_x2"), reference=lambda probe: ref["q_mom_x2"],
-             check=CHECK, mistakes=lambda probe: mom_mistakes),
-        Part("q_adam_x1", 2, say("Point after one Adam step", "一步 Adam 之后的点"),
-             probe=lambda rng: read_variable("q_adam_x1"), reference=lambda probe: ref["q_adam_x1"],
-             check=CHECK, mistakes=lambda probe: adam_mistakes),
+        variable_part("q_mom_x2", 2, say("Point after two momentum steps", "两步动量法之后的点"),
+             answer=ref["q_mom_x2"], check=CHECK, mistakes=mom_mistakes),
+        variable_part("q_adam_x1", 2, say("Point after one Adam step", "一步 Adam 之后的点"),
+             answer=ref["q_adam_x1"], check=CHECK, mistakes=adam_mistakes),
     ]
 
 

@@ -5,8 +5,7 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Array, Exact, Fields
-from hwkit.problem import Mistake, Part, Problem, say
-from hwkit.probes import read_variable
+from hwkit.problem import Mistake, Part, Problem, say, variable_part
 from solutions.quiz import distinct, se_params, se_shapes
 
 
@@ -51,12 +50,10 @@ def parts(params: dict) -> list[Part]:
                 say("Global average pooling has no parameters.", "全局平均池化没有参数。")),
     ])
     return [
-        Part("q_se_shapes", 2, say("Shapes after squeeze, FC1 and FC2", "squeeze、FC1、FC2 之后的形状"),
-             probe=lambda rng: read_variable("q_se_shapes"), reference=lambda probe: ref["q_se_shapes"],
-             check=SHAPES, mistakes=lambda probe: shape_mistakes),
-        Part("q_se_params", 2, say("Parameters of the block", "模块的参数个数"),
-             probe=lambda rng: read_variable("q_se_params"), reference=lambda probe: ref["q_se_params"],
-             check=Exact(), mistakes=lambda probe: count_mistakes),
+        variable_part("q_se_shapes", 2, say("Shapes after squeeze, FC1 and FC2", "squeeze、FC1、FC2 之后的形状"),
+             answer=ref["q_se_shapes"], check=SHAPES, mistakes=shape_mistakes),
+        variable_part("q_se_params", 2, say("Parameters of the block", "模块的参数个数"),
+             answer=ref["q_se_params"], check=Exact(), mistakes=count_mistakes),
     ]
 
 

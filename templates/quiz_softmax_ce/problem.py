@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hwkit.checks import Array, Number
-from hwkit.problem import Mistake, Part, Problem, say
-from hwkit.probes import read_variable
+from hwkit.problem import Mistake, Part, Problem, say, variable_part
 from solutions.quiz import cross_entropy, distinct, softmax
 
 
@@ -57,12 +56,10 @@ def parts(params: dict) -> list[Part]:
                 say("Classes are numbered from 0.", "类别从 0 开始编号。")),
     ])
     return [
-        Part("q_softmax_probs", 2, say("Softmax probabilities", "softmax 概率"),
-             probe=lambda rng: read_variable("q_softmax_probs"), reference=lambda probe: ref["q_softmax_probs"],
-             check=PROBS, mistakes=lambda probe: prob_mistakes),
-        Part("q_softmax_ce", 1, say("Cross-entropy loss", "交叉熵损失"),
-             probe=lambda rng: read_variable("q_softmax_ce"), reference=lambda probe: ref["q_softmax_ce"],
-             check=LOSS, mistakes=lambda probe: loss_mistakes),
+        variable_part("q_softmax_probs", 2, say("Softmax probabilities", "softmax 概率"),
+             answer=ref["q_softmax_probs"], check=PROBS, mistakes=prob_mistakes),
+        variable_part("q_softmax_ce", 1, say("Cross-entropy loss", "交叉熵损失"),
+             answer=ref["q_softmax_ce"], check=LOSS, mistakes=loss_mistakes),
     ]
 
 
