@@ -12,8 +12,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from hwkit.course import SandboxLimits
-from hwkit.execute import run_notebook
-from hwkit.grade import read_notebook
+from hwkit.execute import apply_run_report, run_notebook
+from hwkit.grade import kernel_for, read_notebook
+from hwkit.sandbox import sandbox_available
 from hwkit.problem import Probe
 from hwkit.probes import decode_data
 from hwkit.selfcheck import bundle_digest, judge_part, unpack_bundle
@@ -43,17 +44,6 @@ def load_bundle(nb) -> tuple[dict | None, str]:
     return bundle, ""
 
 
-def _kernel(workdir: Path, data_dir: Path | None, limits: SandboxLimits, console, lang: str):
-    from hwkit import sandbox as sb
-
-    ok, _ = sb.sandbox_available()
-    if ok:
-        return sb.Jail(workdir, limits, slot=0, data_dir=data_dir)
-    if console is not None:
-        console.print(f"[yellow]{_TEXT[lang]['warn']}[/yellow]")
-    return sb.LocalKernel(workdir, limits, slot=0, data_dir=data_dir)
-
-
 def main(*, notebook: Path, parts: list[str], as_json: bool, lang: str | None, console) -> int:
     from rich.table import Table
 
@@ -76,8 +66,12 @@ def main(*, notebook: Path, parts: list[str], as_json: bool, lang: str | None, c
     data_dir = notebook.resolve().parent / "data"
     workdir = Path(tempfile.mkdtemp(prefix="hwk-check-"))
     try:
-        with _kernel(workdir, data_dir if data_dir.is_dir() else None, limits, None if as_json else console, lang) as k:
+        sandboxed = sandbox_available()[0]
+        if not sandboxed and not as_json:
+            console.print(f"[yellow]{_TEXT[lang]['warn']}[/yellow]")
+        with kernel_for(sandboxed, workdir, limits, 0, data_dir if data_dir.is_dir() else None) as k:
             execution = run_notebook(nb, k, limits, probes)
+        apply_run_report(execution, getattr(k, "report", None))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results = [judge_part(e, execution.replies[f"{e['problem']}/{e['part']}"], bundle["salt"], bundle.get("mode", "exact"), lang)

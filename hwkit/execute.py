@@ -40,6 +40,23 @@ class CappedClient(OutputCapMixin, NotebookClient):
     """A NotebookClient that keeps about `max_output_bytes` of output per cell (probe replies exempt)."""
 
 
+def apply_run_report(execution: Execution, report) -> None:
+    """Fold what the sandbox saw (after teardown) into the execution's status: a kernel that died or timed
+    out because of a limit is reported as that limit."""
+    if report is None:
+        return
+    execution.peak_memory_mb, execution.cpu_seconds = report.peak_memory_mb, report.cpu_seconds
+    died_or_late = execution.status in (KERNEL_DIED, TIMEOUT)
+    if died_or_late and report.memory_limit_hit:
+        execution.status, execution.reason = MEMORY_LIMIT, "the kernel ran out of its memory limit"
+    elif died_or_late and report.cpu_limit_hit:
+        execution.status, execution.reason = CPU_LIMIT, "the kernel used up its CPU-time limit"
+    elif execution.status == KERNEL_DIED and getattr(report, "wall_limit_hit", False):
+        execution.status, execution.reason = TIMEOUT, "the kernel ran past the whole-notebook time limit and was stopped"
+    elif execution.status == KERNEL_DIED and report.killed_signal:
+        execution.status, execution.reason = KILLED, f"the kernel was killed by signal {report.killed_signal}"
+
+
 def _error_summary(cell, index: int) -> str | None:
     for out in cell.get("outputs", []):
         if out.get("output_type") == "error":

@@ -21,8 +21,8 @@ import multiprocessing
 import nbformat
 
 from hwkit.checks import grade_reply
-from hwkit.course import Assignment, Course, HwkitError, Student, load_course
-from hwkit.execute import INVALID, run_notebook
+from hwkit.course import Assignment, Course, HwkitError, SandboxLimits, Student, load_course
+from hwkit.execute import CELL_ERRORS, INVALID, OK, apply_run_report, run_notebook
 from hwkit.generate import build_variant
 from hwkit.gradebook import Gradebook, PartResult, SubmissionResult
 
@@ -110,15 +110,17 @@ def _zero_parts(variant, note: str, en: str, zh: str) -> list[PartResult]:
             for pv in variant.problems for part in pv.parts]
 
 
-def kernel_for(sandbox: bool, workdir: Path, course: Course, slot: int, data_dir: Path | None, warm: bool = False):
+def kernel_for(sandbox: bool, workdir: Path, limits: SandboxLimits, slot: int, data_dir: Path | None,
+               warm: bool = False):
+    """The kernel a notebook runs in: a warm or cold jail, or (self-check without bwrap, --no-sandbox) a local one."""
     from hwkit import sandbox as sb
 
     if sandbox and warm:
         from hwkit.warm import WarmJail
 
-        return WarmJail(workdir, course.limits, slot=slot, data_dir=data_dir)   # forked from this process's zygote
+        return WarmJail(workdir, limits, slot=slot, data_dir=data_dir)   # forked from this process's zygote
     cls = sb.Jail if sandbox else sb.LocalKernel
-    return cls(workdir, course.limits, slot=slot, data_dir=data_dir)
+    return cls(workdir, limits, slot=slot, data_dir=data_dir)
 
 
 def grade_submission(course: Course, assignment: Assignment, student: Student, sub: Submission, *,
@@ -150,22 +152,14 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
     data_dir = course.root / "source" / assignment.assignment_id / "data"
     workdir = Path(tempfile.mkdtemp(prefix="hwk-"))
     try:
-        with kernel_for(sandbox, workdir, course, slot, data_dir if data_dir.is_dir() else None, warm) as kernel:
+        with kernel_for(sandbox, workdir, course.limits, slot, data_dir if data_dir.is_dir() else None, warm) as kernel:
             execution = run_notebook(nb, kernel, course.limits, probes)
         report = getattr(kernel, "report", None)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    apply_run_report(execution, report)
     status, reason = execution.status, execution.reason
-    if report is not None:
-        result.peak_memory_mb, result.cpu_seconds = report.peak_memory_mb, report.cpu_seconds
-        if status in ("kernel died", "timeout") and report.memory_limit_hit:
-            status, reason = "memory limit", "the kernel ran out of its memory limit"
-        elif status in ("kernel died", "timeout") and report.cpu_limit_hit:
-            status, reason = "cpu limit", "the kernel used up its CPU-time limit"
-        elif status == "kernel died" and getattr(report, "wall_limit_hit", False):
-            status, reason = "timeout", "the kernel ran past the whole-notebook time limit and was stopped"
-        elif status == "kernel died" and report.killed_signal:
-            status, reason = "killed", f"the kernel was killed by signal {report.killed_signal}"
+    result.peak_memory_mb, result.cpu_seconds = execution.peak_memory_mb, execution.cpu_seconds
     if meta_student and meta_student != student.student_id:
         reason = (reason + "; " if reason else "") + f"the notebook was generated for {meta_student}, graded as {student.student_id}"
     result.status, result.reason = status, reason
@@ -285,7 +279,7 @@ def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None =
                 result = SubmissionResult.from_json(data)
                 write_outputs(course, result, executed)
                 book.record(result)
-                failures += result.status not in ("ok", "cell errors")
+                failures += result.status not in (OK, CELL_ERRORS)
                 rate = done / max(1e-9, time.perf_counter() - start) * 60
                 progress.update(task, advance=1, info=f"{failures} not ok, {rate:.0f}/min")
     paths = write_reports(course, assignment_id, book.results(assignment_id))
