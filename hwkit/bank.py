@@ -9,9 +9,6 @@ from pathlib import Path
 from hwkit.course import HwkitError
 from hwkit.problem import Problem
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
 def templates_dir() -> Path:
     import templates  # the top-level package that holds the bank (installed beside hwkit)
     return Path(templates.__file__).resolve().parent

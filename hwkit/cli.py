@@ -81,15 +81,12 @@ def generate(assignment: str, course_dir: Path, lang: str | None, students: str 
 @click.option("--lang", default="en", help="Language of the titles shown first.")
 def problems(lang: str):
     """List the problem bank."""
-    import random
-
     from hwkit.bank import load_bank
 
-    table = Table("id", "title (en)", "title (zh)", "parts", "points")
+    table = Table("id", "topic", "title (en)", "title (zh)", "parts", "points")
     for problem in load_bank().values():
-        parts = problem.parts(problem.sample(random.Random(0)))
-        table.add_row(problem.id, problem.title["en"], problem.title["zh"],
-                      ", ".join(p.id for p in parts), f"{problem.points:g}")
+        table.add_row(problem.id, problem.topic, problem.title["en"], problem.title["zh"],
+                      ", ".join(problem.part_ids()), f"{problem.points:g}")
     console.print(table)
 
 

@@ -94,8 +94,8 @@ def verify_variant(course: Course, assignment: Assignment, variant: StudentVaria
             probe = part.probe(public_rng(course.secret, assignment.assignment_id, pv.problem.id, part.id,
                                           variant.student.student_id))
             try:
-                reply = as_reply(part.reference(probe))
-                outcome = part.check.grade(reply, part.reference(probe))
+                want = part.reference(probe)
+                outcome = part.check.grade(as_reply(want), want)
             except Exception as exc:
                 raise HwkitError(f"problem {pv.problem.id} part {part.id}: the reference failed for variant [{pv.note}] "
                                  f"of student {variant.student.student_id} ({type(exc).__name__}: {exc})") from exc

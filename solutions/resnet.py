@@ -94,13 +94,6 @@ def block_output_shape(in_channels: int, out_channels: int, stride: int, shape) 
         return list(block(torch.zeros(*shape)).shape)
 
 
-def forward_flops(model: nn.Module, shape, device: str = "cpu") -> int:
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(*shape, device=device))
-    return int(counter.get_total_flops())
-
-
 def measure(depth: int, num_classes: int, in_channels: int, spatial: int, batch: int = 2,
             switches: tuple = (), flops: bool = True) -> dict:
     """Output shape, parameter count and forward FLOPs (FlopCounterMode: 2 per multiply-add of the convs

@@ -37,13 +37,6 @@ def init_weights(model: nn.Module, scheme: str) -> nn.Module:
     return model
 
 
-def mlp(widths) -> nn.Sequential:
-    layers = []
-    for a, b in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*layers[:-1])
-
-
 def _init(linear: nn.Linear, scheme: str, mode: str) -> None:
     if scheme == "xavier":
         nn.init.xavier_normal_(linear.weight)
