@@ -24,12 +24,6 @@ def intify(value, tol: float = 1e-9):
     return np.asarray(value, dtype=np.float64).tolist()
 
 
-def distinct(check, reference, mistakes):
-    """Keep only the mistakes whose value the check does not accept as the reference (a mistake that
-    coincides with the right answer for this variant is no mistake)."""
-    return [m for m in mistakes if not check.matches(m.value, reference)]
-
-
 # ---------------------------------------------------------------- quiz-conv-output
 
 def conv_out(size: int, k: int, s: int, p: int, *, ceil: bool = False, use_padding: bool = True) -> int:

@@ -5,8 +5,9 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Number
+from hwkit.choices import distinct_mistakes
 from hwkit.problem import Mistake, Part, Problem, say, variable_part
-from solutions.quiz import backprop_forward, backprop_grads, distinct
+from solutions.quiz import backprop_forward, backprop_grads
 
 
 # Parameters in [-0.9, 2.0]: a negative statement number of four characters such as -1.6 is hit, by coincidence,
@@ -51,13 +52,13 @@ def parts(params: dict) -> list[Part]:
     fwd = backprop_forward(*args)
     h, yhat, x, w2, y = fwd["h"], fwd["yhat"], params["x"], params["w2"], params["y"]
     delta = 2 * (yhat - y) * yhat * (1 - yhat)
-    dw1_mistakes = distinct(CHECK, ref["q_bp_dw1"], [Mistake(k, v["dw1"], FEEDBACK[k]) for k, v in variants.items()] + [
+    dw1_mistakes = distinct_mistakes(ref["q_bp_dw1"], check=CHECK, mistakes=[Mistake(k, v["dw1"], FEEDBACK[k]) for k, v in variants.items()] + [
         Mistake("BACKPROP_NO_HIDDEN_DERIV", delta * w2 * x,
                 say("h = σ(z1): include σ'(z1) = h(1 − h) on the way to w1.", "h = σ(z1):求 w1 的梯度时要乘 σ'(z1) = h(1 − h)。")),
         Mistake("BACKPROP_FORGOT_W2", delta * h * (1 - h) * x,
                 say("The path from ŷ back to h goes through the weight w2: dz2/dh = w2.", "从 ŷ 回到 h 要经过权重 w2:dz2/dh = w2。")),
     ])
-    dw2_mistakes = distinct(CHECK, ref["q_bp_dw2"], [Mistake(k, v["dw2"], FEEDBACK[k]) for k, v in variants.items()] + [
+    dw2_mistakes = distinct_mistakes(ref["q_bp_dw2"], check=CHECK, mistakes=[Mistake(k, v["dw2"], FEEDBACK[k]) for k, v in variants.items()] + [
         Mistake("BACKPROP_USED_X", delta * x, say("dz2/dw2 is the hidden activation h, not the input x.", "dz2/dw2 是隐藏层激活 h,而不是输入 x。")),
     ])
     return [

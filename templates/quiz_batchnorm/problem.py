@@ -6,8 +6,9 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Array
+from hwkit.choices import distinct_mistakes
 from hwkit.problem import Mistake, Part, Problem, say, variable_part
-from solutions.quiz import batchnorm_formula, batchnorm_train, distinct, running_var_formula
+from solutions.quiz import batchnorm_formula, batchnorm_train, running_var_formula
 
 EPS, MOMENTUM = 1e-5, 0.1
 
@@ -59,7 +60,7 @@ VAR_CHECK = Array(rtol=1e-5, atol=1e-8)
 def parts(params: dict) -> list[Part]:
     ref = answers(params)
     x, g, b = params["x"], params["gamma"], params["beta"]
-    y_mistakes = distinct(Y_CHECK, ref["q_bn_y"], [
+    y_mistakes = distinct_mistakes(ref["q_bn_y"], check=Y_CHECK, mistakes=[
         Mistake("BN_UNBIASED_VAR", batchnorm_formula(x, g, b, EPS, unbiased=True).tolist(),
                 say("Normalisation uses the biased batch variance (divide by N, not N − 1).", "归一化使用有偏的批方差(除以 N,而不是 N − 1)。")),
         Mistake("BN_NO_AFFINE", batchnorm_formula(x, g, b, EPS, affine=False).tolist(),
@@ -68,7 +69,7 @@ def parts(params: dict) -> list[Part]:
                 say("BatchNorm normalises each feature over the batch (down a column), not each sample over its features.",
                     "BatchNorm 对每个特征在批内(按列)归一化,而不是对每个样本在特征间归一化。")),
     ])
-    var_mistakes = distinct(VAR_CHECK, ref["q_bn_running_var"], [
+    var_mistakes = distinct_mistakes(ref["q_bn_running_var"], check=VAR_CHECK, mistakes=[
         Mistake("BN_RUNNING_BIASED_VAR", running_var_formula(x, MOMENTUM, unbiased=False).tolist(),
                 say("PyTorch updates running_var with the unbiased batch variance (N − 1).", "PyTorch 用无偏批方差(N − 1)更新 running_var。")),
         Mistake("BN_MOMENTUM_SWAPPED", running_var_formula(x, MOMENTUM, swapped=True).tolist(),

@@ -5,8 +5,9 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Array, Exact
+from hwkit.choices import distinct_mistakes
 from hwkit.problem import Mistake, Part, Problem, say, variable_part
-from solutions.quiz import conv2d_params, conv2d_shape, conv2d_shape_formula, distinct
+from solutions.quiz import conv2d_params, conv2d_shape, conv2d_shape_formula
 
 
 def sample(rng: random.Random) -> dict:
@@ -41,7 +42,7 @@ def parts(params: dict) -> list[Part]:
     args = _args(params)
     cin, cout, (kh, kw) = params["cin"], params["cout"], params["kernel"]
     shape_check, count_check = Array(rtol=0, atol=0), Exact()
-    shape_mistakes = distinct(shape_check, ref["q_conv2d_shape"], [
+    shape_mistakes = distinct_mistakes(ref["q_conv2d_shape"], check=shape_check, mistakes=[
         Mistake("SHAPE_KEPT_IN_CHANNELS", conv2d_shape_formula(*args, keep_channels=True),
                 say("The output has out_channels channels (the second argument), not in_channels.",
                     "输出的通道数是 out_channels(第二个参数),而不是 in_channels。")),
@@ -50,7 +51,7 @@ def parts(params: dict) -> list[Part]:
         Mistake("OUT_IGNORED_STRIDE", conv2d_shape_formula(*args, use_stride=False),
                 say("Divide by the stride: floor((W - K + 2P)/S) + 1.", "要除以步幅:floor((W - K + 2P)/S) + 1。")),
     ])
-    count_mistakes = distinct(count_check, ref["q_conv2d_params"], [
+    count_mistakes = distinct_mistakes(ref["q_conv2d_params"], check=count_check, mistakes=[
         Mistake("CONV_NO_BIAS", conv2d_params(cin, cout, params["kernel"], bias=False),
                 say("nn.Conv2d has a bias by default: one per output channel.", "nn.Conv2d 默认带偏置:每个输出通道一个。")),
         Mistake("PARAMS_NO_IN_CHANNELS", kh * kw * cout + cout,

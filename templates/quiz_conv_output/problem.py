@@ -5,8 +5,9 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Array, Number
+from hwkit.choices import distinct_mistakes
 from hwkit.problem import Mistake, Part, Problem, say, variable_part
-from solutions.quiz import (distinct, net_output_shape, net_output_shape_formula, stack_output_size,
+from solutions.quiz import (net_output_shape, net_output_shape_formula, stack_output_size,
                             torch_stack_output_size)
 
 
@@ -64,7 +65,7 @@ def parts(params: dict) -> list[Part]:
     ref = answers(params)
     layers, size, net = params["layers"], params["input_size"], params["net"]
     size_check, shape_check = Number(rel=1e-9, abs=1e-9), Array(rtol=0, atol=0)
-    size_mistakes = distinct(size_check, ref["q_convout_size"], [
+    size_mistakes = distinct_mistakes(ref["q_convout_size"], check=size_check, mistakes=[
         Mistake("CONV_OUT_NO_FLOOR", _no_floor(size, layers),
                 say("Sizes are whole numbers: round (W - K + 2P)/S down at every layer, then add 1.",
                     "尺寸必须是整数:每一层都要对 (W - K + 2P)/S 向下取整,再加 1。")),
@@ -73,7 +74,7 @@ def parts(params: dict) -> list[Part]:
         Mistake("OUT_IGNORED_PADDING", stack_output_size(size, layers, use_padding=False),
                 say("You left out the padding: the formula has +2P.", "遗漏了填充:公式中有 +2P。")),
     ])
-    shape_mistakes = distinct(shape_check, ref["q_convout_shape"], [
+    shape_mistakes = distinct_mistakes(ref["q_convout_shape"], check=shape_check, mistakes=[
         Mistake("SHAPE_NHWC_ORDER", net_output_shape_formula(net, nhwc=True),
                 say("PyTorch orders a feature map as (N, C, H, W), channels second.", "PyTorch 中特征图的维度顺序是 (N, C, H, W),通道在第二维。")),
         Mistake("SHAPE_FORGOT_POOL", net_output_shape_formula(net, use_pool=False),

@@ -5,8 +5,9 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Formula, Number
+from hwkit.choices import distinct_mistakes
 from hwkit.problem import Mistake, Part, Problem, say, variable_part
-from solutions.quiz import DROPOUT_EXPECTATION, distinct, dropout_expected_train_output, dropout_torch_scale
+from solutions.quiz import DROPOUT_EXPECTATION, dropout_expected_train_output, dropout_torch_scale
 
 NUMBER = Number(rel=2e-3)
 FORMULA = Formula(symbols=("p", "x"))
@@ -42,13 +43,13 @@ def answers(params: dict) -> dict:
 def parts(params: dict) -> list[Part]:
     ref = answers(params)
     p, a = params["p"], params["a"]
-    scale_mistakes = distinct(NUMBER, ref["q_drop_scale"], [
+    scale_mistakes = distinct_mistakes(ref["q_drop_scale"], check=NUMBER, mistakes=[
         Mistake("DROPOUT_KEEP_DROP_SWAPPED", 1 / p, say("p is the probability of DROPPING a unit; the keep probability is 1 − p.",
                                                       "p 是丢弃一个单元的概率;保留概率是 1 − p。")),
         Mistake("DROPOUT_SCALE_BY_KEEP", 1 - p, say("Kept units are divided by 1 − p (scaled up), not multiplied by it.",
                                                   "被保留的单元要除以 1 − p(放大),而不是乘以它。")),
     ])
-    mean_mistakes = distinct(NUMBER, ref["q_drop_plain_mean"], [
+    mean_mistakes = distinct_mistakes(ref["q_drop_plain_mean"], check=NUMBER, mistakes=[
         Mistake("DROPOUT_KEEP_DROP_SWAPPED", p * a, say("A unit survives with probability 1 − p, not p.", "单元以 1 − p 的概率被保留,而不是 p。")),
         Mistake("DROPOUT_ASSUMED_INVERTED", a, say("Without the 1/(1 − p) scale the mean shrinks to (1 − p)·a.",
                                                    "没有 1/(1 − p) 的缩放时,均值缩小为 (1 − p)·a。")),

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from hwkit.checks import Array
+from hwkit.choices import distinct_mistakes
 from hwkit.problem import Mistake, Part, Problem, say, variable_part
-from solutions.quiz import distinct, gd_step, intify, quadratic_grad
+from solutions.quiz import gd_step, intify, quadratic_grad
 
 
 # No answer may be a short round decimal, or one that rounds to a few digits: it would turn up, by coincidence,
@@ -63,13 +64,13 @@ def parts(params: dict) -> list[Part]:
     ref = answers(params)
     A, b, x0, lr = (np.asarray(params[k], dtype=np.float64) for k in ("A", "b", "x0", "lr"))
     g = A @ x0 - b
-    grad_mistakes = distinct(CHECK, ref["q_gd_grad"], [
+    grad_mistakes = distinct_mistakes(ref["q_gd_grad"], check=CHECK, mistakes=[
         Mistake("GD_FORGOT_B", intify(A @ x0), say("The linear term -bᵀx contributes -b to the gradient.", "线性项 -bᵀx 对梯度的贡献是 -b。")),
         Mistake("GD_KEPT_HALF", intify(0.5 * A @ x0 - b),
                 say("For symmetric A, the gradient of ½xᵀAx is Ax: the ½ cancels the 2.", "A 对称时 ½xᵀAx 的梯度是 Ax:½ 与求导得到的 2 相消。")),
         Mistake("GD_SIGN_B", intify(A @ x0 + b), say("Mind the sign: ∇f = Ax − b.", "注意符号:∇f = Ax − b。")),
     ])
-    step_mistakes = distinct(CHECK, ref["q_gd_x1"], [
+    step_mistakes = distinct_mistakes(ref["q_gd_x1"], check=CHECK, mistakes=[
         Mistake("GD_WRONG_SIGN", intify(x0 + lr * g), say("Gradient descent moves against the gradient: x1 = x0 − lr·∇f(x0).",
                                                              "梯度下降沿负梯度方向移动:x1 = x0 − lr·∇f(x0)。")),
         Mistake("GD_FORGOT_LR", intify(x0 - g), say("Multiply the gradient by the learning rate.", "梯度要乘以学习率。")),

@@ -5,8 +5,9 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Exact
+from hwkit.choices import distinct_mistakes
 from hwkit.problem import Mistake, Part, Problem, say, variable_part
-from solutions.quiz import distinct, rnn_params, rnn_params_formula
+from solutions.quiz import rnn_params, rnn_params_formula
 
 
 def sample(rng: random.Random) -> dict:
@@ -36,7 +37,7 @@ def parts(params: dict) -> list[Part]:
     check = Exact()
 
     def mistakes(kind: str, name: str, other_gates: int, other: str):
-        return distinct(check, ref[f"q_rnn_{kind}_params"], [
+        return distinct_mistakes(ref[f"q_rnn_{kind}_params"], check=check, mistakes=[
             Mistake(f"{name}_ONE_BIAS", rnn_params_formula(kind, i, h, biases=1),
                     say(f"PyTorch's {name} has two bias vectors per gate block, b_ih and b_hh.",
                         f"PyTorch 的 {name} 每组门有两个偏置向量 b_ih 和 b_hh。")),

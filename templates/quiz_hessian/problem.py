@@ -6,8 +6,9 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Array, Choice
+from hwkit.choices import distinct_mistakes
 from hwkit.problem import Mistake, Part, Problem, say, variable_part
-from solutions.quiz import classify_stationary, distinct, eigenvalues, intify
+from solutions.quiz import classify_stationary, eigenvalues, intify
 
 KINDS = ("min", "max", "saddle", "degenerate")
 LABELS = {"min": say("a local minimum", "局部极小值点"), "max": say("a local maximum", "局部极大值点"),
@@ -64,7 +65,7 @@ def parts(params: dict) -> list[Part]:
         choice_mistakes.append(Mistake("HESSIAN_DIAGONAL_ONLY", _letter(params, "min" if a > 0 else "max"),
                                        say("The diagonal alone does not decide: the eigenvalues have opposite signs (det H < 0).",
                                            "只看对角元不够:两个特征值异号(det H < 0)。")))
-    eig_mistakes = distinct(EIG, ref["q_hess_eig"], [
+    eig_mistakes = distinct_mistakes(ref["q_hess_eig"], check=EIG, mistakes=[
         Mistake("HESSIAN_EIG_DESCENDING", ref["q_hess_eig"][::-1], say("Sort the eigenvalues in ascending order.", "特征值要按从小到大排序。")),
         Mistake("HESSIAN_DIAGONAL_AS_EIG", sorted([a, c]),
                 say("The eigenvalues of a non-diagonal matrix are not its diagonal entries: solve det(H − λI) = 0.",

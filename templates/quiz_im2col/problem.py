@@ -5,8 +5,9 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Array, Exact
+from hwkit.choices import distinct_mistakes
 from hwkit.problem import Mistake, Part, Problem, say, variable_part
-from solutions.quiz import conv_macs, conv_out, distinct, im2col_shape
+from solutions.quiz import conv_macs, conv_out, im2col_shape
 
 
 def sample(rng: random.Random) -> dict:
@@ -36,14 +37,14 @@ def parts(params: dict) -> list[Part]:
     rows, cols = ref["q_im2col_shape"]
     assert cols == conv_out(h, k, s, p) * conv_out(w, k, s, p)
     shape_check, macs_check = Array(rtol=0, atol=0), Exact()
-    shape_mistakes = distinct(shape_check, ref["q_im2col_shape"], [
+    shape_mistakes = distinct_mistakes(ref["q_im2col_shape"], check=shape_check, mistakes=[
         Mistake("IM2COL_TRANSPOSED", [cols, rows], say("One COLUMN per output position: rows are Cin·K·K, columns H_out·W_out.",
                                                        "每个输出位置占一列:行数是 Cin·K·K,列数是 H_out·W_out。")),
         Mistake("IM2COL_NO_CIN", [k * k, cols], say("A patch spans all input channels: Cin·K·K values.", "一个图像块覆盖全部输入通道:共 Cin·K·K 个值。")),
         Mistake("IM2COL_INPUT_POSITIONS", [rows, h * w], say("There is one column per OUTPUT position, H_out·W_out of them.",
                                                              "每个输出位置一列,共 H_out·W_out 列。")),
     ])
-    macs_mistakes = distinct(macs_check, ref["q_im2col_macs"], [
+    macs_mistakes = distinct_mistakes(ref["q_im2col_macs"], check=macs_check, mistakes=[
         Mistake("MACS_GAVE_FLOPS", 2 * ref["q_im2col_macs"], say("One multiply-accumulate counts once; 2× that is FLOPs.",
                                                                  "一次乘加只计一次;乘以 2 是 FLOPs。")),
         Mistake("MACS_NO_CIN", cout * k * k * cols, say("Each output value sums over Cin·K·K products.", "每个输出值要累加 Cin·K·K 个乘积。")),

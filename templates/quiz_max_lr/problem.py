@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from hwkit.checks import Number
+from hwkit.choices import distinct_mistakes
 from hwkit.problem import Mistake, Part, Problem, say, variable_part
-from solutions.quiz import best_constant_lr, distinct, eigenvalues, max_stable_lr
+from solutions.quiz import best_constant_lr, eigenvalues, max_stable_lr
 
 
 def sample(rng: random.Random) -> dict:
@@ -32,7 +33,7 @@ CHECK = Number(rel=2e-3)
 def parts(params: dict) -> list[Part]:
     ref = answers(params)
     lo, hi = eigenvalues(params["H"])[0], eigenvalues(params["H"])[-1]
-    max_mistakes = distinct(CHECK, ref["q_maxlr"], [
+    max_mistakes = distinct_mistakes(ref["q_maxlr"], check=CHECK, mistakes=[
         Mistake("MAXLR_LAMBDA_MIN", 2 / lo, say("The stiffest direction limits the step: use the largest eigenvalue.",
                                                  "最陡的方向限制了步长:要用最大的特征值。")),
         Mistake("MAXLR_NO_FACTOR_2", 1 / hi, say("GD is stable while |1 − lr·λ| < 1, i.e. lr < 2/λ_max; 1/λ_max is not the limit.",
@@ -40,7 +41,7 @@ def parts(params: dict) -> list[Part]:
         Mistake("MAXLR_DIAGONAL", 2 / max(params["H"][i][i] for i in range(3)),
                 say("Use the eigenvalues of H, not its diagonal entries.", "要用 H 的特征值,而不是对角元。")),
     ])
-    best_mistakes = distinct(CHECK, ref["q_maxlr_best"], [
+    best_mistakes = distinct_mistakes(ref["q_maxlr_best"], check=CHECK, mistakes=[
         Mistake("BESTLR_GAVE_MAX", 2 / hi, say("At lr = 2/λ_max the stiffest direction does not converge at all (|1 − lr·λ_max| = 1).",
                                                "lr = 2/λ_max 时最陡方向完全不收敛(|1 − lr·λ_max| = 1)。")),
         Mistake("BESTLR_ONE_OVER_LMAX", 1 / hi, say("1/λ_max is best for the stiffest direction alone; balance both ends: |1 − lr·λ_min| = |1 − lr·λ_max|.",

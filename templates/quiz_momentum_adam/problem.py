@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from hwkit.checks import Array
+from hwkit.choices import distinct_mistakes
 from hwkit.problem import Mistake, Part, Problem, say, variable_part
-from solutions.quiz import adam_step, adam_step_formula, distinct, momentum_ema_steps, momentum_steps
+from solutions.quiz import adam_step, adam_step_formula, momentum_ema_steps, momentum_steps
 
 
 def _ints(rng: random.Random, hi: int) -> list[int]:
@@ -69,7 +70,7 @@ def parts(params: dict) -> list[Part]:
     x0, g1, g2 = (np.asarray(p[k], dtype=np.float64) for k in ("x0", "g1", "g2"))
     lr, beta = p["lr"], p["beta"]
     adam = (p["x0"], p["g1"], p["adam_lr"], p["beta1"], p["beta2"], p["eps"])
-    mom_mistakes = distinct(CHECK, ref["q_mom_x2"], [
+    mom_mistakes = distinct_mistakes(ref["q_mom_x2"], check=CHECK, mistakes=[
         Mistake("MOMENTUM_IGNORED", (x0 - lr * (g1 + g2)).tolist(),
                 say("That is plain SGD: with momentum the second step uses v2 = β·v1 + g2.", "这是普通 SGD:有动量时第二步用 v2 = β·v1 + g2。")),
         Mistake("MOMENTUM_DAMPENED", momentum_ema_steps(p["x0"], [p["g1"], p["g2"]], lr, beta).tolist(),
@@ -78,7 +79,7 @@ def parts(params: dict) -> list[Part]:
         Mistake("MOMENTUM_WRONG_SIGN", (x0 + lr * g1 + lr * (beta * g1 + g2)).tolist(),
                 say("Momentum still moves against the gradient: x = x − lr·v.", "动量法同样沿负梯度方向移动:x = x − lr·v。")),
     ])
-    adam_mistakes = distinct(CHECK, ref["q_adam_x1"], [
+    adam_mistakes = distinct_mistakes(ref["q_adam_x1"], check=CHECK, mistakes=[
         Mistake("ADAM_NO_BIAS_CORRECTION", adam_step_formula(*adam, bias_correction=False).tolist(),
                 say("Divide m by (1−β1ᵗ) and v by (1−β2ᵗ) (bias correction, t = 1).", "要做偏差修正:m 除以 (1−β1ᵗ),v 除以 (1−β2ᵗ)(t = 1)。")),
         Mistake("ADAM_NO_SQRT", adam_step_formula(*adam, use_sqrt=False).tolist(),

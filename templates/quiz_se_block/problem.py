@@ -5,8 +5,9 @@ import random
 from pathlib import Path
 
 from hwkit.checks import Array, Exact, Fields
+from hwkit.choices import distinct_mistakes
 from hwkit.problem import Mistake, Part, Problem, say, variable_part
-from solutions.quiz import distinct, se_params, se_shapes
+from solutions.quiz import se_params, se_shapes
 
 
 def sample(rng: random.Random) -> dict:
@@ -32,7 +33,7 @@ SHAPES = Fields({"squeeze": (1, Array(rtol=0, atol=0)), "fc1": (1, Array(rtol=0,
 def parts(params: dict) -> list[Part]:
     ref = answers(params)
     n, c, r, h, w = params["n"], params["c"], params["r"], params["h"], params["w"]
-    shape_mistakes = distinct(SHAPES, ref["q_se_shapes"], [
+    shape_mistakes = distinct_mistakes(ref["q_se_shapes"], check=SHAPES, mistakes=[
         Mistake("SE_SQUEEZE_NOT_POOLED", {"squeeze": [n, c, h, w]},
                 say("Squeeze is a global average pool: every H×W map becomes one number, (N, C).",
                     "Squeeze 是全局平均池化:每个 H×W 的特征图被压成一个数,得到 (N, C)。")),
@@ -41,7 +42,7 @@ def parts(params: dict) -> list[Part]:
         Mistake("SE_DROPPED_BATCH", {"squeeze": [c], "fc1": [c // r], "fc2": [c]},
                 say("Keep the batch dimension N in front.", "要保留最前面的批量维 N。")),
     ])
-    count_mistakes = distinct(Exact(), ref["q_se_params"], [
+    count_mistakes = distinct_mistakes(ref["q_se_params"], check=Exact(), mistakes=[
         Mistake("SE_NO_BIAS", se_params(c, r, bias=False),
                 say("Count the biases too: C/r for FC1 and C for FC2.", "偏置也要算上:FC1 有 C/r 个,FC2 有 C 个。")),
         Mistake("SE_ONE_FC", c * (c // r) + c // r,

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from hwkit.checks import Array, Number
+from hwkit.choices import distinct_mistakes
 from hwkit.problem import Mistake, Part, Problem, say, variable_part
-from solutions.quiz import cross_entropy, distinct, softmax
+from solutions.quiz import cross_entropy, softmax
 
 
 def sample(rng: random.Random) -> dict:
@@ -37,7 +38,7 @@ def parts(params: dict) -> list[Part]:
     ref = answers(params)
     z, t = np.asarray(params["logits"], dtype=np.float64), params["target"]
     p = np.asarray(ref["q_softmax_probs"])
-    prob_mistakes = distinct(PROBS, ref["q_softmax_probs"], [
+    prob_mistakes = distinct_mistakes(ref["q_softmax_probs"], check=PROBS, mistakes=[
         Mistake("SOFTMAX_GAVE_LOG_PROBS", (z - z.max() - math.log(np.exp(z - z.max()).sum())).tolist(),
                 say("Those are log-probabilities (log_softmax); softmax is exp(z_i)/Σ_j exp(z_j).",
                     "这是对数概率(log_softmax);softmax 是 exp(z_i)/Σ_j exp(z_j)。")),
@@ -47,7 +48,7 @@ def parts(params: dict) -> list[Part]:
         Mistake("SOFTMAX_NO_EXP", (z / z.sum()).tolist() if abs(z.sum()) > 1e-9 else [0.0] * len(z),
                 say("Exponentiate first: softmax is exp(z_i)/Σ_j exp(z_j).", "要先取指数:softmax 是 exp(z_i)/Σ_j exp(z_j)。")),
     ])
-    loss_mistakes = distinct(LOSS, ref["q_softmax_ce"], [
+    loss_mistakes = distinct_mistakes(ref["q_softmax_ce"], check=LOSS, mistakes=[
         Mistake("CE_LOG10", -math.log10(p[t]), say("Cross-entropy uses the natural logarithm (as PyTorch does).",
                                                    "交叉熵使用自然对数(与 PyTorch 一致)。")),
         Mistake("CE_FORGOT_MINUS", math.log(p[t]), say("The loss is −log p_t: a loss is never negative here.",
