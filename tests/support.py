@@ -103,3 +103,9 @@ def assert_reference_full_and_starter_zero(root: Path, sid: str, part_ids) -> No
     results = grade_one(root, sid, release_notebook(root, sid))
     for pid, r in results.items():
         assert r.score == 0 and r.note in ("NOT_ANSWERED", "RAISED"), (pid, r.note)
+
+
+def assert_wrong_with_notes(results, expected: dict[str, str]) -> None:
+    """Each listed part lost points and carries the expected answer note."""
+    for pid, note in expected.items():
+        assert results[pid].score < results[pid].max_points and results[pid].note == note, (pid, results[pid].note)

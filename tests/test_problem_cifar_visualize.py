@@ -10,7 +10,7 @@ import numpy as np
 from hwkit.bank import get_problem
 from hwkit.probes import as_reply
 from solutions.cifar_visualize import LABEL_NAMES, batch_files, concat_grid, make_batch, make_grid, to_rows
-from tests.support import assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, solution_notebook
+from tests.support import assert_wrong_with_notes, assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, solution_notebook
 
 PROBLEM = get_problem("cifar-visualize")
 PART_IDS = ["cifar_to_tensor", "cifar_denormalize", "cifar_show_subplots", "cifar_make_grid",
@@ -229,8 +229,7 @@ def test_notebook_grading(tmp_path):
                                         "cifar_show_imagegrid": "GRID_NO_DENORMALIZE", "cifar_concat_grid": "GRID_ROW_COL_SWAPPED",
                                         "cifar_grid_image": "GRID_CHW_NOT_HWC"})):
         results = grade_one(root, "s001", append_cell(solution_notebook(root, "s001"), source))
-        for pid, note in expected.items():
-            assert results[pid].score < results[pid].max_points and results[pid].note == note, (pid, results[pid].note)
+        assert_wrong_with_notes(results, expected)
 
     # (4) different, correct implementations earn full marks
     results = grade_one(root, "s001", append_cell(solution_notebook(root, "s001"), ALTERNATIVE))

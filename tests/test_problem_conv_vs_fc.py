@@ -8,7 +8,7 @@ from collections import Counter
 from hwkit.bank import get_problem
 from hwkit.checks import Reply, grade_reply
 from hwkit.probes import as_reply
-from tests.support import assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, solution_notebook
+from tests.support import assert_wrong_with_notes, assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, solution_notebook
 
 PROBLEM = get_problem("conv-vs-fc")
 PART_IDS = ["fcconv_fc_params", "fcconv_conv_params", "fcconv_fc_same_params", "fcconv_local_params",
@@ -77,8 +77,7 @@ def test_notebook_grading(tmp_path):
                 "fcconv_sharing_ratio": "RATIO_INVERTED", "fcconv_fc_conv_ratio": "RATIO_WRONG_FC",
                 "fcconv_roles": "WRITTEN_MISSING_DOWNSAMPLING", "fcconv_sharing": "WRITTEN_MISSING_WEIGHT_SHARING",
                 "fcconv_choice_pool": "CHOICE_RELU", "fcconv_choice_sharing": "CHOICE_LOCAL_CONNECTIVITY"}
-    for pid, note in expected.items():
-        assert results[pid].score < results[pid].max_points and results[pid].note == note, (pid, results[pid].note)
+    assert_wrong_with_notes(results, expected)
     assert results["fcconv_roles"].needs_review and 0 < results["fcconv_roles"].score
 
     nb = append_cell(solution_notebook(root, "s001"), (
@@ -97,5 +96,4 @@ def test_notebook_grading(tmp_path):
                 "fcconv_choice_sharing": "CHOICE_DROPOUT"}
     if params["c"] > 1:  # with a grayscale image these two mistakes give the right number
         expected.update({"fcconv_fc_params": "FC_NO_CHANNELS", "fcconv_conv_params": "CONV_NO_CIN"})
-    for pid, note in expected.items():
-        assert results[pid].score < results[pid].max_points and results[pid].note == note, (pid, results[pid].note)
+    assert_wrong_with_notes(results, expected)

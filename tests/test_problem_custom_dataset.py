@@ -12,7 +12,7 @@ from hwkit.bank import get_problem
 from hwkit.checks import Reply, grade_reply
 from hwkit.probes import as_reply
 from solutions.custom_dataset import hidden_tree, index_files, training_files
-from tests.support import assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, solution_notebook
+from tests.support import assert_wrong_with_notes, assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, solution_notebook
 
 PROBLEM = get_problem("custom-dataset")
 PART_IDS = ["cd_labels", "cd_items", "cd_loader", "cd_show_batch"]
@@ -242,14 +242,12 @@ def test_notebook_grading(tmp_path):
     results = grade_one(root, "s001", append_cell(solution_notebook(root, "s001"), WRONG_1))
     expected = {"cd_labels": "DATASET_LABELS_REVERSED", "cd_items": "DATASET_NOT_NORMALISED",
                 "cd_loader": "DATALOADER_DROP_LAST", "cd_show_batch": "FIG_ONE_CHANNEL"}
-    for pid, note in expected.items():
-        assert results[pid].score < results[pid].max_points and results[pid].note == note, (pid, results[pid].note)
+    assert_wrong_with_notes(results, expected)
 
     results = grade_one(root, "s001", append_cell(solution_notebook(root, "s001"), WRONG_2))
     expected = {"cd_labels": "DATASET_COUNTS_NON_IMAGES", "cd_loader": "BATCH_SIZES_WRONG_SHAPE",
                 "cd_show_batch": "FIG_UINT8"}
-    for pid, note in expected.items():
-        assert results[pid].score < results[pid].max_points and results[pid].note == note, (pid, results[pid].note)
+    assert_wrong_with_notes(results, expected)
     assert results["cd_items"].score < results["cd_items"].max_points
 
     # (4) a different, correct implementation earns full marks

@@ -12,7 +12,7 @@ from hwkit.bank import get_problem
 from hwkit.checks import Reply, grade_reply
 from hwkit.probes import as_reply
 from solutions.depthwise_separable import DepthwiseSeparableConv
-from tests.support import assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, solution_notebook
+from tests.support import assert_wrong_with_notes, assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, solution_notebook
 
 PROBLEM = get_problem("depthwise-separable")
 PART_IDS = ["ds_principle", "ds_standard_formula", "ds_separable_formula", "ds_cost_formula", "ds_ratio_formula",
@@ -151,8 +151,7 @@ def test_notebook_grading(tmp_path):
                 "ds_ratio_formula": "RATIO_INVERTED", "ds_standard_params": "CONV_WITH_BIAS",
                 "ds_separable_params": "DSCONV_NO_GROUPS", "ds_param_ratio": "RATIO_INVERTED",
                 "ds_standard_macs": "MACS_GAVE_FLOPS", "ds_separable_macs": "MACS_NO_SPATIAL"}
-    for pid, note in expected.items():
-        assert results[pid].score < results[pid].max_points and results[pid].note == note, (pid, results[pid].note)
+    assert_wrong_with_notes(results, expected)
 
     # round 2: a standard conv as the module, other wrong formulas and numbers
     nb = append_cell(solution_notebook(root, "s001"), STANDARD_CONV + (
@@ -168,6 +167,5 @@ def test_notebook_grading(tmp_path):
                 "ds_standard_formula": "FORMULA_NO_CIN", "ds_separable_formula": "DS_DEPTHWISE_PER_OUTPUT",
                 "ds_cost_formula": "COST_GAVE_FLOPS", "ds_ratio_formula": "FORMULA_NOT_EQUIVALENT",
                 "ds_separable_params": "DS_WITH_BIAS", "ds_separable_macs": "MACS_GAVE_FLOPS"}
-    for pid, note in expected.items():
-        assert results[pid].score < results[pid].max_points and results[pid].note == note, (pid, results[pid].note)
+    assert_wrong_with_notes(results, expected)
     assert 0 < results["ds_module"].score < results["ds_module"].max_points  # shape and conv behaviour still right
