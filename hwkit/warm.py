@@ -59,7 +59,9 @@ PRELOAD = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "
            # what IPKernelApp.initialize imports on its own: preloaded, a kernel is ready in a fraction of the time
            "ipykernel.debugger", "debugpy", "IPython.core.debugger", "IPython.core.completerlib",
            "IPython.extensions.storemagic", "sqlite3", "pydoc", "tornado.ioloop", "faulthandler", "mimetypes",
-           "http.server", "secrets", "tomllib")
+           "http.server", "secrets", "tomllib",
+           # what the course's notebooks and probes use beyond torch: image files, tarred/pickled CIFAR batches
+           "PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "torch.utils.flop_counter", "tarfile")
 
 _CLONE_NEWNS, _CLONE_NEWCGROUP, _CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
 _CLONE_NEWIPC, _CLONE_NEWPID, _CLONE_NEWNET = 0x08000000, 0x20000000, 0x40000000
@@ -572,6 +574,43 @@ def _reap(*_) -> None:
             return
 
 
+def _warm_up() -> None:
+    """Pay the first-use costs once, in the zygote, instead of in every kernel: FlopCounterMode's first use
+    imports ~800 modules (torch._dynamo, torch._inductor, ...: ~1 CPU-second), a first autograd pass, the
+    first LSTM, and matplotlib's first figure (font cache, Agg canvas, PNG writer). Single-threaded (OMP at 1)
+    and deterministic; torch's RNG state is restored, so a kernel's generator starts as a cold one's would."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    rng_state = torch.get_rng_state()
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.ReLU(),
+                                  torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(2, 2))
+        x = torch.ones(2, 1, 4, 4)
+        with FlopCounterMode(display=False):
+            net(x)
+        net(x).square().mean().backward()
+        lstm = torch.nn.LSTM(2, 2, batch_first=True)
+        lstm(torch.ones(1, 3, 2))[0].sum().backward()
+        torch.optim.SGD(net.parameters(), lr=0.1).step()
+        plt = sys.modules.get("matplotlib.pyplot")
+        if plt is not None:
+            import io
+
+            fig, ax = plt.subplots(1, 2)
+            ax[0].imshow(torch.zeros(4, 4, 3).numpy())
+            ax[1].plot([0, 1], [1, 0])
+            ax[0].set_title("warm")
+            fig.savefig(io.BytesIO(), format="png")
+            plt.close("all")
+    except Exception:          # a warm-up that fails only leaves that cost to each kernel
+        pass
+    finally:
+        torch.set_rng_state(rng_state)
+
+
 def zygote_main(fd: int) -> None:
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() == 1:
@@ -586,6 +625,7 @@ def zygote_main(fd: int) -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+    _warm_up()
     import gc
     gc.collect()
     gc.freeze()                                           # forks do not copy pages just to scan them
