@@ -16,7 +16,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from hwkit.checks import Reply
 from hwkit.course import SandboxLimits
 from hwkit.problem import Probe
-from hwkit.probes import decode_reply, new_nonce, probe_cell_source
+from hwkit.probes import decode_reply, find_reply, new_nonce, probe_batch_source
 from hwkit.sandbox import OutputCapMixin
 
 # Execution statuses, worst first when several apply.
@@ -177,24 +177,59 @@ def _resync(client, nb) -> None:
 
 
 def _run_probes(client, nb, probes: dict[str, Probe], limits, deadline) -> dict[str, Reply]:
-    replies = {}
-    for key, probe in probes.items():
-        remaining = deadline - time.perf_counter()
-        if remaining <= 1:
-            replies[key] = Reply(False, error_type="Timeout", error_message="no time was left to check this part")
-            continue
-        nonce = new_nonce()
-        cell = nbformat.v4.new_code_cell(probe_cell_source(probe, nonce))
-        nb.cells.append(cell)
-        client.timeout = int(max(1, min(limits.cell_timeout, remaining)))
-        try:
-            client.execute_cell(cell, len(nb.cells) - 1)
-            replies[key] = decode_reply(cell.outputs, nonce)
-        except CellTimeoutError:
-            replies[key] = Reply(False, error_type="Timeout", error_message=f"checking this part took over {client.timeout}s")
-            _interrupt(client)
-            _resync(client, nb)
-        except DeadKernelError:
-            replies[key] = Reply(False, error_type="KernelDied", error_message="the kernel died while this part was checked")
-            break
+    """One probe cell per problem (one round trip instead of one per part). A probe of a batch that got no
+    reply (the batch ran past the cell limit, or student code cut it short) runs again alone, with its own
+    limit: a batch never costs a part its answer, at worst a hanging part costs two cell limits of time."""
+    replies: dict[str, Reply] = {}
+    for batch in _probe_batches(probes):
+        alive = _run_probe_cell(client, nb, [(key, probes[key]) for key in batch], limits, deadline, replies)
+        for key in batch:
+            if not alive:
+                return replies
+            if key not in replies:
+                alive = _run_probe_cell(client, nb, [(key, probes[key])], limits, deadline, replies)
     return replies
+
+
+def _probe_batches(probes: dict[str, Probe]) -> list[list[str]]:
+    """Probe keys ("problem/part") grouped by problem, in order."""
+    batches: dict[str, list[str]] = {}
+    for key in probes:
+        batches.setdefault(key.split("/", 1)[0], []).append(key)
+    return list(batches.values())
+
+
+def _run_probe_cell(client, nb, batch: list[tuple[str, Probe]], limits, deadline, replies: dict[str, Reply]) -> bool:
+    """Run probes in one cell and file the replies it got. A single probe always gets a reply (its answer,
+    its error, or why there is none); in a batch, probes without a reply are left out for a re-run.
+    Returns False if the kernel died."""
+    single = len(batch) == 1
+    remaining = deadline - time.perf_counter()
+    if remaining <= 1:
+        for key, _ in batch:
+            replies[key] = Reply(False, error_type="Timeout", error_message="no time was left to check this part")
+        return True
+    nonces = [new_nonce() for _ in batch]
+    cell = nbformat.v4.new_code_cell(probe_batch_source([(probe, nonce) for (_, probe), nonce in zip(batch, nonces)]))
+    nb.cells.append(cell)
+    client.timeout = int(max(1, min(limits.cell_timeout, remaining)))
+    alive, timed_out = True, False
+    try:
+        client.execute_cell(cell, len(nb.cells) - 1)
+    except CellTimeoutError:
+        timed_out = True
+        _interrupt(client)
+        _resync(client, nb)
+    except DeadKernelError:
+        alive = False
+    for (key, _), nonce in zip(batch, nonces):
+        found = find_reply(cell.outputs, nonce)
+        if found is not None:
+            replies[key] = found
+        elif not alive:
+            replies[key] = Reply(False, error_type="KernelDied", error_message="the kernel died while this part was checked")
+            break                       # the first without a reply is the one that was running
+        elif single:
+            replies[key] = (Reply(False, error_type="Timeout", error_message=f"checking this part took over {client.timeout}s")
+                            if timed_out else decode_reply(cell.outputs, nonce))
+    return alive

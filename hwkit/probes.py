@@ -107,6 +107,8 @@ def _run(source, payload):
         body = {"nonce": payload["nonce"], "ok": True, "value": _enc(env.get("result"))}
     except NotAnswered as e:
         body = {"nonce": payload["nonce"], "ok": False, "error_type": "NotAnswered", "message": str(e)[:300]}
+    except KeyboardInterrupt:
+        raise                      # the grader's interrupt after a time limit: stop here, no reply
     except BaseException as e:
         body = {"nonce": payload["nonce"], "ok": False, "error_type": type(e).__name__, "message": str(e)[:300]}
     _reply(body)
@@ -158,11 +160,18 @@ def new_nonce() -> str:
 
 def probe_cell_source(probe: Probe, nonce: str, max_bytes: int = MAX_REPLY_BYTES) -> str:
     """The code of one probe cell. Runtime, probe source and inputs travel as JSON string literals."""
-    payload = json.dumps({"nonce": nonce, "inputs": encode_data(probe.inputs)})
-    setup = KERNEL_RUNTIME + f"\n_MIME = {REPLY_MIME!r}\n_LIMIT = {int(max_bytes)}\n_run(_SOURCE, _json.loads(_PAYLOAD))\n"
+    return probe_batch_source([(probe, nonce)], max_bytes)
+
+
+def probe_batch_source(batch: list[tuple[Probe, str]], max_bytes: int = MAX_REPLY_BYTES) -> str:
+    """One cell that runs several probes in turn (the runtime compiled once), each replying under its own
+    nonce. A probe that is interrupted stops the batch; the grader re-runs whatever got no reply."""
+    payload = json.dumps([{"nonce": nonce, "inputs": encode_data(probe.inputs), "source": probe.source}
+                          for probe, nonce in batch])
+    setup = (KERNEL_RUNTIME + f"\n_MIME = {REPLY_MIME!r}\n_LIMIT = {int(max_bytes)}\n"
+             "for _probe in _json.loads(_PAYLOAD):\n    _run(_probe.pop('source'), _probe)\n")
     return ("exec(compile(" + json.dumps(setup) + ", '<hwkit-runtime>', 'exec'), "
-            "{'__builtins__': __import__('builtins'), '_SOURCE': " + json.dumps(probe.source)
-            + ", '_PAYLOAD': " + json.dumps(payload) + "})")
+            "{'__builtins__': __import__('builtins'), '_PAYLOAD': " + json.dumps(payload) + "})")
 
 
 def decode_data(value, depth: int = 0):
@@ -181,7 +190,19 @@ def decode_data(value, depth: int = 0):
 
 def decode_reply(outputs: list, nonce: str, max_bytes: int = MAX_REPLY_BYTES) -> Reply:
     """Find this probe's reply among a cell's outputs and turn it into data. Anything malformed is a
-    failed reply with a reason, never an exception."""
+    failed reply with a reason, never an exception; no reply at all reports the cell's error if any."""
+    found = find_reply(outputs, nonce, max_bytes)
+    if found is not None:
+        return found
+    for output in outputs or []:
+        if isinstance(output, dict) and output.get("output_type") == "error":
+            return Reply(False, error_type=str(output.get("ename", "Error"))[:80],
+                         error_message=str(output.get("evalue", ""))[:300])
+    return Reply(False, error_type="NoReply", error_message="the kernel gave no answer (it may have died or timed out)")
+
+
+def find_reply(outputs: list, nonce: str, max_bytes: int = MAX_REPLY_BYTES) -> Reply | None:
+    """This probe's reply among a cell's outputs as data, or None if it sent none."""
     for output in outputs or []:
         data = output.get("data", {}) if isinstance(output, dict) else {}
         body = data.get(REPLY_MIME)
@@ -201,11 +222,7 @@ def decode_reply(outputs: list, nonce: str, max_bytes: int = MAX_REPLY_BYTES) ->
             return Reply(True, decode_data(body.get("value")))
         except (ValueError, TypeError, OSError) as exc:
             return Reply(False, error_type="BadReply", error_message=f"the answer could not be read ({exc})")
-    for output in outputs or []:
-        if isinstance(output, dict) and output.get("output_type") == "error":
-            return Reply(False, error_type=str(output.get("ename", "Error"))[:80],
-                         error_message=str(output.get("evalue", ""))[:300])
-    return Reply(False, error_type="NoReply", error_message="the kernel gave no answer (it may have died or timed out)")
+    return None
 
 
 # Probe builders used by problem definitions.
