@@ -5,6 +5,7 @@ and exits non-zero, so bad input never becomes a traceback."""
 from __future__ import annotations
 
 import csv
+import os
 import re
 import secrets
 import tomllib
@@ -34,7 +35,8 @@ class SandboxLimits:
     cell_timeout: int = 60         # seconds of wall time per cell
     notebook_timeout: int = 300    # seconds of wall time for the whole notebook, probes included
     output_bytes: int = 1_000_000  # captured output kept per cell
-    torch_threads: int = 1         # intra-op threads per kernel: one kernel per core is the better split
+    torch_threads: int = 0         # intra-op threads per kernel; 0: the cores shared out among the kernels that
+                                   # run at once (one each when grading a batch: the better split for throughput)
 
     @classmethod
     def from_mapping(cls, data: dict, source: str) -> "SandboxLimits":
@@ -43,10 +45,16 @@ class SandboxLimits:
         for key, value in data.items():
             if key not in known:
                 raise HwkitError(f"{source}: unknown sandbox setting '{key}'; known: {', '.join(known)}")
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise HwkitError(f"{source}: sandbox setting '{key}' must be a positive integer, got {value!r}")
+            least = 0 if key == "torch_threads" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                kind = "a whole number, 0 or more" if least == 0 else "a positive integer"
+                raise HwkitError(f"{source}: sandbox setting '{key}' must be {kind}, got {value!r}")
             values[key] = value
         return cls(**values)
+
+    def kernel_threads(self) -> int:
+        """torch_threads, with 0 (auto) meaning every core: a kernel that runs alone."""
+        return self.torch_threads or os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

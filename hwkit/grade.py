@@ -12,7 +12,6 @@ import secrets
 import shutil
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -173,42 +172,163 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
     return result, nbformat.writes(execution.notebook)
 
 
-# ---- the batch -------------------------------------------------------------------------------------
+# ---- the batch ---------------------------------------------------------------------------------------
+#
+# Lanes: a lane grades one submission at a time in its own sandbox slot (its own uid). Lanes are threads of
+# a few worker processes (one per core at most), so a worker's lanes share one zygote, and while one lane
+# waits on its kernel, starts the next one or checks replies, another lane's kernel has the core: kernel
+# start, probes and checks of one submission overlap the execution of others.
 
-_SLOT = 0
-
-
-def _init_worker(slots, warm: bool = False) -> None:
-    global _SLOT
-    _SLOT = slots.get()
-    import torch
-
-    torch.set_num_threads(1)  # references are tiny; the cores belong to the kernels
-    if warm:
-        from hwkit.warm import process_zygote
-
-        process_zygote()      # this worker's zygote: torch imported once, a kernel forked per submission
+@dataclass(frozen=True)
+class Task:
+    student_id: str
+    path: str | None
+    problem: str
 
 
-def _grade_in_worker(course_root: str, assignment_id: str, student_id: str, path: str | None, problem: str,
-                     sandbox: bool, warm: bool = False) -> tuple[dict, str | None]:
-    course = load_course(Path(course_root))
-    assignment = course.assignment(assignment_id)
-    student = next(s for s in course.roster if s.student_id == student_id)
-    sub = Submission(student_id, Path(path) if path else None, problem)
+@dataclass(frozen=True)
+class BatchPlan:
+    lanes: int             # kernels in flight
+    workers: int           # processes holding the lanes
+    torch_threads: int     # intra-op threads per kernel
+
+
+def plan_batch(jobs: int | None, todo: int, configured_threads: int = 0, cores: int | None = None) -> BatchPlan:
+    """Kernels in flight default to one more than the cores (the extra lane fills the gaps of the others);
+    threads per kernel default to the cores left to each kernel, at least one."""
+    cores = cores or os.cpu_count() or 1
+    lanes = max(1, min(jobs or cores + 1, max(todo, 1)))
+    threads = configured_threads or max(1, cores // lanes)
+    return BatchPlan(lanes, min(lanes, cores), threads)
+
+
+def _grade_task(course: Course, assignment_id: str, task: Task, slot: int, sandbox: bool, warm: bool
+                ) -> tuple[dict, str | None]:
     from hwkit.sandbox import SandboxLeak
 
+    assignment = course.assignment(assignment_id)
+    student = next(s for s in course.roster if s.student_id == task.student_id)
+    sub = Submission(task.student_id, Path(task.path) if task.path else None, task.problem)
     try:
-        result, executed = grade_submission(course, assignment, student, sub, slot=_SLOT, sandbox=sandbox, warm=warm)
+        result, executed = grade_submission(course, assignment, student, sub, slot=slot, sandbox=sandbox, warm=warm)
     except SandboxLeak:
         raise  # fail closed: the batch stops rather than grade on a machine with a broken jail
     except Exception as exc:  # a grader fault must not lose the batch: record it, retry it on the next run
-        reason = f"{type(exc).__name__}: {exc}"[:300]
-        result = SubmissionResult(assignment_id, student_id, GRADER_ERROR, reason, "retry:" + file_hash(sub.path))
-        result.parts = _zero_parts(build_variant(course, assignment, student), "GRADER_ERROR",
-                                   "The grader failed on this submission; it will be graded again.", "评分程序出错,将重新评分。")
-        executed = None
+        result, executed = _grader_error(course, assignment, student, sub.path, f"{type(exc).__name__}: {exc}"), None
     return result.to_json(), executed
+
+
+def _grader_error(course: Course, assignment: Assignment, student: Student, path: Path | None,
+                  reason: str) -> SubmissionResult:
+    result = SubmissionResult(assignment.assignment_id, student.student_id, GRADER_ERROR, reason[:300],
+                              "retry:" + file_hash(path))
+    result.parts = _zero_parts(build_variant(course, assignment, student), "GRADER_ERROR",
+                               "The grader failed on this submission; it will be graded again.", "评分程序出错,将重新评分。")
+    return result
+
+
+def _worker_main(course_root: str, assignment_id: str, slots: list[int], torch_threads: int, sandbox: bool,
+                 warm: bool, tasks, results) -> None:
+    """A worker process: one thread per lane, each taking tasks until it meets a None."""
+    import ctypes
+    import signal
+    import threading
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)     # PR_SET_PDEATHSIG: never outlive the grader
+    if os.getppid() == 1:
+        return
+    import torch
+
+    torch.set_num_threads(1)  # references are tiny; the cores belong to the kernels
+    course = load_course(Path(course_root))
+    if torch_threads != course.limits.torch_threads:
+        from dataclasses import replace
+
+        course = replace(course, limits=replace(course.limits, torch_threads=torch_threads))
+    if sandbox and warm:
+        from hwkit.warm import process_zygote
+
+        process_zygote()      # this worker's zygote: torch imported once, a kernel forked per submission
+    from hwkit.sandbox import SandboxLeak
+
+    def lane(slot: int) -> None:
+        while (task := tasks.get()) is not None:
+            results.put(("start", task.student_id, os.getpid()))
+            try:
+                results.put(("done", *_grade_task(course, assignment_id, task, slot, sandbox, warm)))
+            except SandboxLeak as exc:
+                results.put(("leak", task.student_id, str(exc)))
+                return
+            except BaseException as exc:  # noqa: BLE001 (even this is reported, never a silent loss)
+                results.put(("failed", task.student_id, f"{type(exc).__name__}: {exc}"))
+
+    threads = [threading.Thread(target=lane, args=(slot,), name=f"hwkit-lane-{slot}") for slot in slots]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+class _Batch:
+    """The worker processes of one `hwkit grade` run and the queues between them and the grader."""
+
+    def __init__(self, course: Course, assignment_id: str, todo: list[Submission], plan: BatchPlan,
+                 sandbox: bool, warm: bool):
+        ctx = multiprocessing.get_context("spawn")
+        self.tasks, self.results = ctx.Queue(), ctx.Queue()
+        for sub in todo:
+            self.tasks.put(Task(sub.student_id, str(sub.path) if sub.path else None, sub.problem))
+        for _ in range(plan.lanes):
+            self.tasks.put(None)
+        slots = [list(range(plan.lanes))[w::plan.workers] for w in range(plan.workers)]
+        self.procs = [ctx.Process(target=_worker_main, name=f"hwkit-grader-{w}",
+                                  args=(str(course.root), assignment_id, slots[w], plan.torch_threads, sandbox,
+                                        warm, self.tasks, self.results))
+                      for w in range(plan.workers)]
+        self.in_flight: dict[str, int] = {}      # student id -> worker pid
+
+    def __enter__(self) -> "_Batch":
+        for proc in self.procs:
+            proc.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for proc in self.procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in self.procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        self.tasks.cancel_join_thread()
+        self.results.cancel_join_thread()
+
+    def messages(self):
+        """Yield the workers' messages; when every worker has exited, yield ("lost", sid) for each
+        submission that was being graded by a worker that died, then stop."""
+        from queue import Empty
+
+        while True:
+            try:
+                msg = self.results.get(timeout=0.5)
+            except Empty:
+                if any(p.is_alive() for p in self.procs):
+                    continue
+                try:                         # a worker's last message may still be in the pipe
+                    msg = self.results.get(timeout=0.5)
+                except Empty:
+                    for sid in list(self.in_flight):
+                        yield ("lost", sid, "the grading worker exited while grading this submission")
+                    return
+            if msg[0] == "start":
+                self.in_flight[msg[1]] = msg[2]
+                continue
+            if msg[0] == "done":
+                self.in_flight.pop(msg[1]["student_id"], None)
+            else:
+                self.in_flight.pop(msg[1], None)
+            yield msg
 
 
 def write_outputs(course: Course, result: SubmissionResult, executed: str | None) -> None:
@@ -233,7 +353,6 @@ def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None =
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from hwkit.report import write_reports
-    from hwkit.sandbox import SandboxLeak
 
     course = load_course(course_dir)
     course.assignment(assignment_id)  # validates the assignment file before any work
@@ -256,35 +375,39 @@ def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None =
     book = Gradebook(course.root)
     todo = [s for s in subs if force or book.graded_hash(assignment_id, s.student_id) != file_hash(s.path)
             or not (course.root / "graded" / assignment_id / s.student_id / "feedback.html").is_file()]
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
-    failures, start = 0, time.perf_counter()
+    plan = plan_batch(jobs, len(todo), course.limits.torch_threads)
+    failures, graded, start = 0, 0, time.perf_counter()
+    by_id = {s.student_id: s for s in todo}
     if todo:
-        ctx = multiprocessing.get_context("spawn")
-        slots = ctx.Queue()
-        for i in range(jobs):
-            slots.put(i)
         progress = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                             TimeElapsedColumn(), console=console, disable=console is None)
-        with progress, ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(slots, warm and sandbox)) as pool:
+        with progress, _Batch(course, assignment_id, todo, plan, sandbox, warm and sandbox) as batch:
             task = progress.add_task("grade", total=len(todo), info="")
-            futures = [pool.submit(_grade_in_worker, str(course.root), assignment_id, s.student_id,
-                                   str(s.path) if s.path else None, s.problem, sandbox, warm) for s in todo]
-            for done, future in enumerate(as_completed(futures), start=1):
-                try:
-                    data, executed = future.result()
-                except SandboxLeak as exc:
-                    pool.shutdown(cancel_futures=True)
-                    raise HwkitError(f"grading stopped: a sandbox did not tear down cleanly ({exc}); results so far "
-                                     "are saved. Run `hwkit sandbox doctor` before grading again") from exc
-                result = SubmissionResult.from_json(data)
+            for msg in batch.messages():
+                kind = msg[0]
+                if kind == "leak":
+                    raise HwkitError(f"grading stopped: a sandbox did not tear down cleanly ({msg[2]}); results so far "
+                                     "are saved. Run `hwkit sandbox doctor` before grading again")
+                if kind == "done":
+                    result, executed = SubmissionResult.from_json(msg[1]), msg[2]
+                else:                       # "failed" or "lost": recorded as a grader error, retried next run
+                    sub = by_id[msg[1]]
+                    student = next(s for s in course.roster if s.student_id == sub.student_id)
+                    result = _grader_error(course, course.assignment(assignment_id), student, sub.path, msg[2])
+                    executed = None
                 write_outputs(course, result, executed)
                 book.record(result)
+                graded += 1
                 failures += result.status not in (OK, CELL_ERRORS)
-                rate = done / max(1e-9, time.perf_counter() - start) * 60
+                rate = graded / max(1e-9, time.perf_counter() - start) * 60
                 progress.update(task, advance=1, info=f"{failures} not ok, {rate:.0f}/min")
+                if graded == len(todo):
+                    break
     paths = write_reports(course, assignment_id, book.results(assignment_id))
     book.close()
-    skipped = len(subs) - len(todo)
-    return (f"Graded {len(todo)} submission(s) of {assignment_id} in {time.perf_counter() - start:.1f}s"
-            + (f", {skipped} unchanged skipped" if skipped else "") + f". Grades: {paths['grades']}  "
+    skipped, left = len(subs) - len(todo), len(todo) - graded
+    return (f"Graded {graded} submission(s) of {assignment_id} in {time.perf_counter() - start:.1f}s"
+            + (f", {skipped} unchanged skipped" if skipped else "")
+            + (f", {left} not reached (the grading workers stopped; run again to grade them)" if left else "")
+            + f" ({plan.lanes} at once, {plan.torch_threads} torch thread(s) each). Grades: {paths['grades']}  "
             f"Summary: {paths['summary']}  Feedback: {course.root / 'graded' / assignment_id}/<student>/feedback.html")

@@ -14,7 +14,8 @@ EXAMPLE_SECRET = "example-course-public-secret-do-not-use-for-a-real-course"
 
 
 def _config_text(name: str, lang: str, secret: str) -> str:
-    limits = "\n".join(f"{k} = {v}" for k, v in vars(SandboxLimits()).items())
+    notes = {"torch_threads": "   # 0: cores shared out among the kernels running at once"}
+    limits = "\n".join(f"{k} = {v}{notes.get(k, '')}" for k, v in vars(SandboxLimits()).items())
     return (f'[course]\nname = "{name}"\n# Keep this secret: it decides every student\'s variant.\n'
             f'secret = "{secret}"\nlang = "{lang}"   # default language: zh or en\n\n'
             f"[sandbox]\n{limits}\n")

@@ -70,3 +70,32 @@ def test_problems_lists_the_bank():
     out = hwkit("problems").stdout
     for pid in ("receptive-field", "conv-cost", "depthwise-separable"):
         assert pid in out
+
+
+def test_kernels_in_flight_and_threads_follow_the_cores(course):
+    from hwkit.course import load_course
+    from hwkit.grade import plan_batch
+
+    assert load_course(course).limits.torch_threads == 0                      # a new course: auto
+    assert plan_batch(None, 40, 0, cores=2) == plan_batch(3, 40, 0, cores=2)  # cores + 1 kernels, one thread each
+    assert plan_batch(None, 40, 0, cores=2).torch_threads == 1
+    assert plan_batch(None, 40, 0, cores=8).lanes == 9
+    assert plan_batch(None, 40, 0, cores=8).workers == 8                      # at most one process per core
+    assert plan_batch(1, 40, 0, cores=4).torch_threads == 4                   # one kernel gets every core
+    assert plan_batch(1, 40, 2, cores=4).torch_threads == 2                   # unless the course says otherwise
+    assert plan_batch(None, 2, 0, cores=8).lanes == 2                         # never more lanes than submissions
+
+
+def test_sandbox_settings_are_checked(course, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(course, bad)
+    config = bad / "hwkit.toml"
+    text = config.read_text()
+    config.write_text(text.replace("torch_threads = 0", "torch_threads = -1"))
+    proc = hwkit("generate", "hw1-conv", "--course", bad, check=False)
+    assert proc.returncode == 2 and "torch_threads" in proc.stderr and "0 or more" in proc.stderr
+    config.write_text(text.replace("cell_timeout = 60", "cell_timeout = 0"))
+    proc = hwkit("generate", "hw1-conv", "--course", bad, check=False)
+    assert proc.returncode == 2 and "cell_timeout" in proc.stderr and "positive" in proc.stderr

@@ -256,3 +256,28 @@ def test_killed_batch_resumes_without_losing_or_repeating(tmp_path):
     assert sorted(r[0] for r in rows) == ids
     assert all(r[2] == r[3] == 12 for r in rows)
     assert all(first[sid] == at for sid, at, _, _ in rows if sid in first)
+
+
+def test_a_hanging_part_costs_only_its_own_points(tmp_path):
+    """Probes of one problem share a cell; when one of them never returns, or student code cuts the batch
+    short, the parts after it are checked again one by one and keep their points."""
+    root = make_course(tmp_path, ["receptive-field"], ["s01", "s02"])
+    config = root / "hwkit.toml"
+    config.write_text(config.read_text().replace("cell_timeout = 60", "cell_timeout = 3"))
+    nb = solution_notebook(root, "s01")          # reading rf_final (the first probe) never ends
+    append_cell(nb, "class Forever(list):\n    def __iter__(self):\n        while True:\n            pass\n"
+                    "rf_final = Forever()")
+    submit(root, "s01", nb)
+    nb = solution_notebook(root, "s02")          # reading rf_final interrupts the whole probe cell
+    append_cell(nb, "class Stop(list):\n    def __iter__(self):\n        raise KeyboardInterrupt\n"
+                    "rf_final = Stop()")
+    submit(root, "s02", nb)
+    hwkit("grade", "t", "--course", root, "--jobs", "2")
+    for sid in ("s01", "s02"):
+        parts = _parts(root, sid)
+        assert parts["rf_final"][0] == 0, (sid, parts["rf_final"])
+        for part in ("rf_jump", "rf_out_size", "receptive_field"):
+            assert parts[part][2] == "CORRECT", (sid, part, parts[part])
+    feedback = {sid: sqlite3.connect(root / "gradebook.sqlite").execute(
+        "SELECT feedback_en FROM parts WHERE student_id=? AND part='rf_final'", (sid,)).fetchone()[0] for sid in ("s01", "s02")}
+    assert "Timeout" in feedback["s01"] and "KeyboardInterrupt" in feedback["s02"], feedback
