@@ -68,8 +68,9 @@ def lstm_forward_manual(xs, h0, c0, W_ih, W_hh, b_ih, b_hh, *, carry_state: bool
 
 
 def lstm_param_count(input_size: int, hidden_size: int, num_layers: int) -> int:
-    """Counted on a real nn.LSTM."""
-    return sum(p.numel() for p in nn.LSTM(input_size, hidden_size, num_layers=num_layers).parameters())
+    """Counted on a real nn.LSTM (built on the meta device: the same parameters, no memory, no random init)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in nn.LSTM(input_size, hidden_size, num_layers=num_layers).parameters())
 
 
 def lstm_param_formula(input_size: int, hidden_size: int, num_layers: int, *, gates: int = 4, biases: int = 2,

@@ -35,6 +35,7 @@ def build_torch_stack(layers, kinds) -> nn.Sequential:
 
 
 def torch_output_size(size: int, layers, kinds) -> int:
-    """The output size as torch computes it: the truth the formula must agree with."""
-    with torch.no_grad():
+    """The output size as torch computes it: the truth the formula must agree with. On the meta device:
+    torch's own shape rules, without allocating or computing anything."""
+    with torch.no_grad(), torch.device("meta"):
         return int(build_torch_stack(layers, kinds)(torch.zeros(1, 1, size, size)).shape[-1])
