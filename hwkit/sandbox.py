@@ -636,7 +636,7 @@ class _HwkitKernelClient(AsyncKernelClient):
             sent.add(self.kernel_info())
             reply = await self._next_msg(self.shell_channel, min(1.0, deadline - time.monotonic()))
             if reply is not None and reply["msg_type"] == "kernel_info_reply":
-                if await self._saw_idle(sent, min(time.monotonic() + 1.0, deadline)):
+                if await self._saw_idle(sent, min(time.monotonic() + 0.2, deadline)):
                     self._handle_kernel_info_reply(reply)
                     return
             if not await self._async_is_alive():
