@@ -175,9 +175,12 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
 # ---- the batch ---------------------------------------------------------------------------------------
 #
 # Lanes: a lane grades one submission at a time in its own sandbox slot (its own uid). Lanes are threads of
-# a few worker processes (one per core at most), so a worker's lanes share one zygote, and while one lane
-# waits on its kernel, starts the next one or checks replies, another lane's kernel has the core: kernel
-# start, probes and checks of one submission overlap the execution of others.
+# a few worker processes, so a worker's lanes share one zygote, and while one lane waits on its kernel,
+# starts the next one or checks replies, another lane's kernel has the core: kernel start, probes and checks
+# of one submission overlap the execution of others. A lane's grader side (nbclient, replies, checks) needs
+# about a sixth of a core, so one worker holds up to LANES_PER_WORKER lanes: every worker process costs a
+# torch import, and its zygote another, once per batch.
+LANES_PER_WORKER = 4
 
 @dataclass(frozen=True)
 class Task:
@@ -199,7 +202,7 @@ def plan_batch(jobs: int | None, todo: int, configured_threads: int = 0, cores: 
     cores = cores or os.cpu_count() or 1
     lanes = max(1, min(jobs or cores + 1, max(todo, 1)))
     threads = configured_threads or max(1, cores // lanes)
-    return BatchPlan(lanes, min(lanes, cores), threads)
+    return BatchPlan(lanes, -(-lanes // LANES_PER_WORKER), threads)
 
 
 def _grade_task(course: Course, assignment_id: str, task: Task, slot: int, sandbox: bool, warm: bool
