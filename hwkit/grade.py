@@ -240,6 +240,10 @@ def _worker_main(course_root: str, assignment_id: str, slots: list[int], torch_t
     ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)     # PR_SET_PDEATHSIG: never outlive the grader
     if os.getppid() == 1:
         return
+    if sandbox and warm:
+        from hwkit.warm import process_zygote
+
+        process_zygote(wait=False)   # its imports overlap this worker's; the first kernel waits for them
     import torch
 
     torch.set_num_threads(1)  # references are tiny; the cores belong to the kernels
@@ -248,10 +252,6 @@ def _worker_main(course_root: str, assignment_id: str, slots: list[int], torch_t
         from dataclasses import replace
 
         course = replace(course, limits=replace(course.limits, torch_threads=torch_threads))
-    if sandbox and warm:
-        from hwkit.warm import process_zygote
-
-        process_zygote()      # this worker's zygote: torch imported once, a kernel forked per submission
     from hwkit.sandbox import SandboxLeak
 
     def lane(slot: int) -> None:
@@ -358,7 +358,6 @@ def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None =
     from hwkit.report import write_reports
 
     course = load_course(course_dir)
-    course.assignment(assignment_id)  # validates the assignment file before any work
     if not (course.root / "source" / assignment_id / "answers.json").is_file():
         raise HwkitError(f"{course.root / 'source' / assignment_id}: not generated yet; run `hwkit generate {assignment_id}` first")
     folder = submissions_dir or course.root / "submitted" / assignment_id
@@ -381,10 +380,13 @@ def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None =
     plan = plan_batch(jobs, len(todo), course.limits.torch_threads)
     failures, graded, start = 0, 0, time.perf_counter()
     by_id = {s.student_id: s for s in todo}
-    if todo:
+    if not todo:
+        course.assignment(assignment_id)  # validates the assignment file
+    else:
         progress = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                             TimeElapsedColumn(), console=console, disable=console is None)
         with progress, _Batch(course, assignment_id, todo, plan, sandbox, warm and sandbox) as batch:
+            course.assignment(assignment_id)  # validated while the workers start (loading the bank imports torch)
             task = progress.add_task("grade", total=len(todo), info="")
             for msg in batch.messages():
                 kind = msg[0]

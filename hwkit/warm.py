@@ -700,12 +700,15 @@ class Zygote:
                "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
         return env
 
-    def start(self) -> "Zygote":
+    def launch(self) -> "Zygote":
+        """Start the zygote's process without waiting for its imports (start() waits)."""
         from hwkit import sandbox as sb
 
         with self._lock:
             if self._proc is not None and self._proc.poll() is None:
                 return self
+            if self._sock is not None:
+                self._sock.close()
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
                 # launched from sandbox's long-lived launcher thread: its PDEATHSIG follows that thread
@@ -714,9 +717,18 @@ class Zygote:
                                        env=self._env(), pass_fds=[theirs.fileno()], start_new_session=True)
             finally:
                 theirs.close()
-            ours.settimeout(self.start_timeout)
+            self._sock, self.pid = ours, None
+            return self
+
+    def start(self) -> "Zygote":
+        """Launch if needed and wait until the zygote has done its imports and is ready to fork."""
+        self.launch()
+        with self._lock:
+            if self.pid is not None:
+                return self
+            self._sock.settimeout(self.start_timeout)
             try:
-                msg, fds = _recv(ours)
+                msg, fds = _recv(self._sock)
             except OSError as e:
                 self._kill()
                 raise ZygoteError(f"the warm zygote did not start: {e}") from e
@@ -726,8 +738,8 @@ class Zygote:
             if reply.get("ready") != _READY.decode():
                 self._kill()
                 raise ZygoteError(f"the warm zygote did not start: {reply.get('error', 'no reply')}")
-            ours.settimeout(30)
-            self._sock, self.pid = ours, reply["pid"]
+            self._sock.settimeout(30)
+            self.pid = reply["pid"]
             return self
 
     def spawn(self, argv: list[str], fds: list[int]) -> tuple[int, int]:
@@ -772,15 +784,16 @@ _process_zygote: Zygote | None = None
 _process_zygote_pid = 0
 
 
-def process_zygote() -> Zygote:
-    """The zygote of this process (one per grader worker), started on first use."""
+def process_zygote(wait: bool = True) -> Zygote:
+    """The zygote of this process (one per grader worker), started on first use; with wait=False only
+    launched, so that its imports overlap whatever the caller does next."""
     global _process_zygote, _process_zygote_pid
     if _process_zygote is None or _process_zygote_pid != os.getpid():
         import atexit
 
         _process_zygote, _process_zygote_pid = Zygote(), os.getpid()
         atexit.register(_process_zygote.close)
-    return _process_zygote.start()
+    return _process_zygote.start() if wait else _process_zygote.launch()
 
 
 class _ForkedKernel:
