@@ -45,7 +45,8 @@ from jupyter_core.utils import run_sync
 from hwkit.course import SandboxLimits
 
 JAIL_HOME = "/home/student"          # the kernel's cwd and HOME inside the jail
-SLOT_UID_BASE = 61000                # slot N runs as uid/gid SLOT_UID_BASE + N; these ids must be unused here
+SLOT_UID_BASE = 61000                # slot N runs as uid/gid SLOT_UID_BASE + N (and the quick probes as
+                                     # SLOT_UID_BASE + MAX_SLOTS); these ids must be unused here
 MAX_SLOTS = 1000
 CGROUP_PREFIX = "hwkit-"
 RUN_PREFIX = "hwk"
@@ -94,6 +95,12 @@ def _python_roots() -> list[Path]:
 
 def _under(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
+
+
+def _probe_uid() -> int:
+    """The uid of the quick availability probes: no slot's, so that a jail clearing its own slot's uid
+    (before start, at teardown) cannot kill a probe another lane or grader is running at that moment."""
+    return SLOT_UID_BASE + MAX_SLOTS
 
 
 def _slot_uid(slot: int) -> int:
@@ -1355,7 +1362,7 @@ def sandbox_available() -> tuple[bool, str]:
     if os.geteuid() != 0:
         return False, ("the sandbox must be run as root (it switches each kernel to its own uid, mounts a size-"
                        "limited work dir and makes cgroups); run the grader as root, e.g. with sudo")
-    uid = _slot_uid(0)
+    uid = _probe_uid()
     ok, out = _run_quick(_quick_jail_argv(uid, ["/usr/bin/id", "-u"]))
     if not ok or out.splitlines()[-1:] != [str(uid)]:
         return False, f"bubblewrap could not start a jail here: {out[-300:] or 'no output'}"
@@ -1381,13 +1388,13 @@ def doctor() -> list[tuple[str, bool, str]]:
                    "run grading as root (sudo): uid switching, tmpfs mounts and cgroups need it"))
     if bwrap is None or tools or not root:
         return checks
-    ok, out = _run_quick(_quick_jail_argv(_slot_uid(0), ["/bin/true"]))
+    ok, out = _run_quick(_quick_jail_argv(_probe_uid(), ["/bin/true"]))
     checks.append(("namespaces (pid, net, ipc, uts, mount)", ok, "bwrap starts a jail" if ok else
                    f"bwrap failed: {out[-300:]}; in a container, allow namespaces (e.g. docker --privileged or a "
                    "seccomp profile that permits unshare/mount)"))
-    free = [u for u in (_slot_uid(0), _slot_uid(1)) if not _uid_is_unused(u)]
-    ok, out = _run_quick(_quick_jail_argv(_slot_uid(0), ["/usr/bin/id", "-u"]))
-    switched = ok and out.splitlines()[-1:] == [str(_slot_uid(0))] and not free
+    free = [u for u in (_slot_uid(0), _slot_uid(1), _probe_uid()) if not _uid_is_unused(u)]
+    ok, out = _run_quick(_quick_jail_argv(_probe_uid(), ["/usr/bin/id", "-u"]))
+    switched = ok and out.splitlines()[-1:] == [str(_probe_uid())] and not free
     checks.append(("uid switching", switched, f"kernels run as uid {SLOT_UID_BASE}+slot" if switched else
                    (f"uids {free} are taken by users in /etc/passwd; hwkit needs uids {SLOT_UID_BASE}.. unused"
                     if free else f"setpriv inside bwrap failed: {out[-300:]}")))
