@@ -67,7 +67,7 @@ import nbformat  # noqa: E402
 from hwkit.checks import Reply, grade_reply  # noqa: E402
 from hwkit.course import load_course  # noqa: E402
 from hwkit.generate import build_variant, generate, write_generated  # noqa: E402
-from hwkit.execute import _probe_batches  # noqa: E402
+from hwkit.execute import probe_batches  # noqa: E402
 from hwkit.probes import find_reply, new_nonce, probe_batch_source  # noqa: E402
 from tests.support import HWKIT, append_cell, make_course, release_notebook, solution_notebook, submit  # noqa: E402
 
@@ -375,7 +375,7 @@ def _probe_cells(course, spec, student) -> list[tuple[str, list[tuple]]]:
     probes = {f"{pv.problem.id}/{part.id}": (part, part.probe(rng), new_nonce())
               for pv in build_variant(course, spec, student).problems for part in pv.parts}
     cells = []
-    for batch in _probe_batches({key: probe for key, (_, probe, _) in probes.items()}):
+    for batch in probe_batches({key: probe for key, (_, probe, _) in probes.items()}):
         members = [probes[key] for key in batch]
         cells.append((probe_batch_source([(probe, nonce) for _, probe, nonce in members]), members))
     return cells

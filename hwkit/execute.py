@@ -181,7 +181,7 @@ def _run_probes(client, nb, probes: dict[str, Probe], limits, deadline) -> dict[
     reply (the batch ran past the cell limit, or student code cut it short) runs again alone, with its own
     limit: a batch never costs a part its answer, at worst a hanging part costs two cell limits of time."""
     replies: dict[str, Reply] = {}
-    for batch in _probe_batches(probes):
+    for batch in probe_batches(probes):
         alive = _run_probe_cell(client, nb, [(key, probes[key]) for key in batch], limits, deadline, replies)
         for key in batch:
             if not alive:
@@ -191,7 +191,7 @@ def _run_probes(client, nb, probes: dict[str, Probe], limits, deadline) -> dict[
     return replies
 
 
-def _probe_batches(probes: dict[str, Probe]) -> list[list[str]]:
+def probe_batches(probes: dict[str, Probe]) -> list[list[str]]:
     """Probe keys ("problem/part") grouped by problem, in order."""
     batches: dict[str, list[str]] = {}
     for key in probes:

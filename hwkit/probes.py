@@ -158,11 +158,6 @@ def new_nonce() -> str:
     return secrets.token_hex(8)
 
 
-def probe_cell_source(probe: Probe, nonce: str, max_bytes: int = MAX_REPLY_BYTES) -> str:
-    """The code of one probe cell. Runtime, probe source and inputs travel as JSON string literals."""
-    return probe_batch_source([(probe, nonce)], max_bytes)
-
-
 def probe_batch_source(batch: list[tuple[Probe, str]], max_bytes: int = MAX_REPLY_BYTES) -> str:
     """One cell that runs several probes in turn (the runtime compiled once), each replying under its own
     nonce. A probe that is interrupted stops the batch; the grader re-runs whatever got no reply."""
