@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import nbformat
 from hwkit.course import load_course
 from hwkit.generate import generate, write_generated
 from hwkit.grade import Submission, grade_submission
+from hwkit.probes import as_reply
 from hwkit.scaffold import init_course
 
 ASSIGNMENT = "t"
@@ -92,6 +94,17 @@ def hwkit(*args, check: bool = True, timeout: int = 900, cwd=None) -> subprocess
 def read_grades(path: Path) -> dict[str, dict]:
     with open(path, newline="", encoding="utf-8") as f:
         return {row["student_id"]: row for row in csv.DictReader(f)}
+
+
+def assert_part_consistent(part, seed: int, mistakes: bool = True) -> None:
+    """For a probe drawn from `seed`, the reference reply earns full marks under the part's own check, and
+    (with mistakes) no known mistake's value is taken for the reference."""
+    probe = part.probe(random.Random(seed))
+    want = part.reference(probe)
+    assert part.check.grade(as_reply(want), want).fraction == 1.0, (seed, part.id)
+    if mistakes:
+        for mistake in part.mistakes(probe):
+            assert not part.check.matches(as_reply(mistake.value), want), (seed, part.id, mistake.note)
 
 
 def assert_reference_full_and_starter_zero(root: Path, sid: str, part_ids) -> None:

@@ -8,9 +8,8 @@ import random
 import numpy as np
 
 from hwkit.bank import get_problem
-from hwkit.probes import as_reply
 from solutions.cifar_visualize import LABEL_NAMES, batch_files, concat_grid, make_batch, make_grid, to_rows
-from tests.support import assert_wrong_with_notes, assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, solution_notebook
+from tests.support import append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, assert_wrong_with_notes, grade_one, make_course, solution_notebook
 
 PROBLEM = get_problem("cifar-visualize")
 PART_IDS = ["cifar_to_tensor", "cifar_denormalize", "cifar_show_subplots", "cifar_make_grid",
@@ -32,11 +31,7 @@ def test_sampling_200_seeds_valid_and_distinct():
         if seed % 10:
             continue
         for part in parts:
-            probe = part.probe(random.Random(seed))
-            want = part.reference(probe)
-            assert part.check.grade(as_reply(want), want).fraction == 1.0, (seed, part.id)
-            for mistake in part.mistakes(probe):
-                assert not part.check.matches(mistake.value, want), (seed, part.id, mistake.note)
+            assert_part_consistent(part, seed)
     assert len(notes) == 200
 
 

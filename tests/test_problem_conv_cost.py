@@ -10,7 +10,7 @@ from torch import nn
 
 from hwkit.bank import get_problem
 from hwkit.probes import as_reply
-from tests.support import assert_wrong_with_notes, assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, solution_notebook
+from tests.support import append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, assert_wrong_with_notes, grade_one, make_course, solution_notebook
 
 PROBLEM = get_problem("conv-cost")
 PART_IDS = ["conv_out_hw", "conv_params", "conv_macs", "conv_flops", "conv1x1_params", "conv1x1_flops",
@@ -38,12 +38,7 @@ def test_sampling_200_seeds_valid_and_distinct():
         for part in parts:
             if part.kind == "formula" and seed % 20:
                 continue  # the formula reference is a constant; check it on a few seeds (each check forks)
-            probe = part.probe(random.Random(seed))
-            want = part.reference(probe)
-            assert part.check.grade(as_reply(want), want).fraction == 1.0, (seed, part.id)
-            for mistake in part.mistakes(probe):
-                if part.kind != "formula":
-                    assert not part.check.matches(mistake.value, want), (seed, part.id, mistake.note)
+            assert_part_consistent(part, seed, mistakes=part.kind != "formula")
     assert len(notes) == 200
 
 

@@ -12,7 +12,7 @@ from hwkit.bank import get_problem
 from hwkit.checks import Reply, grade_reply
 from hwkit.probes import as_reply
 from solutions.custom_dataset import hidden_tree, index_files, training_files
-from tests.support import assert_wrong_with_notes, assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, solution_notebook
+from tests.support import append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, assert_wrong_with_notes, grade_one, make_course, solution_notebook
 
 PROBLEM = get_problem("custom-dataset")
 PART_IDS = ["cd_labels", "cd_items", "cd_loader", "cd_show_batch"]
@@ -34,11 +34,7 @@ def test_sampling_200_seeds_valid_and_distinct():
         if seed % 10:
             continue   # the full reference/mistake round trip on every 10th seed keeps the test fast
         for part in parts:
-            probe = part.probe(random.Random(seed))
-            want = part.reference(probe)
-            assert part.check.grade(as_reply(want), want).fraction == 1.0, (seed, part.id)
-            for mistake in part.mistakes(probe):
-                assert not part.check.matches(mistake.value, want), (seed, part.id, mistake.note)
+            assert_part_consistent(part, seed)
     assert len(notes) == 200
 
 

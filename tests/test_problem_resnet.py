@@ -9,7 +9,7 @@ import torch
 from hwkit.bank import get_problem
 from hwkit.probes import as_reply
 from solutions.resnet import measure, model_facts
-from tests.support import assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, release_notebook, solution_notebook
+from tests.support import append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, grade_one, make_course, release_notebook, solution_notebook
 
 PROBLEM = get_problem("resnet")
 PART_IDS = ["resnet_dydx", "resnet_chain_grad", "resnet_block", "resnet_identity", "resnet_model"]
@@ -33,11 +33,7 @@ def test_sampling_200_seeds_valid_and_distinct():
                 continue  # these build modules; a few seeds cover them (their mistakes too)
             if part.kind == "formula" and not new_chain:
                 continue  # each symbolic comparison forks a process; once per chain length is enough
-            probe = part.probe(random.Random(seed))
-            want = part.reference(probe)
-            assert part.check.grade(as_reply(want), want).fraction == 1.0, (seed, part.id)
-            for mistake in part.mistakes(probe):
-                assert not part.check.matches(as_reply(mistake.value), want), (seed, part.id, mistake.note)
+            assert_part_consistent(part, seed)
     assert len(notes) == 200
 
 

@@ -9,9 +9,8 @@ import torch
 
 from hwkit.bank import get_problem
 from hwkit.checks import Reply, grade_reply
-from hwkit.probes import as_reply
 from solutions.weight_init import activation_stds, init_weights
-from tests.support import assert_reference_full_and_starter_zero, append_cell, grade_one, make_course, release_notebook, solution_notebook
+from tests.support import append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, grade_one, make_course, release_notebook, solution_notebook
 
 PROBLEM = get_problem("weight-init")
 PART_IDS = ["wi_xavier_var", "wi_he_var", "wi_xavier_std", "wi_he_std", "init_weights", "activation_stds", "wi_why"]
@@ -32,11 +31,7 @@ def test_sampling_200_seeds_valid_and_distinct():
             if part.kind in ("formula", "code") and seed >= 8:
                 continue  # neither depends on the variant (code probes draw only from their rng); formula
                 # comparisons fork a process and the experiment's references run small MLPs: 8 seeds suffice
-            probe = part.probe(random.Random(seed))
-            want = part.reference(probe)
-            assert part.check.grade(as_reply(want), want).fraction == 1.0, (seed, part.id)
-            for mistake in part.mistakes(probe):
-                assert not part.check.matches(as_reply(mistake.value), want), (seed, part.id, mistake.note)
+            assert_part_consistent(part, seed)
     assert len(notes) == 200
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from hwkit import sandbox, warm
-from hwkit.course import SandboxLimits
 from hwkit.sandbox import SLOT_UID_BASE, pids_of_uid
 from tests import test_sandbox as attack
 from tests.test_sandbox import LIMITS, SLOT, UID, assert_host_clean, course, host_secret_in_env, jail_ok  # noqa: F401
