@@ -205,12 +205,10 @@ def plan_batch(jobs: int | None, todo: int, configured_threads: int = 0, cores: 
     return BatchPlan(lanes, -(-lanes // LANES_PER_WORKER), threads)
 
 
-def _grade_task(course: Course, assignment_id: str, task: Task, slot: int, sandbox: bool, warm: bool
-                ) -> tuple[dict, str | None]:
+def _grade_task(course: Course, assignment: Assignment, student: Student, task: Task, slot: int, sandbox: bool,
+                warm: bool) -> tuple[dict, str | None]:
     from hwkit.sandbox import SandboxLeak
 
-    assignment = course.assignment(assignment_id)
-    student = next(s for s in course.roster if s.student_id == task.student_id)
     sub = Submission(task.student_id, Path(task.path) if task.path else None, task.problem)
     try:
         result, executed = grade_submission(course, assignment, student, sub, slot=slot, sandbox=sandbox, warm=warm)
@@ -252,13 +250,16 @@ def _worker_main(course_root: str, assignment_id: str, slots: list[int], torch_t
         from dataclasses import replace
 
         course = replace(course, limits=replace(course.limits, torch_threads=torch_threads))
+    assignment = course.assignment(assignment_id)
+    students = {s.student_id: s for s in course.roster}
     from hwkit.sandbox import SandboxLeak
 
     def lane(slot: int) -> None:
         while (task := tasks.get()) is not None:
             results.put(("start", task.student_id, os.getpid()))
             try:
-                results.put(("done", *_grade_task(course, assignment_id, task, slot, sandbox, warm)))
+                results.put(("done", *_grade_task(course, assignment, students[task.student_id], task, slot,
+                                                  sandbox, warm)))
             except SandboxLeak as exc:
                 results.put(("leak", task.student_id, str(exc)))
                 return
