@@ -105,6 +105,12 @@ def verify_variant(course: Course, assignment: Assignment, variant: StudentVaria
                                  f"fix templates/{pv.problem.template.parent.name}/problem.py")
 
 
+def variant_id(course: Course, assignment: Assignment, student_id: str) -> str:
+    """The id in a release notebook's metadata: keyed by the secret, so it names its student to the grader
+    and to nobody else."""
+    return keyed_letters(course.secret, "variant", assignment.assignment_id, student_id, length=16)
+
+
 def _notebook(course: Course, assignment: Assignment, variant: StudentVariant, lang: str, solution: bool,
               bundle: dict | None) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
@@ -131,9 +137,13 @@ def _notebook(course: Course, assignment: Assignment, variant: StudentVariant, l
     nb.cells = cells
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
+    # A release notebook's metadata identifies it and carries the self-check bundle, nothing else: a
+    # variant note can end with a quiz's shuffled answer letters (tests/test_selfcheck.py holds the
+    # allow-list). The solution notebook stays in source/ and keeps the notes for the instructor.
     meta = {"format": FORMAT_VERSION, "assignment": assignment.assignment_id, "student": sid, "lang": lang,
-            "variant": {pv.problem.id: pv.note for pv in variant.problems},
-            "variant_id": keyed_letters(course.secret, "variant", assignment.assignment_id, sid, length=16)}
+            "variant_id": variant_id(course, assignment, sid)}
+    if solution:
+        meta["variant"] = {pv.problem.id: pv.note for pv in variant.problems}
     if bundle is not None:
         meta["selfcheck"] = selfcheck.pack_bundle(bundle)
     nb.metadata["hwkit"] = meta

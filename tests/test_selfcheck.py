@@ -133,15 +133,15 @@ def _literals(value) -> set[str]:
     return set()
 
 
-@pytest.mark.parametrize("assignment", ["nn-homework", "quiz-review"])
-def test_release_folders_reveal_no_answer(tmp_path, assignment):
-    """Every reference answer of at least four characters, searched in every file of every student's
-    release folder (notebook, bundle, data), for a 30-student roster."""
+@pytest.fixture(scope="module", params=["nn-homework", "quiz-review"])
+def released(request, tmp_path_factory):
+    """A 30-student roster's release and answers for one assignment, on a fixed secret."""
     from hwkit.course import load_course
     from hwkit.generate import generate, write_generated
 
+    assignment = request.param
     students = [f"u{i:02d}" for i in range(30)]
-    root = make_course(tmp_path, ["receptive-field"], students, generate_now=False)
+    root = make_course(tmp_path_factory.mktemp("leak"), ["receptive-field"], students, generate_now=False)
     # A fixed secret keeps the test deterministic: a systematic leak fails it for any secret, while an
     # answer that equals an unrelated number of the statement by chance is a property of one roster.
     # Try others with HWKIT_LEAK_SECRET=<hex> pytest -k reveal (docs/architecture.md gives the measured rate).
@@ -152,12 +152,105 @@ def test_release_folders_reveal_no_answer(tmp_path, assignment):
     spec = course.assignment(assignment)
     write_generated(course, spec, generate(course, spec, "en", course.students()))
     answers = json.loads((root / "source" / assignment / "answers.json").read_text())["students"]
+    return root, assignment, students, answers
+
+
+def _answer_literals(answers: dict) -> set[str]:
+    return {lit for problem in answers.values() for lit in _literals(problem["answers"])
+            if len(lit) >= 4 and re.search(r"\d", lit)}
+
+
+def test_release_folders_reveal_no_answer(released):
+    """Every reference answer of at least four characters, searched in every file of every student's
+    release folder (notebook, bundle, data), for a 30-student roster."""
+    root, assignment, students, answers = released
     leaks = []
     for sid in students:
-        literals = {lit for problem in answers[sid].values() for lit in _literals(problem["answers"])
-                    if len(lit) >= 4 and re.search(r"\d", lit)}
         blobs = [(f, f.read_bytes()) for f in (root / "release" / assignment / sid).rglob("*") if f.is_file()]
-        for lit in literals:
+        for lit in _answer_literals(answers[sid]):
             needle = lit.encode()
             leaks += [(sid, lit, f.name) for f, blob in blobs if needle in blob]
     assert not leaks, leaks[:10]
+
+
+IDENTIFICATION = {"format", "assignment", "student", "lang", "variant_id"}
+
+
+def _strings(value, path=()):
+    """Every string (keys included) of a JSON value, at any depth, with where it sits."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield path + (k,), str(k)
+            yield from _strings(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, path + (i,))
+
+
+def test_release_metadata_is_identification_and_bundle_only(released):
+    """An allow-list over every metadata field, notebook and cells, at any depth: whatever is added to a
+    release notebook's metadata must be added here deliberately."""
+    from hwkit.selfcheck import unpack_bundle
+
+    root, assignment, students, answers = released
+    variant_ids = set()
+    for sid in students:
+        nb = release_notebook(root, sid, assignment)
+        assert set(nb.metadata) == {"kernelspec", "language_info", "hwkit"}, set(nb.metadata)
+        assert nb.metadata["kernelspec"] == {"name": "python3", "display_name": "Python 3", "language": "python"}
+        assert nb.metadata["language_info"] == {"name": "python"}
+        meta = nb.metadata["hwkit"]
+        assert set(meta) == IDENTIFICATION | {"selfcheck"}, set(meta)
+        assert (meta["format"], meta["assignment"], meta["student"], meta["lang"]) == (1, assignment, sid, "en")
+        assert re.fullmatch(r"[a-p]{16}", meta["variant_id"])
+        variant_ids.add(meta["variant_id"])
+        assert re.fullmatch(r"[a-p]+", meta["selfcheck"]) and unpack_bundle(meta["selfcheck"])
+        problems = answers[sid]
+        for cell in nb.cells:
+            assert set(cell) <= {"id", "cell_type", "metadata", "source", "outputs", "execution_count"}, set(cell)
+            assert re.fullmatch(r"c\d{3}", cell.id) and not cell.get("outputs") and cell.get("execution_count") is None
+            if not cell.metadata:
+                continue
+            assert set(cell.metadata) == {"tags", "hwkit"} and cell.metadata["tags"] == ["hwkit-answer"], cell.metadata
+            tag = cell.metadata["hwkit"]
+            assert set(tag) == {"problem", "parts"} and tag["problem"] in problems, tag
+            assert tag["parts"] and set(tag["parts"]) <= set(problems[tag["problem"]]["parts"]), tag
+    assert len(variant_ids) == len(students)
+
+
+def test_no_choice_letter_in_metadata_or_bundle(released):
+    """Single-letter answers are too short for the file search: for every multiple-choice part, the right
+    letter appears in no metadata string at any depth (as a field, a word of a note, a final letter), and
+    the unpacked self-check bundle holds no answer at all (choice letters searched as JSON strings,
+    numbers and text of four or more characters as whole tokens)."""
+    from hwkit.selfcheck import unpack_bundle
+
+    root, assignment, students, answers = released
+    found, checked = [], 0
+    for sid in students:
+        nb = release_notebook(root, sid, assignment)
+        bundle = unpack_bundle(nb.metadata["hwkit"]["selfcheck"])
+        kinds = {(e["problem"], e["part"]): e["kind"] for e in bundle["parts"]}
+        letters = {answer for (problem, part), kind in kinds.items() if kind == "choice"
+                   for answer in [answers[sid][problem]["answers"][part]]}
+        assert all(re.fullmatch(r"[A-D]", letter) for letter in letters), letters
+        checked += len(letters)
+        metadata = [nb.metadata] + [cell.metadata for cell in nb.cells]
+        for where, text in (item for m in metadata for item in _strings(m)):
+            for letter in letters:
+                if re.search(rf"(?<![A-Za-z]){letter}(?![A-Za-z])", text):
+                    found.append((sid, where, letter, text[:80]))
+        text = json.dumps(bundle, ensure_ascii=False)
+        for letter in letters:
+            if json.dumps(letter) in text:
+                found.append((sid, "bundle", letter))
+        for lit in _answer_literals(answers[sid]):
+            if re.fullmatch(r"-?[\d.]+(e[+-]?\d+)?", lit):
+                if re.search(rf"(?<![\w.+/-]){re.escape(lit)}(?![\w.+/])", text):
+                    found.append((sid, "bundle", lit))
+            elif json.dumps(lit, ensure_ascii=False) in text:
+                found.append((sid, "bundle", lit))
+    assert checked, "no multiple-choice part in this assignment: the test would prove nothing"
+    assert not found, found[:10]
