@@ -1,8 +1,6 @@
 """The sandbox under attack: every attack is a notebook cell run through a real Jail and nbclient, the way the
-executor runs a student's notebook. Each test checks what the cell saw AND the host afterwards.
-
-Destructive cells (kill(-1), bombs, disk filling) first check they are inside the jail and otherwise only
-print NOT-IN-JAIL, so a broken jail fails the test instead of harming this machine."""
+executor runs a student's notebook (tests/jail_support.py). Each test checks what the cell saw AND the host
+afterwards. tests/test_warm.py runs every jail test here again against warm kernels."""
 from __future__ import annotations
 
 import json
@@ -13,160 +11,20 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.exceptions import DeadKernelError
 
 from hwkit.course import SandboxLimits
 from hwkit import sandbox
-from hwkit.sandbox import (JAIL_HOME, SLOT_UID_BASE, Jail, LocalKernel, OutputCapMixin, RunReport,
-                           SandboxUnavailable, pids_of_uid, sandbox_available, seccomp_program)
-
-AVAILABLE, WHY = sandbox_available()
-
-LIMITS = SandboxLimits(memory_mb=768, cpu_seconds=60, processes=48, open_files=128, file_size_mb=8, disk_mb=32,
-                       tmp_mb=16, cell_timeout=6, notebook_timeout=120, output_bytes=100_000, torch_threads=1)
-HOST_MARKER = "hwkit-host-env-marker-7f3a"      # in the grader's environment: must never reach a jail
-
-IN_JAIL = "os.getuid() >= %d and os.getpid() < 100" % SLOT_UID_BASE
-SLOT = 50               # slots the tests use: away from 0.., which a grader on this machine may be using
-SLOT_B, SLOT_KILLED = 51, 52
-UID = SLOT_UID_BASE + SLOT
-
-
-def guarded(attack: str) -> str:
-    """Wrap a destructive attack so that it runs only inside a jail."""
-    body = "\n".join("    " + line for line in attack.strip().splitlines())
-    return f"import os\nif not ({IN_JAIL}):\n    print('NOT-IN-JAIL')\nelse:\n{body}\n"
-
-
-class CappedClient(OutputCapMixin, NotebookClient):
-    pass
-
-
-@dataclass
-class Run:
-    outcomes: list[str]            # per executed cell: "ok", an exception name, "timeout" or "dead"
-    texts: list[str]               # per cell: all stream text and text/plain results
-    report: RunReport
-    files: dict[str, bytes | None] = field(default_factory=dict)
-    seen_during: dict = field(default_factory=dict)
-    probe_reply_sizes: list[int] = field(default_factory=list)   # per cell: size of hwkit reply data
-
-    def json(self, cell: int) -> dict:
-        return json.loads(self.texts[cell].strip().splitlines()[-1])
-
-
-def _cell_text(cell) -> str:
-    parts = []
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream":
-            parts.append(out.get("text", ""))
-        elif out.get("output_type") in ("execute_result", "display_data"):
-            parts.append(out.get("data", {}).get("text/plain", ""))
-    return "".join(parts)
-
-
-def _probe_reply_size(cell) -> int:
-    return sum(len(json.dumps(value)) for out in cell.get("outputs", [])
-               for key, value in out.get("data", {}).items() if key.startswith("application/x-hwkit"))
-
-
-def _cell_outcome(cell) -> str:
-    errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-    return errors[0]["ename"] if errors else "ok"
-
-
-def run_notebook(tmp_path: Path, cells: list[str], *, limits: SandboxLimits = LIMITS, slot: int = SLOT,
-                 data_dir: Path | None = None, read: tuple[str, ...] = (), during=None, read_max: int = 1 << 20,
-                 client_shuts_down: bool = True) -> Run:
-    """Run cells as the executor does. client_shuts_down: nbclient kills the kernel on leaving setup_kernel
-    (cleanup_kc=True, shutdown_kernel="immediate", the recommended use); False: the Jail's exit does it."""
-    workdir = tmp_path / f"work-{slot}"
-    workdir.mkdir(exist_ok=True)
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    nbformat.write(nb, workdir / "submission.ipynb")
-    outcomes: list[str] = []
-    seen: dict = {}
-    with Jail(workdir, limits, slot=slot, data_dir=data_dir) as jail:
-        client = CappedClient(nb, km=jail.km, timeout=limits.cell_timeout, allow_errors=True,
-                              kernel_name="python3", resources={"metadata": {"path": str(workdir)}},
-                              shutdown_kernel="immediate")
-        client.max_output_bytes = limits.output_bytes
-        with client.setup_kernel(cleanup_kc=client_shuts_down):
-            for i, cell in enumerate(nb.cells):
-                try:
-                    client.execute_cell(cell, i)
-                    outcomes.append(_cell_outcome(cell))
-                except CellTimeoutError:
-                    outcomes.append("timeout")
-                except DeadKernelError:
-                    outcomes.append("dead")
-                if during is not None:
-                    during(i, jail, seen)
-                if outcomes[-1] in ("dead", "timeout"):
-                    break
-        files = {name: jail.read_file(name, read_max) for name in read}
-    return Run(outcomes, [_cell_text(c) for c in nb.cells], jail.report, files, seen,
-               [_probe_reply_size(c) for c in nb.cells])
-
-
-def assert_host_clean(*slots: int) -> None:
-    for slot in slots:
-        assert pids_of_uid(SLOT_UID_BASE + slot, include_zombies=True) == [], f"slot {slot} left processes"
-    assert _our_cgroups() == []
-    assert _our_mounts() == []
-    assert _run_dirs() == []
-
-
-def _our_cgroups() -> list[str]:
-    layout = sandbox._cgroup_layout()
-    if layout is None:
-        return []
-    prefix = f"{sandbox.CGROUP_PREFIX}{os.getpid()}-"
-    return [str(p) for parent in set(layout.parents.values()) for p in parent.glob(prefix + "*")]
-
-
-def _our_mounts() -> list[str]:
-    mine = f"{sandbox._run_base()}/"
-    with open("/proc/self/mountinfo") as f:
-        return [line for line in f if mine in line and f"-{os.getpid()}-" in line]
-
-
-def _run_dirs() -> list[str]:
-    """Run dirs of this test process (other graders on the machine may have their own)."""
-    base = sandbox._run_base()
-    mine = f"-{os.getpid()}-"
-    return [p.name for p in base.iterdir() if p.is_dir() and mine in p.name] if base.is_dir() else []
-
-
-@pytest.fixture(autouse=True)
-def host_secret_in_env(monkeypatch):
-    monkeypatch.setenv("HWKIT_TEST_HOST_SECRET", HOST_MARKER)
-
-
-@pytest.fixture
-def jail_ok():
-    if not AVAILABLE:
-        pytest.skip(f"the bubblewrap sandbox cannot run here: {WHY}")
-
-
-@pytest.fixture
-def course(tmp_path: Path) -> Path:
-    """A fake course dir beside the work dirs: its secret, solutions and another student's submission."""
-    root = tmp_path / "course"
-    (root / "solutions").mkdir(parents=True)
-    (root / "submissions" / "bob").mkdir(parents=True)
-    (root / "data").mkdir()
-    (root / "hwkit.toml").write_text('[course]\nsecret = "COURSE-SECRET-d41d8cd98f"\n')
-    (root / "solutions" / "hw1.py").write_text("ANSWER = 'SOLUTION-SECRET-42'\n")
-    (root / "submissions" / "bob" / "hw1.ipynb").write_text("BOB-SUBMISSION-SECRET")
-    (root / "data" / "points.csv").write_text("x,y\n1,2\n")
-    return root
+from hwkit.sandbox import (JAIL_HOME, MAX_SLOTS, MB, SLOT_UID_BASE, Jail, LocalKernel, SandboxUnavailable,
+                           cgroup_layout, pids_of_uid, reap_stale_runs, run_base, seccomp_program)
+from tests.jail_support import (LIMITS, HOST_MARKER, SLOT, SLOT_B, SLOT_KILLED, UID, Run, assert_host_clean,
+                                cell_text, course, guarded, host_secret_in_env, jail_ok, our_mounts, our_cgroups,
+                                reset_rss_peak, rss_peak_mb, run_dirs, run_notebook)  # noqa: F401
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -179,14 +37,18 @@ def test_seccomp_program_is_whole_instructions():
 
 
 def test_unavailable_says_what_to_install(monkeypatch):
-    monkeypatch.setattr(sandbox, "_HOST_PATH", "/nonexistent")
-    ok, why = sandbox.sandbox_available.__wrapped__()
+    from hwkit.sandbox import diagnose
+
+    monkeypatch.setattr(diagnose, "HOST_PATH", "/nonexistent")
+    ok, why = diagnose.sandbox_available.__wrapped__()
     assert not ok
     assert "bwrap" in why or "Linux" in why
 
 
 def test_jail_refuses_to_run_unsandboxed(tmp_path, monkeypatch):
-    monkeypatch.setattr(sandbox, "sandbox_available", lambda: (False, "'bwrap' not found; install bubblewrap"))
+    from hwkit.sandbox import jail
+
+    monkeypatch.setattr(jail, "sandbox_available", lambda: (False, "'bwrap' not found; install bubblewrap"))
     with pytest.raises(SandboxUnavailable, match="bubblewrap"):
         Jail(tmp_path, LIMITS, slot=SLOT).__enter__()
 
@@ -211,7 +73,7 @@ def test_local_kernel_runs_in_workdir(tmp_path, course):
             client.execute_cell(nb.cells[0], 0)
         assert local.read_file("left.txt", 100) == b"hi"
         assert local.read_file("data/points.csv", 100) is None       # through a symlink: refused
-    out = _cell_text(nb.cells[0])
+    out = cell_text(nb.cells[0])
     assert str(workdir.resolve()) in out and "x,y" in out
     assert not (workdir / "data").exists()
 
@@ -363,7 +225,7 @@ def test_host_files_are_invisible(tmp_path, course, jail_ok):
     assert isinstance(found["ls:" + str(course)], int) and isinstance(found["ls:" + str(tmp_path)], int)
     assert found["ls:/home"] == ["student"]
     assert set(found["ls:/etc"]) <= {"ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives",
-                                     "passwd", "group", "hosts", "nsswitch.conf", "hwkit_startup.py", "fonts"}
+                                     "passwd", "group", "hosts", "nsswitch.conf", "fonts"}
     assert all(HOST_MARKER not in env for env in found["environs"])
     text = run.texts[0]
     for secret in ("COURSE-SECRET", "SOLUTION-SECRET", "BOB-SUBMISSION", HOST_MARKER):
@@ -433,9 +295,54 @@ def test_disk_and_file_size_are_capped(tmp_path, jail_ok):
     assert "NOT-IN-JAIL" not in run.texts[0]
     result = run.json(0)
     assert result["big_file"] == 27                                    # EFBIG from RLIMIT_FSIZE
-    assert result["."][0] == 28 and result["."][1] <= LIMITS.disk_mb * sandbox.MB   # ENOSPC at the cap
-    assert result["/tmp"][0] == 28 and result["/tmp"][1] <= LIMITS.tmp_mb * sandbox.MB
-    assert result["/dev/shm"][0] == 28 and result["/dev/shm"][1] <= LIMITS.tmp_mb * sandbox.MB
+    assert result["."][0] == 28 and result["."][1] <= LIMITS.disk_mb * MB   # ENOSPC at the cap
+    assert result["/tmp"][0] == 28 and result["/tmp"][1] <= LIMITS.tmp_mb * MB
+    assert result["/dev/shm"][0] == 28 and result["/dev/shm"][1] <= LIMITS.tmp_mb * MB
+    assert_host_clean(SLOT)
+
+
+WRITABLE = r"""
+import json, os, stat
+points = [line.split()[4] for line in open('/proc/self/mountinfo')]
+writable = []
+for dirpath, dirs, files in os.walk('/'):
+    if dirpath == '/':
+        dirs[:] = [d for d in dirs if d != 'proc']
+    elif dirpath == '/dev':
+        dirs[:] = [d for d in dirs if d == 'shm']
+    if os.access(dirpath, os.W_OK):
+        writable.append(dirpath)
+        dirs[:] = []                      # what is below is on the same bounded mount (or sealed: the IPC dir)
+        continue
+    if os.statvfs(dirpath).f_flag & os.ST_RDONLY:     # below a read-only mount: only its submounts can differ
+        dirs[:] = [d for d in dirs if any(p.startswith(os.path.join(dirpath, d) + '/') or p == os.path.join(dirpath, d)
+                                          for p in points)]
+        continue
+    for name in files:
+        path = os.path.join(dirpath, name)
+        try:
+            regular = stat.S_ISREG(os.lstat(path).st_mode)
+        except OSError:
+            continue
+        if regular and os.access(path, os.W_OK):
+            writable.append(path)
+bounds = {d: [os.statvfs(d).f_blocks * os.statvfs(d).f_frsize, os.statvfs(d).f_files]
+          for d in ('/home/student', '/tmp', '/dev/shm')}
+print(json.dumps({'writable': sorted(writable), 'bounds': bounds}))
+"""
+
+
+@pytest.mark.sandbox
+def test_every_writable_path_is_a_bounded_tmpfs(tmp_path, jail_ok):
+    from hwkit.sandbox.limits import TMP_INODES, WORK_INODES
+
+    limits = SandboxLimits(**{**LIMITS.__dict__, "cell_timeout": 60})
+    run = run_notebook(tmp_path, [WRITABLE], limits=limits)
+    assert run.outcomes == ["ok"]
+    seen = run.json(0)
+    assert seen["writable"] == ["/dev/shm", JAIL_HOME, "/tmp"]
+    assert seen["bounds"] == {JAIL_HOME: [LIMITS.disk_mb * MB, WORK_INODES], "/tmp": [LIMITS.tmp_mb * MB, TMP_INODES],
+                              "/dev/shm": [LIMITS.tmp_mb * MB, TMP_INODES]}
     assert_host_clean(SLOT)
 
 
@@ -506,7 +413,7 @@ def test_background_spin_is_stopped_by_cpu_limit(tmp_path, jail_ok):
 @pytest.mark.sandbox
 def test_cpu_budget_covers_child_processes(tmp_path, jail_ok):
     """RLIMIT_CPU is per process: children spinning together are stopped by the cgroup budget."""
-    if sandbox._cgroup_layout() is None:
+    if cgroup_layout() is None:
         pytest.skip("no writable cgroups: only per-process CPU limits apply")
     limits = SandboxLimits(**{**LIMITS.__dict__, "cpu_seconds": 3, "cell_timeout": 25})
     spin = guarded("for _ in range(3):\n    if os.fork() == 0:\n        while True:\n            pass\n"
@@ -594,33 +501,27 @@ def test_daemons_do_not_outlive_the_run(tmp_path, jail_ok):
     assert_host_clean(SLOT)
 
 
-def _rss_peak_mb() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
-
-
 @pytest.mark.sandbox
 def test_huge_output_is_contained(tmp_path, jail_ok):
-    Path("/proc/self/clear_refs").write_text("5")                     # reset this process's peak RSS
-    before = _rss_peak_mb()
+    reset_rss_peak()
+    before = rss_peak_mb()
     started = time.monotonic()
     cells = ["print('x' * 200_000_000)",
              "for _ in range(200):\n    print('y' * 1_000_000)",
              "'z' * 50_000_000",
              "import os\nos.write(1, b'w' * 20_000_000)\nprint()",
-             "print('still answering')",
-             "from IPython.display import display\n"
-             "display({'application/x-hwkit-reply+json': {'blob': 'r' * 2_000_000}}, raw=True)"]
+             "from IPython.display import display\n"               # no MIME type is exempt from the caps
+             "display({'application/x-hwkit-reply+json': {'blob': 'r' * 2_000_000}}, raw=True)",
+             "print('still answering')"]
     run = run_notebook(tmp_path, cells)
     took = time.monotonic() - started
     assert run.outcomes == ["ok"] * 6
-    for i in range(4):
+    for i in range(5):
         assert len(run.texts[i]) <= LIMITS.output_bytes + 200
     assert "truncated" in run.texts[0] and "truncated" in run.texts[1] and "truncated" in run.texts[2]
-    assert run.texts[4] == "still answering\n"
-    assert run.probe_reply_sizes[5] > 2_000_000                      # the grader's probe replies pass whole
+    assert run.texts[5] == "still answering\n"
     assert took < 30
-    assert _rss_peak_mb() - before < 150                              # the grader never held the flood
+    assert rss_peak_mb() - before < 150                               # the grader never held the flood
     assert_host_clean(SLOT)
 
 
@@ -673,7 +574,7 @@ print(json.dumps({'slot': slot, 'shm': sorted(os.listdir('/dev/shm')), 'tmp': so
 
 @pytest.mark.sandbox
 def test_two_jails_do_not_see_each_other(tmp_path, jail_ok):
-    cell = CONCURRENT.replace("UID_BASE", str(SLOT_UID_BASE)).replace("RUN_BASE", repr(str(sandbox._run_base())))
+    cell = CONCURRENT.replace("UID_BASE", str(SLOT_UID_BASE)).replace("RUN_BASE", repr(str(run_base())))
     runs: dict[int, Run] = {}
     errors = []
 
@@ -724,8 +625,8 @@ def test_grader_killed_leaves_no_kernel(tmp_path, jail_ok):
     while pids_of_uid(SLOT_UID_BASE + SLOT_KILLED) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert pids_of_uid(SLOT_UID_BASE + SLOT_KILLED) == []
-    sandbox._reap_stale_runs()
-    assert _run_dirs() == [] and _our_mounts() == []
+    reap_stale_runs()
+    assert run_dirs() == [] and our_mounts() == []
 
 
 @pytest.mark.sandbox
@@ -739,6 +640,6 @@ def test_doctor_passes_here(jail_ok):
 @pytest.mark.sandbox
 def test_nothing_left_behind(jail_ok):
     """Runs last: no processes of the slot uids, no cgroups, mounts or run dirs of ours."""
-    for slot in (SLOT, SLOT_B, SLOT_KILLED, sandbox.MAX_SLOTS - 1):
+    for slot in (SLOT, SLOT_B, SLOT_KILLED, MAX_SLOTS - 1):
         assert pids_of_uid(SLOT_UID_BASE + slot, include_zombies=True) == []
-    assert _our_cgroups() == [] and _our_mounts() == [] and _run_dirs() == []
+    assert our_cgroups() == [] and our_mounts() == [] and run_dirs() == []

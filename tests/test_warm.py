@@ -1,9 +1,11 @@
-"""The attack suite (tests/test_sandbox.py), unchanged, against warm kernels: every jail test of that file is
-collected here again with its `Jail` replaced by hwkit.warm.WarmJail (kernels forked from one zygote). Then
-the warm path's own tests: what one student does to their kernel (monkeypatched torch functions, module
+"""The attack suites (tests/test_sandbox.py, tests/test_jail_*.py), unchanged, against warm kernels: every jail
+test of those files is collected here again with the harness's `Jail` replaced by hwkit.warm.WarmJail (kernels
+forked from one zygote). Then the warm path's own tests: the LaunchSpec is carried out whole or refused, the
+zygote holds no course code, and what one student does to their kernel (monkeypatched torch functions, module
 globals, background threads, processes, files) never reaches the next student's kernel in the same slot."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -12,25 +14,33 @@ from pathlib import Path
 
 import pytest
 
-from hwkit import sandbox, warm
-from hwkit.sandbox import SLOT_UID_BASE, pids_of_uid
-from tests import test_sandbox as attack
-from tests.test_sandbox import LIMITS, SLOT, UID, assert_host_clean, course, host_secret_in_env, jail_ok  # noqa: F401
+from hwkit import warm
+from hwkit.sandbox import SLOT_UID_BASE, pid_alive, pids_of_uid, reap_stale_runs
+from hwkit.sandbox.spec import MOUNT_KINDS, LaunchSpec, Mount, mount_args
+from hwkit.warm.view import HANDLERS
+from tests import jail_support as harness
+from tests import test_jail_exposure, test_jail_ipc, test_sandbox
+from tests.jail_support import LIMITS, SLOT, UID, assert_host_clean, course, host_secret_in_env, jail_ok  # noqa: F401
+from tests.test_jail_exposure import ZYGOTE_SIDE, harness_spec
+from tests.test_jail_ipc import host_listener  # noqa: F401
 
-# Tests of test_sandbox.py that need no jail, or start their own grader process, are not repeated here.
+# Tests that need no jail, or start their own grader process, are not repeated here.
 _NOT_REPEATED = {"test_seccomp_program_is_whole_instructions", "test_unavailable_says_what_to_install",
-                 "test_cap_outputs_trims_and_notes", "test_local_kernel_reports_a_crash",
+                 "test_jail_refuses_to_run_unsandboxed", "test_local_kernel_reports_a_crash",
                  "test_local_kernel_runs_in_workdir", "test_grader_killed_leaves_no_kernel",
-                 "test_doctor_passes_here", "test_nothing_left_behind"}
-for _name, _test in list(vars(attack).items()):
-    if _name.startswith("test_") and callable(_test) and _name not in _NOT_REPEATED:
-        globals()[_name] = _test
+                 "test_doctor_passes_here", "test_nothing_left_behind",
+                 "test_grader_and_bank_packages_under_a_bound_root_are_masked", "test_kernel_package_is_bound_alone",
+                 "test_endpoint_checks_refuse_anything_the_jail_did_not_create"}
+for _suite in (test_sandbox, test_jail_exposure, test_jail_ipc):
+    for _name, _test in list(vars(_suite).items()):
+        if _name.startswith("test_") and callable(_test) and _name not in _NOT_REPEATED:
+            globals()[_name] = _test
 
 
 @pytest.fixture(autouse=True)
 def warm_jails(monkeypatch):
-    """Every Jail the attack suite makes is a WarmJail forked from this process's zygote."""
-    monkeypatch.setattr(attack, "Jail", warm.WarmJail)
+    """Every Jail the attack suites make is a WarmJail forked from this process's zygote."""
+    monkeypatch.setattr(harness, "Jail", warm.WarmJail)
 
 
 def _zygote_pid() -> int:
@@ -54,20 +64,44 @@ def _assert_zygote_pristine() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# No jail needed
+# The spec is carried out whole or refused
 
-def test_launch_argv_is_read_whole_or_refused():
-    base = ["prlimit", "--cpu=1:2", "--", "bwrap", "--unshare-pid", "--chdir", "/home/student", "--",
-            "/usr/bin/setpriv", "--reuid=61000", "--regid=61000", "--clear-groups", "--inh-caps=-all",
-            "--no-new-privs", "--", sys.executable, "-m", "ipykernel_launcher", "-f", "/tmp/x/k/c.json"]
-    plan = warm.parse_launch_argv(base)
-    assert plan.uid == 61000 and plan.chdir == "/home/student" and plan.rlimits
-    for bad in (base[:4] + ["--share-net"] + base[4:],                       # an option the warm path lacks
-                base[:-5] + ["/bin/sh", "-c", "id"],                          # not the kernel
-                [x.replace("--reuid=61000", "--reuid=0") for x in base],      # root
-                [x for x in base if x != "--no-new-privs"]):
+def test_launch_spec_is_read_whole_or_refused(tmp_path):
+    spec = harness_spec(tmp_path, roots=[])
+    wire = spec.to_wire()
+    assert LaunchSpec.from_wire(wire).check() == spec
+    python = sys.executable
+    bad = [
+        {**wire, "share_net": True},                                          # a field the warm path lacks
+        {k: v for k, v in wire.items() if k != "rlimits"},
+        {**wire, "mounts": wire["mounts"] + [{"kind": "overlay", "dst": "/x", "src": "/y", "mode": 0o755}]},
+        {**wire, "mounts": wire["mounts"] + [{"kind": "bind", "dst": "/x", "src": "/y", "mode": 0o755,
+                                              "options": "rw"}]},
+        {**wire, "namespaces": wire["namespaces"] + ["user"]},
+        {**wire, "rlimits": wire["rlimits"] + [["memlock", 1, 1]]},
+        {**wire, "uid": 0},
+        {**wire, "kernel_cmd": [python, "-m", "ipykernel_launcher", "-f", spec.connection_file]},
+        {**wire, "kernel_cmd": ["/bin/sh", "-c", "id"]},
+        {**wire, "kernel_cmd": list(spec.kernel_cmd) + ["--IPKernelApp.code_to_run"]},
+    ]
+    for data in bad:
         with pytest.raises(ValueError):
-            warm.parse_launch_argv(bad)
+            LaunchSpec.from_wire(data).check()
+
+
+def test_both_paths_handle_every_mount_kind():
+    assert set(HANDLERS) == set(MOUNT_KINDS)
+    for kind in MOUNT_KINDS:
+        assert mount_args([Mount(kind, "/x", "/y")])                          # the cold renderer too
+    assert {f.name for f in dataclasses.fields(Mount)} == {"kind", "dst", "src", "mode"}
+
+
+@pytest.mark.sandbox
+def test_zygote_holds_no_course_code(jail_ok):
+    modules = warm.process_zygote().modules()
+    ours = {m for m in modules if m.split(".")[0] in ("hwkit", "solutions", "templates")}
+    assert ours <= ZYGOTE_SIDE, sorted(ours - ZYGOTE_SIDE)
+    assert {"hwkit_kernel", "hwkit_kernel.launch", "hwkit_kernel.runtime", "torch"} <= set(modules)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -128,9 +162,9 @@ def _check_student_b(run) -> dict:
 
 @pytest.mark.sandbox
 def test_monkeypatched_torch_does_not_reach_the_next_student(tmp_path, jail_ok):
-    first = attack.run_notebook(_student_dir(tmp_path, "a"), [STUDENT_A_PATCHES])
+    first = harness.run_notebook(_student_dir(tmp_path, "a"), [STUDENT_A_PATCHES])
     assert first.outcomes == ["ok"] and first.json(0) == {"relu": [42.0, 42.0], "module": [42.0, 42.0]}
-    second = attack.run_notebook(_student_dir(tmp_path, "b"), [STUDENT_B_CHECKS])
+    second = harness.run_notebook(_student_dir(tmp_path, "b"), [STUDENT_B_CHECKS])
     assert second.outcomes == ["ok"]
     _check_student_b(second)
     _assert_zygote_pristine()
@@ -167,10 +201,12 @@ print('haunting', sorted(t.name for t in threading.enumerate()))
 @pytest.mark.sandbox
 @pytest.mark.parametrize("client_shuts_down", [True, False], ids=["nbclient-shutdown", "jail-teardown"])
 def test_background_threads_and_processes_do_not_reach_the_next_student(tmp_path, jail_ok, client_shuts_down):
-    first = attack.run_notebook(_student_dir(tmp_path, "a"), [STUDENT_A_LINGERS], client_shuts_down=client_shuts_down)
+    first = harness.run_notebook(_student_dir(tmp_path, "a"), [STUDENT_A_LINGERS],
+                                 client_shuts_down=client_shuts_down)
     assert first.outcomes == ["ok"] and "student-a-haunt" in first.texts[0]
     assert pids_of_uid(UID, include_zombies=True) == []          # all of student A is gone before B starts
-    second = attack.run_notebook(_student_dir(tmp_path, "b"), [STUDENT_B_CHECKS, "import time\ntime.sleep(0.5)", STUDENT_B_CHECKS])
+    second = harness.run_notebook(_student_dir(tmp_path, "b"),
+                                  [STUDENT_B_CHECKS, "import time\ntime.sleep(0.5)", STUDENT_B_CHECKS])
     assert second.outcomes == ["ok", "ok", "ok"]
     for cell in (0, 2):
         seen = _check_student_b(type(second)(second.outcomes, second.texts[cell:], second.report))
@@ -185,7 +221,7 @@ def test_background_threads_and_processes_do_not_reach_the_next_student(tmp_path
 def test_kernels_are_forked_warm(tmp_path, jail_ok):
     """The point of it all: torch is already imported, a kernel starts fast and uses little CPU."""
     cell = "import sys, time, os\nt = time.process_time()\nimport torch\nprint(time.process_time() - t)"
-    run = attack.run_notebook(tmp_path, [cell])
+    run = harness.run_notebook(tmp_path, [cell])
     assert run.outcomes == ["ok"] and float(run.texts[0]) < 0.05
     assert run.report.cpu_seconds < 0.6
     assert_host_clean(SLOT)
@@ -194,7 +230,7 @@ def test_kernels_are_forked_warm(tmp_path, jail_ok):
 @pytest.mark.sandbox
 def test_grader_killed_leaves_no_warm_kernel(tmp_path, jail_ok):
     """SIGKILL the grader mid-notebook: its zygote, the kernel's C, I and K all die with it."""
-    slot = attack.SLOT_KILLED
+    slot = harness.SLOT_KILLED
     script = tmp_path / "grader.py"
     script.write_text(
         "import sys, time\nfrom pathlib import Path\nfrom jupyter_core.utils import run_sync\n"
@@ -202,7 +238,7 @@ def test_grader_killed_leaves_no_warm_kernel(tmp_path, jail_ok):
         "from hwkit.course import SandboxLimits\n"
         f"jail = WarmJail(Path(sys.argv[1]), SandboxLimits(), slot={slot}).__enter__()\n"
         "run_sync(run_code)(jail.km, '1+1')\n"
-        "print('ready', process_zygote().pid, jail._proc.pid, flush=True)\ntime.sleep(600)\n")
+        "print('ready', process_zygote().pid, jail.process.pid, flush=True)\ntime.sleep(600)\n")
     (tmp_path / "w").mkdir()
     grader = subprocess.Popen([sys.executable, str(script), str(tmp_path / "w")], stdout=subprocess.PIPE,
                               cwd=str(Path(__file__).resolve().parents[1]), text=True)
@@ -215,19 +251,19 @@ def test_grader_killed_leaves_no_warm_kernel(tmp_path, jail_ok):
         grader.kill()
         grader.wait()
     deadline = time.monotonic() + 3
-    while (pids_of_uid(SLOT_UID_BASE + slot) or sandbox._pid_alive(zygote) or sandbox._pid_alive(c_pid)) \
+    while (pids_of_uid(SLOT_UID_BASE + slot) or pid_alive(zygote) or pid_alive(c_pid)) \
             and time.monotonic() < deadline:
         time.sleep(0.05)
     assert pids_of_uid(SLOT_UID_BASE + slot) == []
-    assert not sandbox._pid_alive(zygote) and not sandbox._pid_alive(c_pid)
-    sandbox._reap_stale_runs()
-    assert attack._run_dirs() == [] and attack._our_mounts() == []
+    assert not pid_alive(zygote) and not pid_alive(c_pid)
+    reap_stale_runs()
+    assert harness.run_dirs() == [] and harness.our_mounts() == []
 
 
 @pytest.mark.sandbox
 def test_warm_nothing_left_behind(jail_ok):
     """Runs last: no processes of the slot uids, no cgroups, mounts or run dirs of ours; the zygote clean."""
-    for slot in (SLOT, attack.SLOT_B, attack.SLOT_KILLED):
+    for slot in (SLOT, harness.SLOT_B, harness.SLOT_KILLED):
         assert pids_of_uid(SLOT_UID_BASE + slot, include_zombies=True) == []
-    assert attack._our_cgroups() == [] and attack._our_mounts() == [] and attack._run_dirs() == []
+    assert harness.our_cgroups() == [] and harness.our_mounts() == [] and harness.run_dirs() == []
     _assert_zygote_pristine()
