@@ -79,6 +79,9 @@ def plant_fake_root(root: Path) -> Path:
         "coursebank-1.0.dist-info/top_level.txt": "solutions\nbankdata\n",
         "coursebank-1.0.dist-info/RECORD": "solutions/__init__.py,,\nbankdata/__init__.py,,\n",
         "innocent/__init__.py": "OK = 'innocent'\n",
+        "share/bank/solutions/__init__.py": "PLANTED = 'PLANTED-BANK-SOLUTION'\n",   # HWKIT_BANK points here
+        "share/bank/templates/conv/problem.py": "PLANTED = 'PLANTED-BANK-TEMPLATE'\n",
+        "share/bank/README": "the course bank, not a package",
     }
     for rel, text in files.items():
         path = root / rel
@@ -87,15 +90,17 @@ def plant_fake_root(root: Path) -> Path:
     return root
 
 
-def test_grader_and_bank_packages_under_a_bound_root_are_masked(tmp_path):
+def test_grader_and_bank_packages_under_a_bound_root_are_masked(tmp_path, monkeypatch):
     """The mount plan for a root holding planted packages: each is covered, after the root's own bind."""
     root = plant_fake_root(tmp_path / "site")
-    hidden = visible.grader_entries([root])
+    monkeypatch.setenv("HWKIT_BANK", str(root / "share" / "bank"))
+    hidden = visible.grader_entries(visible.import_dirs([root]))
     names = sorted(p.relative_to(root).as_posix() for p in hidden)
-    assert names == ["__pycache__/solutions.cpython-311.pyc", "bankdata", "hwkit", "solutions", "templates",
-                     "templates.py"]
+    assert names == ["__pycache__/solutions.cpython-311.pyc", "bankdata", "hwkit", "share/bank/solutions",
+                     "share/bank/templates", "solutions", "templates", "templates.py"]
     spec = harness_spec(tmp_path, roots=[root])
     argv = render_argv(spec, seccomp_fd=None)
+    assert _mount_index(argv, "--ro-bind", str(root / "share" / "bank" / "solutions")) > 0
     root_bind = _bind_index(argv, "--ro-bind", str(root))
     for path in hidden:
         assert _mount_index(argv, "--ro-bind", str(path)) > root_bind, path
@@ -139,7 +144,7 @@ def _mount_index(argv: list[str], flag: str, dst: str) -> int:
 
 PLANTED = r"""
 import importlib, json, os, sys
-sys.path.insert(0, FAKE)
+sys.path[:0] = [FAKE + '/share/bank', FAKE]
 result = {}
 for name in ('hwkit', 'hwkit.grade', 'solutions', 'solutions.hw1', 'templates', 'bankdata', 'innocent'):
     try:
@@ -166,6 +171,7 @@ print(json.dumps(result))
 @pytest.mark.sandbox
 def test_planted_packages_in_a_bound_root_cannot_be_imported_or_read(tmp_path, jail_ok, monkeypatch):
     fake = plant_fake_root(tmp_path / "fakesite")
+    monkeypatch.setenv("HWKIT_BANK", str(fake / "share" / "bank"))
     real_roots = visible.python_roots
     monkeypatch.setattr(visible, "python_roots", lambda: real_roots() + [fake])
     run = harness.run_notebook(tmp_path, [PLANTED.replace("FAKE", repr(str(fake)))])

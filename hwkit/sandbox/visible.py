@@ -47,15 +47,28 @@ def kernel_package_dir() -> Path:
 
 
 def import_dirs(roots: list[Path]) -> list[Path]:
-    """Directories under the roots from which a kernel imports by default (sys.path, site-packages, .pth
-    additions), and the roots themselves: a student can put any directory they can see on sys.path."""
+    """Directories under the roots a grader or bank package could be imported from: the kernel's default
+    sys.path (this process's, .pth additions included), where this process imported such packages from, the
+    bank folder, and the roots themselves (a student can put any directory they can see on sys.path)."""
     found: list[Path] = []
-    for raw in [*sys.path, *site.getsitepackages(), *map(str, roots)]:
+    for raw in [*sys.path, *site.getsitepackages(), *_grader_locations(), *map(str, roots)]:
         if not raw:
             continue
         path = Path(os.path.realpath(raw))
         if path.is_dir() and any(under(path, r) for r in roots) and path not in found:
             found.append(path)
+    return found
+
+
+def _grader_locations() -> list[str]:
+    """The folders this process imported hwkit and the bank from (their packages' parents), and the bank's."""
+    from hwkit.bank import BANK_ENV
+
+    found = [os.environ.get(BANK_ENV, "")]
+    for name in GRADER_PACKAGES:
+        module = sys.modules.get(name)
+        paths = list(getattr(module, "__path__", None) or []) or [getattr(module, "__file__", None) or ""]
+        found += [os.path.dirname(p) for p in paths if p]
     return found
 
 
