@@ -1,10 +1,12 @@
-"""Generate an assignment: per student, a release notebook, a solution notebook and reference answers.
+"""Generate an assignment: per student, a release notebook, a solution notebook, reference answers and
+the digests of the release's parameter cells.
 
 Everything is built and verified in memory first (every variant is solved by its reference and passes
 its own checks), then written to a temporary folder beside the target and moved into place, so a failure
 leaves nothing half-written. Same secret, roster and assignment give byte-identical files."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -24,6 +26,9 @@ from hwkit.render import render_problem_cells
 from hwkit.variants import keyed_letters, variant_rng
 
 FORMAT_VERSION = 1
+# source/<assignment>/release-cells.json: per student, the digests of the release notebook's parameter cells
+# (instructor side, like answers.json); grading uses it to recognise another student's notebook.
+CELLS_INDEX = "release-cells.json"
 
 
 @dataclass
@@ -111,6 +116,25 @@ def variant_id(course: Course, assignment: Assignment, student_id: str) -> str:
     return keyed_letters(course.secret, "variant", assignment.assignment_id, student_id, length=16)
 
 
+def cell_digest(cell) -> str:
+    """A cell's type and text, blind to whitespace at line ends and around the cell."""
+    source = cell.get("source", "")
+    source = "".join(map(str, source)) if isinstance(source, list) else str(source)
+    text = "\n".join(line.rstrip() for line in source.replace("\r\n", "\n").split("\n")).strip("\n")
+    return hashlib.sha256(f"{cell.get('cell_type')}\n{text}".encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
+def is_answer_cell(cell) -> bool:
+    tag = cell.get("metadata", {}).get("hwkit")
+    return isinstance(tag, dict) and bool(tag.get("parts"))
+
+
+def parameter_cells(nb: nbformat.NotebookNode) -> list[str]:
+    """Digests of a release notebook's statement and given code (every cell but the answer cells): they
+    carry the variant's numbers, so grading can tell whose release a submitted notebook was."""
+    return sorted({cell_digest(cell) for cell in nb.cells if not is_answer_cell(cell)})
+
+
 def _notebook(course: Course, assignment: Assignment, variant: StudentVariant, lang: str, solution: bool,
               bundle: dict | None) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
@@ -162,6 +186,7 @@ class GeneratedStudent:
     release_nb: str
     solution_nb: str
     answers: dict
+    cells: list[str] = field(default_factory=list)   # parameter_cells of the release notebook
 
 
 def generate(course: Course, assignment: Assignment, lang: str, students: list[Student]) -> list[GeneratedStudent]:
@@ -173,7 +198,7 @@ def generate(course: Course, assignment: Assignment, lang: str, students: list[S
         release = _notebook(course, assignment, variant, lang, solution=False, bundle=bundle)
         solution = _notebook(course, assignment, variant, lang, solution=True, bundle=bundle)
         out.append(GeneratedStudent(student.student_id, nbformat.writes(release), nbformat.writes(solution),
-                                    _answers_entry(variant)))
+                                    _answers_entry(variant), parameter_cells(release)))
     return out
 
 
@@ -212,6 +237,11 @@ def write_generated(course: Course, assignment: Assignment, generated: list[Gene
         answers["students"] = dict(sorted(answers["students"].items()))
         (staging / "answers.json").write_text(json.dumps(answers, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
                                               encoding="utf-8")
+        cells_path = source_root / CELLS_INDEX
+        cells = json.loads(cells_path.read_text(encoding="utf-8")) if cells_path.is_file() else {}
+        cells = {"assignment": aid, "format": FORMAT_VERSION,
+                 "students": {**cells.get("students", {}), **{g.student_id: g.cells for g in generated}}}
+        (staging / CELLS_INDEX).write_text(json.dumps(cells, indent=0, sort_keys=True) + "\n", encoding="utf-8")
         release_root.mkdir(parents=True, exist_ok=True)
         source_root.mkdir(parents=True, exist_ok=True)
         if has_data:
@@ -219,6 +249,7 @@ def write_generated(course: Course, assignment: Assignment, generated: list[Gene
         for g in generated:
             _replace(staging / "release" / g.student_id, release_root / g.student_id)
             _replace(staging / "source" / g.student_id, source_root / g.student_id)
+        os.replace(staging / CELLS_INDEX, cells_path)
         os.replace(staging / "answers.json", answers_path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

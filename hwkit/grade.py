@@ -23,7 +23,7 @@ from hwkit.checks import grade_reply
 from hwkit.course import Assignment, Course, HwkitError, SandboxLimits, Student, load_course
 from hwkit.execute import CELL_ERRORS, INVALID, OK, apply_run_report, run_notebook
 from hwkit.generate import build_variant
-from hwkit.gradebook import Gradebook, PartResult, SubmissionResult
+from hwkit.gradebook import VARIANT_MISMATCH, Gradebook, PartResult, SubmissionResult
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20
 NO_SUBMISSION, AMBIGUOUS, GRADER_ERROR = "no submission", "ambiguous submission", "grader error"
@@ -140,7 +140,6 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
         result.parts = _zero_parts(variant, "INVALID_NOTEBOOK", "The notebook could not be read: " + problem,
                                    "无法读取笔记本:" + problem)
         return result, None
-    meta_student = nb.metadata.get("hwkit", {}).get("student") if isinstance(nb.metadata.get("hwkit"), dict) else None
     rng = random.Random(secrets.randbits(128))  # fresh hidden inputs for every grading run
     probes, plan = {}, []
     for pv in variant.problems:
@@ -159,17 +158,31 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
     apply_run_report(execution, report)
     status, reason = execution.status, execution.reason
     result.peak_memory_mb, result.cpu_seconds = execution.peak_memory_mb, execution.cpu_seconds
-    if meta_student and meta_student != student.student_id:
-        reason = (reason + "; " if reason else "") + f"the notebook was generated for {meta_student}, graded as {student.student_id}"
     result.status, result.reason = status, reason
     t = time.perf_counter()
     for pv, part, probe in plan:
         outcome = grade_reply(part, execution.replies[f"{pv.problem.id}/{part.id}"], probe)
         result.parts.append(PartResult(pv.problem.id, part.id, part.title, round(outcome.fraction * part.points, 4),
                                        part.points, outcome.note, outcome.feedback, outcome.needs_review))
+    checks = time.perf_counter() - t
+    _check_variant(course, assignment, student, nb, plan, execution.replies, result)
     result.timings = {**{k: round(v, 3) for k, v in execution.timings.items()},
-                      "checks": round(time.perf_counter() - t, 3)}
+                      "checks": round(checks, 3), "variant": round(time.perf_counter() - t - checks, 3)}
     return result, nbformat.writes(execution.notebook)
+
+
+def _check_variant(course: Course, assignment: Assignment, student: Student, nb, plan, replies,
+                   result: SubmissionResult) -> None:
+    """Is this notebook the student's own variant (metadata, parameter cells, wrong answers that are another
+    student's references; hwkit/integrity.py)? A mismatch keeps the scores and asks for review; the reason
+    is bounded, and the check never fails the grading."""
+    from hwkit import integrity
+
+    wrong = [(pv.problem.id, part, replies.get(f"{pv.problem.id}/{part.id}"))
+             for (pv, part, _), scored in zip(plan, result.parts) if scored.score < scored.max_points]
+    result.status, result.reason = integrity.review(course, assignment, student.student_id, nb, wrong,
+                                                    result.status, result.reason)
+
 
 
 # ---- the batch ---------------------------------------------------------------------------------------
@@ -356,7 +369,7 @@ def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None =
          warm: bool = False) -> str:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from hwkit.report import write_reports
+    from hwkit.report import mismatch_count, write_reports
 
     course = load_course(course_dir)
     if not (course.root / "source" / assignment_id / "answers.json").is_file():
@@ -409,11 +422,15 @@ def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None =
                 progress.update(task, advance=1, info=f"{failures} not ok, {rate:.0f}/min")
                 if graded == len(todo):
                     break
-    paths = write_reports(course, assignment_id, book.results(assignment_id))
+    results = book.results(assignment_id)
+    paths = write_reports(course, assignment_id, results)
     book.close()
     skipped, left = len(subs) - len(todo), len(todo) - graded
+    flagged = sum(r.status == VARIANT_MISMATCH for r in results)
     return (f"Graded {graded} submission(s) of {assignment_id} in {time.perf_counter() - start:.1f}s"
             + (f", {skipped} unchanged skipped" if skipped else "")
             + (f", {left} not reached (the grading workers stopped; run again to grade them)" if left else "")
-            + f" ({plan.lanes} at once, {plan.torch_threads} torch thread(s) each). Grades: {paths['grades']}  "
+            + f" ({plan.lanes} at once, {plan.torch_threads} torch thread(s) each)."
+            + (f" {mismatch_count(results)} to review (another student's variant; see the summary)." if flagged else "")
+            + f" Grades: {paths['grades']}  "
             f"Summary: {paths['summary']}  Feedback: {course.root / 'graded' / assignment_id}/<student>/feedback.html")

@@ -10,6 +10,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 GRADEBOOK_NAME = "gradebook.sqlite"
+# The submitted notebook is another student's variant (hwkit/integrity.py): scores stand, a person reviews it.
+VARIANT_MISMATCH = "variant mismatch"
+REASON_CHARS = 500      # a reason is built from what a notebook says; bounded where it is built, stored and shown
+
+
+def bounded(text: str, limit: int = REASON_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -60,7 +67,7 @@ class SubmissionResult:
 
     @property
     def needs_review(self) -> bool:
-        return any(p.needs_review for p in self.parts)
+        return self.status == VARIANT_MISMATCH or any(p.needs_review for p in self.parts)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -93,7 +100,7 @@ class Gradebook:
         try:
             cur.execute("DELETE FROM parts WHERE assignment=? AND student_id=?", (result.assignment, result.student_id))
             cur.execute("INSERT OR REPLACE INTO submissions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
-                result.assignment, result.student_id, result.nb_hash, result.status, result.reason, result.score,
+                result.assignment, result.student_id, result.nb_hash, result.status, bounded(result.reason), result.score,
                 result.max_score, int(result.needs_review), result.graded_at, json.dumps(result.timings),
                 result.peak_memory_mb, result.cpu_seconds))
             cur.executemany("INSERT INTO parts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", [
@@ -116,6 +123,6 @@ class Gradebook:
                          "SELECT problem, part, title_en, title_zh, score, max_points, note, feedback_en, feedback_zh, "
                          "needs_review FROM parts WHERE assignment=? AND student_id=? ORDER BY position",
                          (assignment, sid)).fetchall()]
-            out.append(SubmissionResult(assignment, sid, status, reason, nb_hash, parts, json.loads(timings),
+            out.append(SubmissionResult(assignment, sid, status, bounded(reason), nb_hash, parts, json.loads(timings),
                                         peak, cpu, graded_at))
         return out

@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from hwkit.course import Course, HwkitError
-from hwkit.gradebook import Gradebook, SubmissionResult
+from hwkit.gradebook import VARIANT_MISMATCH, Gradebook, SubmissionResult, bounded
 
 _STYLE = ("body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
           "table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.35em .6em;text-align:left;"
@@ -18,9 +18,11 @@ _STYLE = ("body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;
 _LABELS = {
     "en": {"title": "Feedback", "student": "Student", "status": "Status", "total": "Total", "part": "Part",
            "score": "Score", "feedback": "Feedback", "review": "provisional, reviewed by an instructor",
-           "problem": "Problem"},
+           "problem": "Problem",
+           "mismatch": "this notebook does not look like your own variant; an instructor will review it"},
     "zh": {"title": "评分反馈", "student": "学号", "status": "状态", "total": "总分", "part": "小题",
-           "score": "得分", "feedback": "反馈", "review": "暂定分数,将由教师复核", "problem": "题目"},
+           "score": "得分", "feedback": "反馈", "review": "暂定分数,将由教师复核", "problem": "题目",
+           "mismatch": "该笔记本似乎不是你本人的题目版本,将由教师复核"},
 }
 
 
@@ -37,7 +39,9 @@ def feedback_html(result: SubmissionResult, lang: str) -> str:
         rows.append(f'<tr><td>{html.escape(p.problem)}</td><td>{html.escape(p.title.get(lang) or p.part)}</td>'
                     f'<td class="{_css_class(p.score, p.max_points)}">{p.score:g} / {p.max_points:g}</td>'
                     f'<td>{html.escape(p.feedback.get(lang, ""))}{review}</td></tr>')
-    status = html.escape(result.status + (f" — {result.reason}" if result.reason else ""))
+    # A mismatch's reason names another student: it is for the instructor (grades.csv, summary), not this page.
+    reason = t["mismatch"] if result.status == VARIANT_MISMATCH else bounded(result.reason)
+    status = html.escape(result.status + (f" — {reason}" if reason else ""))
     return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{t["title"]} '
             f'{html.escape(result.assignment)} {html.escape(result.student_id)}</title><style>{_STYLE}</style></head><body>'
             f'<h1>{t["title"]}: {html.escape(result.assignment)}</h1>'
@@ -65,7 +69,7 @@ def grades_rows(results: list[SubmissionResult]) -> tuple[list[str], list[dict]]
             per[p.problem] += p.score
         rows.append({"student_id": r.student_id, **{k: f"{per[k]:g}" if k in per else "" for k in problems},
                      "total": f"{r.score:g}", "max": f"{r.max_score:g}", "status": r.status,
-                     "needs_review": "yes" if r.needs_review else "", "reason": r.reason})
+                     "needs_review": "yes" if r.needs_review else "", "reason": bounded(r.reason)})
     return header, rows
 
 
@@ -96,6 +100,12 @@ def _histogram(results: list[SubmissionResult], path: Path) -> None:
     plt.close(fig)
 
 
+def mismatch_count(results: list[SubmissionResult]) -> str:
+    """'2 variant mismatches', for the summary page and the last line of `hwkit grade`."""
+    n = sum(r.status == VARIANT_MISMATCH for r in results)
+    return f"{n} variant mismatch{'' if n == 1 else 'es'}"
+
+
 def summary_html(assignment: str, results: list[SubmissionResult], top: int = 5) -> str:
     notes = defaultdict(Counter)
     for r in results:
@@ -104,6 +114,13 @@ def summary_html(assignment: str, results: list[SubmissionResult], top: int = 5)
                 notes[(p.problem, p.part)][p.note] += 1
     statuses = Counter(r.status for r in results)
     mean = sum(r.score for r in results) / len(results) if results else 0
+    flagged = [r for r in results if r.status == VARIANT_MISMATCH]
+    mismatches = (f"<h2>{mismatch_count(results)} to review</h2><p>The notebook is another student's variant; "
+                  "the scores stand until an instructor decides.</p><table><tr><th>student</th><th>score</th>"
+                  "<th>evidence</th></tr>"
+                  + "".join(f"<tr><td>{html.escape(r.student_id)}</td><td>{r.score:g} / {r.max_score:g}</td>"
+                            f"<td>{html.escape(bounded(r.reason))}</td></tr>" for r in flagged)
+                  + "</table>") if flagged else ""
     rows = "".join(f"<tr><td>{html.escape(pr)}</td><td>{html.escape(pa)}</td><td>"
                    + ", ".join(f"{html.escape(n)} ({c})" for n, c in counter.most_common(top)) + "</td></tr>"
                    for (pr, pa), counter in notes.items())
@@ -111,6 +128,7 @@ def summary_html(assignment: str, results: list[SubmissionResult], top: int = 5)
             f"<style>{_STYLE}</style></head><body><h1>{html.escape(assignment)}: summary</h1>"
             f"<p>{len(results)} students; mean score {mean:.2f}; statuses: "
             + ", ".join(f"{html.escape(s)} {c}" for s, c in statuses.most_common()) + "</p>"
+            + mismatches +
             '<img src="histogram.png" alt="score histogram">'
             "<h2>Most frequent answer notes per part</h2><table><tr><th>problem</th><th>part</th><th>notes (count)</th></tr>"
             + rows + "</table></body></html>\n")
