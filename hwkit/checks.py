@@ -14,7 +14,8 @@ from decimal import Decimal
 import numpy as np
 import sympy
 
-from hwkit.formula import FormulaError, equivalent, fingerprint_value, parse_formula
+from hwkit.formula import (FormulaError, compile_formula, decide, fingerprint_value, parse_formula,
+                           reference_formula)
 from hwkit.problem import Outcome, Part, Probe, say
 
 CORRECT = "CORRECT"
@@ -227,7 +228,9 @@ class Array(Check):
 
 @dataclass(frozen=True)
 class Formula(Check):
-    """A formula string in declared symbols, compared symbolically with the reference expression."""
+    """A formula string in declared symbols, compared with the reference formula by evaluation at fixed
+    points (hwkit.formula), within time_limit seconds of CPU. Each distinct text is read and evaluated
+    once, however many known mistakes it is then compared with."""
     symbols: tuple[str, ...]
     functions: tuple[str, ...] = ()
     time_limit: float = 5.0
@@ -238,47 +241,52 @@ class Formula(Check):
     def parse(self, text) -> sympy.Expr:
         return parse_formula(text, self._symbols(), self.functions)
 
-    def _reference(self, want) -> sympy.Expr:
-        return want if isinstance(want, sympy.Expr) else self.parse(str(want))
+    def _compiled(self, text):
+        return compile_formula(text, tuple(self.symbols), tuple(self.functions))
 
     def grade(self, got, want) -> Outcome:
         try:
-            student = self.parse(got)
+            student = self._compiled(got)
         except FormulaError as exc:
-            return wrong("FORMULA_UNPARSEABLE", f"The formula could not be read: {exc}.", f"无法解析公式:{exc}。")
-        verdict = equivalent(student, self._reference(want), self.time_limit).verdict
+            return wrong("FORMULA_UNPARSEABLE", f"The formula could not be read: {exc}.", f"无法解析公式：{exc}。")
+        verdict = decide(student, reference_formula(want, tuple(self.symbols)), tuple(self.symbols), self.time_limit)
         if verdict == "equal":
             return correct()
         if verdict == "undecided":
             return Outcome(0.0, "FORMULA_UNDECIDED",
-                           say("The checker could not decide this formula in time; the instructor will review it.",
-                               "检查器未能在时限内判定该公式,将由教师复核。"), needs_review=True, undecided=True)
+                           say("The checker could not decide this formula within its time and size limits; "
+                               "the instructor will review it.",
+                               "检查器未能在时间和规模限制内判定该公式，将由教师复核。"), needs_review=True, undecided=True)
+        if verdict == "undefined":
+            return wrong("FORMULA_UNDEFINED",
+                         "The formula is undefined or not a finite real number for some values of its symbols "
+                         "(for example a division by zero, the logarithm of a number ≤ 0 or the square root of a "
+                         "negative number).",
+                         "该公式在某些取值下无定义或不是有限实数（例如除以零、对非正数取对数、对负数开平方）。")
         return wrong("FORMULA_NOT_EQUIVALENT", "The formula is not equivalent to the expected one.",
                      "公式与正确公式不等价。")
 
-    def _fingerprint(self, expr: sympy.Expr, exact_only: bool) -> list[str]:
-        value = fingerprint_value(expr, list(self._symbols().values()))
-        if value.is_Rational:
-            return [f"q:{value}"]
-        try:
-            number = float(sympy.N(value, 20))
-        except (TypeError, ValueError):
+    def _fingerprint(self, tree, exact_only: bool) -> list[str]:
+        value = fingerprint_value(tree, tuple(self.symbols), self.time_limit)
+        if value is None:
             return []
-        return [_sig_canonical(number, 8)] if exact_only else _sig_candidates(number, 8)
+        if not isinstance(value, float):
+            return [f"q:{value}"]   # exact: the same text for every equivalent formula
+        return [_sig_canonical(value, 8)] if exact_only else _sig_candidates(value, 8)
 
     def canonical(self, want) -> dict[str, str]:
-        fp = self._fingerprint(self._reference(want), exact_only=True)
+        fp = self._fingerprint(reference_formula(want, tuple(self.symbols)), exact_only=True)
         return {"": fp[0]} if fp else {}
 
     def candidates(self, got) -> dict[str, list[str]]:
         try:
-            return {"": self._fingerprint(self.parse(got), exact_only=False)}
+            return {"": self._fingerprint(self._compiled(got), exact_only=False)}
         except FormulaError:
             return {"": []}
 
     def well_formed(self, got) -> bool:
         try:
-            self.parse(got)
+            self._compiled(got)
             return True
         except FormulaError:
             return False
