@@ -435,7 +435,18 @@ class Choice(Check):
 
 
 def grade_reply(part: Part, reply: Reply, probe: Probe) -> Outcome:
-    """Score one part: missing and crashing answers first, then the reference, then known mistakes."""
+    """Score one part: missing and crashing answers first, then the reference, then known mistakes. Whatever
+    raises on the way (interpreting the reply, the reference, the check, a known mistake) costs this part
+    only: GRADER_ERROR, scored 0 and flagged so that a person looks at it."""
+    try:
+        return _grade_reply(part, reply, probe)
+    except Exception as exc:  # the grader's own fault or a reply it cannot handle: never the whole submission
+        name = type(exc).__name__
+        return Outcome(0.0, "GRADER_ERROR", say(f"The grader failed on this part ({name}); an instructor will review it.",
+                                                f"评分程序在此部分出错（{name}），将由教师复核。"), needs_review=True)
+
+
+def _grade_reply(part: Part, reply: Reply, probe: Probe) -> Outcome:
     if not reply.ok:
         if reply.error_type in ("NameError", "NotAnswered"):
             return wrong(NOT_ANSWERED, "Not answered: " + reply.error_message, "未作答:" + reply.error_message)
@@ -445,14 +456,10 @@ def grade_reply(part: Part, reply: Reply, probe: Probe) -> Outcome:
         return wrong(NOT_ANSWERED, "Not answered (the answer is still None).", "未作答(答案仍为 None)。")
     value = reply.value
     if part.interpret is not None:
-        try:
-            value = part.interpret(value, probe)
-        except Exception as exc:  # malformed data from the kernel is the student's outcome, not a crash
-            return wrong("BAD_REPLY", f"The answer has an unexpected form ({type(exc).__name__}).",
-                         f"答案的形式不符合要求({type(exc).__name__})。")
+        value = part.interpret(value, probe)
     want = part.reference(probe)
     outcome = part.check.grade(value, want)
-    if outcome.fraction >= 1.0:
+    if outcome.fraction >= 1.0 or outcome.undecided:   # undecided: a person decides, not a mistake list
         return outcome
     for mistake in part.mistakes(probe):
         if part.check.matches(value, mistake.value):

@@ -5,7 +5,7 @@ import time
 import pytest
 import sympy
 
-from hwkit.checks import Formula, Reply, grade_reply
+from hwkit.checks import Check, Formula, Reply, grade_reply
 from hwkit.formula import FormulaError, equivalent, parse_formula
 from hwkit.problem import Mistake, Part, say
 
@@ -238,3 +238,37 @@ def test_an_undecided_answer_is_not_matched_against_known_mistakes():
     part = Part("f", 1, say("", ""), probe=None, reference=lambda probe: CONV_REF, check=check, mistakes=lambda probe: mistakes)
     outcome = grade_reply(part, Reply(True, "K**2*C_in*C_out*1"), None)
     assert (outcome.note, outcome.needs_review) == ("FORMULA_UNDECIDED", True)
+
+
+# ---- a check that raises costs only its own part -------------------------------------------------------
+
+class _Exploding(Check):
+    def grade(self, got, want):
+        raise ZeroDivisionError("inside the check")
+
+
+def _part(**changes) -> Part:
+    fields = dict(id="p", points=2, title=say("", ""), probe=None, reference=lambda probe: "K", check=CONV)
+    return Part(**{**fields, **changes})
+
+
+def _boom(*args):
+    raise KeyError("boom")
+
+
+@pytest.mark.parametrize("part", [
+    _part(check=_Exploding()),
+    _part(reference=_boom),
+    _part(interpret=lambda value, probe: _boom()),
+    _part(mistakes=_boom),
+    _part(mistakes=lambda probe: [Mistake("M", "K +", say("", ""))]),   # a broken known mistake
+    _part(reference=lambda probe: "1/(K - K)"),                             # a reference undefined everywhere
+    _part(reference=lambda probe: object()),
+])
+def test_an_exception_while_grading_costs_only_that_part(part):
+    outcome = grade_reply(part, Reply(True, "K + 1"), None)
+    assert (outcome.fraction, outcome.note, outcome.needs_review) == (0.0, "GRADER_ERROR", True)
+    assert "Error" in outcome.feedback["en"] and "Error" in outcome.feedback["zh"]
+    assert "。" in outcome.feedback["zh"]
+    # the next part is graded as usual
+    assert grade_reply(_part(), Reply(True, "K"), None).note == "CORRECT"
