@@ -104,7 +104,7 @@ def _check_digits(value: Fraction) -> Fraction:
 def _number(value) -> Fraction:
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise FormulaError(f"every number must be finite ({value} is not)")
+            raise FormulaError("every number must be finite; one in the formula is too large (like 1e999)")
         return _check_digits(Fraction(repr(value)))   # the decimal as written: 0.1 is 1/10
     return _check_digits(Fraction(value))
 
