@@ -1,7 +1,12 @@
-"""The problem bank: every folder under templates/ with a problem.py is one problem."""
+"""The problem bank: every folder under templates/ with a problem.py is one problem.
+
+The bank is the instructor's folder (templates/ and solutions/ side by side), never an installed package:
+a student's install of hwkit and a sandboxed kernel cannot import it. It is the folder named by the
+HWKIT_BANK environment variable, else the one bundled with a source checkout of hwkit."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -9,9 +14,25 @@ from pathlib import Path
 from hwkit.course import HwkitError
 from hwkit.problem import Problem
 
+BANK_ENV = "HWKIT_BANK"
+
+
+@lru_cache(maxsize=1)
+def bank_root() -> Path:
+    """The folder that holds templates/ and solutions/, put on sys.path so problems import their solutions."""
+    configured = os.environ.get(BANK_ENV)
+    root = Path(configured).resolve() if configured else Path(__file__).resolve().parent.parent
+    if not (root / "templates").is_dir() or not (root / "solutions").is_dir():
+        where = f"{BANK_ENV}={configured}" if configured else f"{root} (beside the hwkit package)"
+        raise HwkitError(f"no problem bank at {where}: set {BANK_ENV} to a folder holding templates/ and "
+                         "solutions/ (the bank of a source checkout of hwkit)")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return root
+
+
 def templates_dir() -> Path:
-    import templates  # the top-level package that holds the bank (installed beside hwkit)
-    return Path(templates.__file__).resolve().parent
+    return bank_root() / "templates"
 
 
 def _load_module(path: Path):

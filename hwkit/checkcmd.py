@@ -12,11 +12,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from hwkit.course import SandboxLimits
-from hwkit.execute import apply_run_report, run_notebook
-from hwkit.grade import kernel_for, read_notebook
+from hwkit.execute import apply_run_report, kernel_for, run_notebook
+from hwkit.notebooks import read_notebook
 from hwkit.sandbox import sandbox_available
-from hwkit.problem import Probe
-from hwkit.probes import decode_data
+from hwkit.probes import unpack_probe
 from hwkit.selfcheck import bundle_digest, judge_part, unpack_bundle
 
 _TEXT = {
@@ -61,7 +60,10 @@ def main(*, notebook: Path, parts: list[str], as_json: bool, lang: str | None, c
     if not entries:
         raise HwkitError(f"{notebook}: no part named {', '.join(parts)}; parts: "
                          + ", ".join(e.get("part", "?") for e in bundle["parts"]))
-    probes = {f"{e['problem']}/{e['part']}": Probe(e["probe"]["source"], decode_data(e["probe"]["inputs"])) for e in entries}
+    try:
+        probes = {f"{e['problem']}/{e['part']}": unpack_probe(e["probe"], bundle.get("modules", {})) for e in entries}
+    except ValueError as exc:
+        raise HwkitError(f"{notebook}: {exc}; download your notebook again to self-check") from None
     limits = SandboxLimits()
     data_dir = notebook.resolve().parent / "data"
     workdir = Path(tempfile.mkdtemp(prefix="hwk-check-"))

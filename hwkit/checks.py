@@ -21,6 +21,13 @@ from hwkit.problem import Outcome, Part, Probe, say
 CORRECT = "CORRECT"
 CORRECT_TEXT = say("Correct.", "正确。")
 NOT_ANSWERED = "NOT_ANSWERED"
+# What a reply's error says when the student has not answered yet: a name still undefined, or the starter's
+# `raise NotImplementedError`. The one rule for grading and the self-check.
+UNANSWERED_ERRORS = ("NotAnswered", "NameError", "NotImplementedError")
+
+
+def unanswered(error_type: str) -> bool:
+    return error_type in UNANSWERED_ERRORS
 
 
 def correct() -> Outcome:
@@ -347,7 +354,7 @@ class Cases(Check):
     def grade(self, got, want) -> Outcome:
         if not isinstance(got, list) or len(got) != len(want):
             return wrong("WRONG_TYPE", "The function did not answer every test case.", "函数未能处理所有测试用例。")
-        if got and all(isinstance(g, dict) and str(g.get("__error__", "")).startswith("NotImplementedError") for g in got):
+        if got and all(isinstance(g, dict) and unanswered(str(g.get("__error__", "")).split(":")[0]) for g in got):
             return wrong(NOT_ANSWERED, "Not answered: the function still raises NotImplementedError.",
                          "未作答:函数仍抛出 NotImplementedError。")
         outcomes = [self._one(g, w) for g, w in zip(got, want)]
@@ -448,8 +455,11 @@ def grade_reply(part: Part, reply: Reply, probe: Probe) -> Outcome:
 
 def _grade_reply(part: Part, reply: Reply, probe: Probe) -> Outcome:
     if not reply.ok:
-        if reply.error_type in ("NameError", "NotAnswered"):
-            return wrong(NOT_ANSWERED, "Not answered: " + reply.error_message, "未作答:" + reply.error_message)
+        if unanswered(reply.error_type):
+            if reply.error_message:
+                return wrong(NOT_ANSWERED, "Not answered: " + reply.error_message, "未作答:" + reply.error_message)
+            return wrong(NOT_ANSWERED, f"Not answered: the code still raises {reply.error_type}.",
+                         f"未作答:代码仍抛出 {reply.error_type}。")
         return wrong("RAISED", f"Your code raised {reply.error_type}: {reply.error_message}",
                      f"代码抛出异常 {reply.error_type}:{reply.error_message}")
     if reply.value is None:
@@ -463,7 +473,8 @@ def _grade_reply(part: Part, reply: Reply, probe: Probe) -> Outcome:
         return outcome
     for mistake in part.mistakes(probe):
         if part.check.matches(value, mistake.value):
-            return Outcome(outcome.fraction, mistake.note, mistake.feedback, outcome.needs_review, outcome.undecided)
+            fraction = outcome.fraction if mistake.fraction is None else mistake.fraction
+            return Outcome(fraction, mistake.note, mistake.feedback, outcome.needs_review, outcome.undecided)
     return outcome
 
 

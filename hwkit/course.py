@@ -35,6 +35,7 @@ class SandboxLimits:
     cell_timeout: int = 60         # seconds of wall time per cell
     notebook_timeout: int = 300    # seconds of wall time for the whole notebook, probes included
     output_bytes: int = 1_000_000  # captured output kept per cell
+    notebook_output_bytes: int = 8_000_000  # captured output kept for the whole notebook
     torch_threads: int = 0         # intra-op threads per kernel; 0: the cores shared out among the kernels that
                                    # run at once (one each when grading a batch: the better split for throughput)
 

@@ -1,27 +1,33 @@
-"""Run a notebook in a (sandboxed) kernel, then send the probes, and report what happened.
+"""Run a notebook in a (sandboxed) kernel, then ask it the probes, and report what happened.
 
 Errors are allowed: a broken cell costs only what depends on it. Each cell has a wall-time limit and
 the whole run (probes included) has another; a cell that overruns is interrupted and the run goes on.
-Output kept per cell is capped, and the probe replies are never kept in the notebook returned."""
+Output kept is capped per cell and per notebook (hwkit/outputs.py).
+
+Probes do not run as cells: each is a `hwkit_probe_request` shell message answered by hwkit_kernel's
+runtime with a `hwkit_probe_reply` (hwkit/probes.py), with its own time limit. A probe that overruns is
+interrupted; a kernel that ignores the interrupt or dies costs the parts not yet probed their answers,
+each with the reason."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import nbformat
 from jupyter_core.utils import run_sync
-from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from hwkit.checks import Reply
 from hwkit.course import SandboxLimits
+from hwkit.outputs import CappedClient
 from hwkit.problem import Probe
-from hwkit.probes import decode_reply, find_reply, new_nonce, probe_batch_source
-from hwkit.sandbox import OutputCapMixin
+from hwkit.probes import REPLY, REQUEST, new_nonce, read_reply, request
 
 # Execution statuses, worst first when several apply.
 OK, CELL_ERRORS, TIMEOUT, CPU_LIMIT, MEMORY_LIMIT, KILLED, KERNEL_DIED, INVALID = (
     "ok", "cell errors", "timeout", "cpu limit", "memory limit", "killed", "kernel died", "invalid notebook")
+INTERRUPT_GRACE = 5.0        # seconds a probe gets to stop after the interrupt, before the kernel counts as stuck
 
 
 @dataclass
@@ -36,8 +42,17 @@ class Execution:
     cpu_seconds: float | None = None
 
 
-class CappedClient(OutputCapMixin, NotebookClient):
-    """A NotebookClient that keeps about `max_output_bytes` of output per cell (probe replies exempt)."""
+def kernel_for(sandbox: bool, workdir: Path, limits: SandboxLimits, slot: int, data_dir: Path | None,
+               warm: bool = False):
+    """The kernel a notebook runs in: a warm or cold jail, or (self-check without bwrap, --no-sandbox) a local one."""
+    from hwkit import sandbox as sb
+
+    if sandbox and warm:
+        from hwkit.warm import WarmJail
+
+        return WarmJail(workdir, limits, slot=slot, data_dir=data_dir)   # forked from this process's zygote
+    cls = sb.Jail if sandbox else sb.LocalKernel
+    return cls(workdir, limits, slot=slot, data_dir=data_dir)
 
 
 def apply_run_report(execution: Execution, report) -> None:
@@ -87,7 +102,7 @@ def run_notebook(nb: nbformat.NotebookNode, kernel, limits: SandboxLimits, probe
     client = CappedClient(nb, km=kernel.km, timeout=limits.cell_timeout, allow_errors=True, kernel_name="python3",
                           interrupt_on_timeout=False, record_timing=False, shutdown_kernel="immediate",
                           startup_timeout=60)
-    client.max_output_bytes = limits.output_bytes
+    client.cell_bytes, client.notebook_bytes = limits.output_bytes, limits.notebook_output_bytes
     status, reason, errors = OK, "", []
     replies: dict[str, Reply] = {}
     timings = {"kernel_start": 0.0, "execute": 0.0, "probes": 0.0}
@@ -95,13 +110,16 @@ def run_notebook(nb: nbformat.NotebookNode, kernel, limits: SandboxLimits, probe
     deadline = t0 + limits.notebook_timeout
     try:
         with client.setup_kernel(cleanup_kc=True):
+            seal = getattr(kernel, "seal_ipc", None)
+            if seal is not None:
+                seal()                    # before any student code: the kernel can no longer touch its endpoints
             timings["kernel_start"] = time.perf_counter() - t0
             t1 = time.perf_counter()
             status, reason = _execute_cells(client, nb, limits, deadline, errors)
             timings["execute"] = time.perf_counter() - t1
             t2 = time.perf_counter()
-            if status not in (KERNEL_DIED,):
-                replies = _run_probes(client, nb, probes, limits, deadline)
+            if status != KERNEL_DIED:
+                replies = run_sync(_ask_all)(client, probes, limits, deadline)
             timings["probes"] = time.perf_counter() - t2
     except DeadKernelError:
         status, reason = KERNEL_DIED, "the kernel died"
@@ -115,6 +133,9 @@ def run_notebook(nb: nbformat.NotebookNode, kernel, limits: SandboxLimits, probe
         replies.setdefault(part, Reply(False, error_type="NoReply", error_message=f"not graded: {reason or status}"))
     if status == OK and errors:
         status, reason = CELL_ERRORS, f"{len(errors)} cell(s) raised an error"
+    if client.notebook_full:
+        note = f"output beyond the notebook's {limits.notebook_output_bytes // 1_000_000} MB limit was dropped"
+        reason = f"{reason}; {note}" if reason else note
     return Execution(status, reason, nb, replies, errors, timings)
 
 
@@ -176,60 +197,64 @@ def _resync(client, nb) -> None:
         del nb.cells[-1]
 
 
-def _run_probes(client, nb, probes: dict[str, Probe], limits, deadline) -> dict[str, Reply]:
-    """One probe cell per problem (one round trip instead of one per part). A probe of a batch that got no
-    reply (the batch ran past the cell limit, or student code cut it short) runs again alone, with its own
-    limit: a batch never costs a part its answer, at worst a hanging part costs two cell limits of time."""
+# ---- probes ------------------------------------------------------------------------------------------
+
+async def _ask_all(client, probes: dict[str, Probe], limits: SandboxLimits, deadline: float) -> dict[str, Reply]:
+    """Each probe in turn, with the cell limit (and what is left of the notebook's) as its own limit."""
     replies: dict[str, Reply] = {}
-    for batch in probe_batches(probes):
-        alive = _run_probe_cell(client, nb, [(key, probes[key]) for key in batch], limits, deadline, replies)
-        for key in batch:
-            if not alive:
-                return replies
-            if key not in replies:
-                alive = _run_probe_cell(client, nb, [(key, probes[key])], limits, deadline, replies)
+    stopped: Reply | None = None
+    for key, probe in probes.items():
+        if stopped is not None:
+            replies[key] = stopped
+            continue
+        remaining = deadline - time.perf_counter()
+        if remaining <= 1:
+            replies[key] = Reply(False, error_type="Timeout", error_message="no time was left to check this part")
+            continue
+        replies[key], responsive = await _ask(client, probe, min(limits.cell_timeout, remaining))
+        if not responsive:
+            stopped = Reply(False, error_type="KernelStopped",
+                            error_message="not checked: the kernel stopped responding while an earlier part was checked")
     return replies
 
 
-def probe_batches(probes: dict[str, Probe]) -> list[list[str]]:
-    """Probe keys ("problem/part") grouped by problem, in order."""
-    batches: dict[str, list[str]] = {}
-    for key in probes:
-        batches.setdefault(key.split("/", 1)[0], []).append(key)
-    return list(batches.values())
-
-
-def _run_probe_cell(client, nb, batch: list[tuple[str, Probe]], limits, deadline, replies: dict[str, Reply]) -> bool:
-    """Run probes in one cell and file the replies it got. A single probe always gets a reply (its answer,
-    its error, or why there is none); in a batch, probes without a reply are left out for a re-run.
-    Returns False if the kernel died."""
-    single = len(batch) == 1
-    remaining = deadline - time.perf_counter()
-    if remaining <= 1:
-        for key, _ in batch:
-            replies[key] = Reply(False, error_type="Timeout", error_message="no time was left to check this part")
-        return True
-    nonces = [new_nonce() for _ in batch]
-    cell = nbformat.v4.new_code_cell(probe_batch_source([(probe, nonce) for (_, probe), nonce in zip(batch, nonces)]))
-    nb.cells.append(cell)
-    client.timeout = int(max(1, min(limits.cell_timeout, remaining)))
-    alive, timed_out = True, False
+async def _ask(client, probe: Probe, limit: float) -> tuple[Reply, bool]:
+    """Send one probe and wait for its reply. Returns the reply and whether the kernel can take another."""
+    kc, km = client.kc, client.km
+    nonce = new_nonce()
+    content, buffers = request(probe, nonce)
+    msg = kc.session.msg(REQUEST, content)
+    kc.session.send(kc.shell_channel.socket, msg, buffers=buffers)
+    reply = await _await_reply(kc, km, msg["header"]["msg_id"], nonce, limit)
+    if reply is not None:
+        return reply, True
+    if not await km.is_alive():
+        return Reply(False, error_type="KernelDied", error_message="the kernel died while this part was checked"), False
     try:
-        client.execute_cell(cell, len(nb.cells) - 1)
-    except CellTimeoutError:
-        timed_out = True
-        _interrupt(client)
-        _resync(client, nb)
-    except DeadKernelError:
-        alive = False
-    for (key, _), nonce in zip(batch, nonces):
-        found = find_reply(cell.outputs, nonce)
+        await km.interrupt_kernel()
+    except Exception:  # the kernel is going away; the wait below finds out
+        pass
+    late = await _await_reply(kc, km, msg["header"]["msg_id"], nonce, INTERRUPT_GRACE)
+    timed_out = Reply(False, error_type="Timeout", error_message=f"checking this part took over {limit:.0f}s")
+    if late is None:
+        return timed_out, False
+    return (late if late.ok else timed_out), True
+
+
+async def _await_reply(kc, km, msg_id: str, nonce: str, limit: float) -> Reply | None:
+    """This request's reply, or None when the limit passes or the kernel dies first. Other shell messages
+    (late replies to earlier requests) and anything malformed are skipped."""
+    until = time.monotonic() + limit
+    while (left := until - time.monotonic()) > 0:
+        try:
+            msg = await kc.shell_channel.get_msg(timeout=min(left, 1.0))
+        except Exception:  # Empty after the wait, or a message that could not be read: look again
+            if not await km.is_alive():
+                return None
+            continue
+        if msg.get("msg_type") != REPLY or msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        found = read_reply(msg.get("content"), msg.get("buffers") or [], nonce)
         if found is not None:
-            replies[key] = found
-        elif not alive:
-            replies[key] = Reply(False, error_type="KernelDied", error_message="the kernel died while this part was checked")
-            break                       # the first without a reply is the one that was running
-        elif single:
-            replies[key] = (Reply(False, error_type="Timeout", error_message=f"checking this part took over {client.timeout}s")
-                            if timed_out else decode_reply(cell.outputs, nonce))
-    return alive
+            return found
+    return None

@@ -101,6 +101,9 @@ def verify_variant(course: Course, assignment: Assignment, variant: StudentVaria
             try:
                 want = part.reference(probe)
                 outcome = part.check.grade(as_reply(want), want)
+                if outcome.fraction >= 1.0 and part.public_reference is not None:
+                    outcome = _judged_right(part, part.self_check_probe(public_rng(
+                        course.secret, assignment.assignment_id, pv.problem.id, part.id, variant.student.student_id)))
             except Exception as exc:
                 raise HwkitError(f"problem {pv.problem.id} part {part.id}: the reference failed for variant [{pv.note}] "
                                  f"of student {variant.student.student_id} ({type(exc).__name__}: {exc})") from exc
@@ -108,6 +111,14 @@ def verify_variant(course: Course, assignment: Assignment, variant: StudentVaria
                 raise HwkitError(f"problem {pv.problem.id} part {part.id}: the reference fails its own check for "
                                  f"variant [{pv.note}] of student {variant.student.student_id} ({outcome.note}); "
                                  f"fix templates/{pv.problem.template.parent.name}/problem.py")
+
+
+def _judged_right(part: Part, probe):
+    """A part whose grading compares verdicts (a module part): the reference's own replies, read back through
+    `interpret`, must be judged right; the worst outcome of its alternatives."""
+    want = part.reference(probe)
+    return min((part.check.grade(part.interpret(as_reply(reply), probe), want)
+                for reply in part.self_check_replies(probe)), key=lambda o: o.fraction)
 
 
 def variant_id(course: Course, assignment: Assignment, student_id: str) -> str:

@@ -21,11 +21,11 @@ import nbformat
 
 from hwkit.checks import grade_reply
 from hwkit.course import Assignment, Course, HwkitError, SandboxLimits, Student, load_course
-from hwkit.execute import CELL_ERRORS, INVALID, OK, apply_run_report, run_notebook
+from hwkit.execute import CELL_ERRORS, INVALID, OK, apply_run_report, kernel_for, run_notebook
 from hwkit.generate import build_variant
 from hwkit.gradebook import VARIANT_MISMATCH, Gradebook, PartResult, SubmissionResult
+from hwkit.notebooks import MAX_NOTEBOOK_BYTES, read_notebook
 
-MAX_NOTEBOOK_BYTES = 20 * 2**20
 NO_SUBMISSION, AMBIGUOUS, GRADER_ERROR = "no submission", "ambiguous submission", "grader error"
 
 
@@ -75,31 +75,6 @@ def find_submissions(folder: Path, course: Course, assignment_id: str, only: lis
     return subs, unknown
 
 
-def read_notebook(path: Path) -> tuple[nbformat.NotebookNode | None, str]:
-    try:
-        size = path.stat().st_size
-        if size > MAX_NOTEBOOK_BYTES:
-            return None, f"the file is {size / 2**20:.0f} MB, over the {MAX_NOTEBOOK_BYTES // 2**20} MB limit"
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        return None, "the file is not UTF-8 text"
-    except OSError as exc:
-        return None, f"the file could not be read ({exc.strerror})"
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        return None, f"the file is not valid notebook JSON ({str(exc)[:100]})"
-    if not isinstance(raw, dict) or not isinstance(raw.get("cells", raw.get("worksheets")), list):
-        return None, "the file is JSON but not a Jupyter notebook"
-    try:
-        nb = nbformat.reads(text, as_version=4)
-    except Exception as exc:  # nbformat raises many types on malformed notebooks
-        return None, f"the notebook could not be read as nbformat 4 ({type(exc).__name__}: {str(exc)[:100]})"
-    if not isinstance(nb.get("cells"), list):
-        return None, "the notebook has no cell list"
-    return nb, ""
-
-
 def file_hash(path: Path | None) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path else ""
 
@@ -107,19 +82,6 @@ def file_hash(path: Path | None) -> str:
 def _zero_parts(variant, note: str, en: str, zh: str) -> list[PartResult]:
     return [PartResult(pv.problem.id, part.id, part.title, 0.0, part.points, note, {"en": en, "zh": zh})
             for pv in variant.problems for part in pv.parts]
-
-
-def kernel_for(sandbox: bool, workdir: Path, limits: SandboxLimits, slot: int, data_dir: Path | None,
-               warm: bool = False):
-    """The kernel a notebook runs in: a warm or cold jail, or (self-check without bwrap, --no-sandbox) a local one."""
-    from hwkit import sandbox as sb
-
-    if sandbox and warm:
-        from hwkit.warm import WarmJail
-
-        return WarmJail(workdir, limits, slot=slot, data_dir=data_dir)   # forked from this process's zygote
-    cls = sb.Jail if sandbox else sb.LocalKernel
-    return cls(workdir, limits, slot=slot, data_dir=data_dir)
 
 
 def grade_submission(course: Course, assignment: Assignment, student: Student, sub: Submission, *,
@@ -182,7 +144,6 @@ def _check_variant(course: Course, assignment: Assignment, student: Student, nb,
              for (pv, part, _), scored in zip(plan, result.parts) if scored.score < scored.max_points]
     result.status, result.reason = integrity.review(course, assignment, student.student_id, nb, wrong,
                                                     result.status, result.reason)
-
 
 
 # ---- the batch ---------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,11 +20,41 @@ def say(en: str, zh: str) -> Text:
 
 
 @dataclass(frozen=True)
-class Probe:
-    """Kernel-side code plus its inputs. The code sees `ns` (the student's namespace) and `inputs`
-    (JSON values and numpy arrays) and must set `result` to JSON values and arrays: data only."""
+class KernelModule:
+    """A problem's kernel-side probe code: templates/<problem>/kernel.py, real Python that imports only the
+    standard library, numpy, torch, matplotlib and hwkit_kernel. Its source travels with each probe and is
+    run by hwkit_kernel's runtime in the student's kernel; the bank itself is never visible there."""
+    name: str
     source: str
+
+    @classmethod
+    def beside(cls, problem_file: str | Path) -> "KernelModule":
+        path = Path(problem_file).with_name("kernel.py")
+        return cls(path.parent.name, path.read_text(encoding="utf-8"))
+
+    def probe(self, function: str, inputs: dict | None = None) -> "Probe":
+        return Probe(function, inputs or {}, self)
+
+    def load(self) -> dict:
+        """The module's namespace in the grader, for helpers it shares with the kernel side (e.g. the
+        statistics the grader computes from the kernel's samples, which the self-check computes there)."""
+        return _load_source(self.name, self.source)
+
+
+@lru_cache(maxsize=None)
+def _load_source(name: str, source: str) -> dict:
+    namespace = {"__name__": f"hwkit_kernel_{name}"}
+    exec(compile(source, f"<kernel.py of {name}>", "exec"), namespace)
+    return namespace
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the grader asks the kernel: call `function(student, inputs)` of `module` (a problem's kernel.py;
+    None: hwkit_kernel.builtin) with JSON values and numpy arrays as inputs. The function returns data only."""
+    function: str
     inputs: dict = field(default_factory=dict)
+    module: KernelModule | None = None
 
 
 @dataclass(frozen=True)
@@ -38,10 +69,12 @@ class Outcome:
 @dataclass(frozen=True)
 class Mistake:
     """A known wrong answer: if the reply matches `value` (same shape as a reference reply; for a
-    dict reply only the keys given are compared), the outcome carries this note and feedback."""
+    dict reply only the keys given are compared), the outcome carries this note and feedback, and
+    `fraction` of the points where it is given (else what the check gave)."""
     note: str
     value: Any
     feedback: Text
+    fraction: float | None = None
 
 
 def _no_mistakes(probe: Probe) -> list[Mistake]:
@@ -65,9 +98,21 @@ class Part:
     # Turns the kernel's raw data into the values the check compares, in the grader (outside the
     # sandbox), so no judgement is ever made by code the student can tamper with.
     interpret: Callable[[Any, Probe], Any] | None = None
+    # Where grading compares something the kernel does not report (a module part compares verdicts that
+    # `interpret` derives), the self-check compares instead the replies a right answer gives on the public
+    # probe (one entry per acceptable alternative) with `public_check`.
+    public_reference: Callable[[Probe], list] | None = None
+    public_check: Any = None
 
     def self_check_probe(self, rng: random.Random) -> Probe:
         return (self.public_probe or self.probe)(rng)
+
+    def self_check_replies(self, probe: Probe) -> list:
+        """The replies that pass the self-check on `probe`: any one of them, in full."""
+        return self.public_reference(probe) if self.public_reference else [self.reference(probe)]
+
+    def self_check_check(self):
+        return self.public_check or self.check
 
 
 @dataclass

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from hwkit.checks import Reply, check_from_spec, check_spec
-from hwkit.probes import encode_data, pack_letters, unpack_letters
+from hwkit.checks import Reply, check_from_spec, check_spec, unanswered
+from hwkit.probes import pack_letters, pack_probe, unpack_letters
 from hwkit.variants import keyed_letters, letters_digest
 
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
 
 
 def _hash(salt: str, problem: str, part: str, key: str, fingerprint: str) -> str:
@@ -44,19 +44,25 @@ def build_bundle(course, assignment, variant) -> dict:
     sid = variant.student.student_id
     salt = keyed_letters(course.secret, "salt", assignment.assignment_id, sid)
     exact = assignment.selfcheck == "exact"
-    parts = []
+    parts, modules = [], {}
     for pv in variant.problems:
         for part in pv.parts:
             probe = part.self_check_probe(public_rng(course.secret, assignment.assignment_id, pv.problem.id, part.id, sid))
+            if probe.module is not None:
+                modules[probe.module.name] = probe.module.source
+            check = part.self_check_check()
             entry = {"problem": pv.problem.id, "part": part.id, "title": part.title, "points": part.points,
-                     "kind": part.kind, "hidden_tests": part.hidden_inputs,
-                     "probe": {"source": probe.source, "inputs": encode_data(probe.inputs)},
-                     "check": check_spec(part.check), "hashes": {}}
+                     "kind": part.kind, "hidden_tests": part.hidden_inputs, "probe": pack_probe(probe),
+                     "check": check_spec(check), "hashes": []}
             if exact:
-                canonical = part.check.canonical(part.reference(probe))
-                entry["hashes"] = {key: _hash(salt, pv.problem.id, part.id, key, fp) for key, fp in canonical.items()}
+                for reply in part.self_check_replies(probe):
+                    canonical = check.canonical(reply)
+                    if canonical:
+                        entry["hashes"].append({key: _hash(salt, pv.problem.id, part.id, key, fp)
+                                                for key, fp in canonical.items()})
             parts.append(entry)
-    bundle = {"version": BUNDLE_VERSION, "mode": assignment.selfcheck, "salt": salt, "parts": parts}
+    bundle = {"version": BUNDLE_VERSION, "mode": assignment.selfcheck, "salt": salt, "parts": parts,
+              "modules": modules}
     bundle["digest"] = bundle_digest(bundle)
     return bundle
 
@@ -80,8 +86,9 @@ def judge_part(entry: dict, reply: Reply, salt: str, mode: str, lang: str) -> Pu
                             zh if lang == "zh" else en, bool(entry.get("hidden_tests")))
 
     if not reply.ok:
-        if reply.error_type in ("NameError", "NotAnswered"):
-            return result("not answered", reply.error_message, reply.error_message)
+        if unanswered(reply.error_type):
+            return result("not answered", reply.error_message or f"the code still raises {reply.error_type}",
+                          reply.error_message or f"代码仍抛出 {reply.error_type}")
         return result("could not run", f"{reply.error_type}: {reply.error_message}", f"{reply.error_type}:{reply.error_message}")
     if reply.value is None:
         return result("not answered", "the answer is still None", "答案仍为 None")
@@ -90,14 +97,15 @@ def judge_part(entry: dict, reply: Reply, salt: str, mode: str, lang: str) -> Pu
     if mode != "exact":
         return result("pass", "answered and well-formed (this assignment does not confirm answers offline)",
                       "已作答且格式正确(本作业的自检不核对答案)")
-    hashes = entry.get("hashes", {})
-    if not hashes:
+    alternatives = entry.get("hashes") or []
+    if not alternatives:
         if entry.get("kind") == "written":
             return result("answered", "answered; written answers are reviewed by an instructor", "已作答;书面回答由教师复核")
         return result("answered", "answered; this part is checked only at grading", "已作答;该部分仅在评分时检查")
     candidates = check.candidates(reply.value)
-    failing = [key for key, digest in hashes.items()
-               if not any(_hash(salt, entry["problem"], entry["part"], key, c) == digest for c in candidates.get(key, []))]
+    failing = min(([key for key, digest in hashes.items()
+                    if not any(_hash(salt, entry["problem"], entry["part"], key, c) == digest
+                               for c in candidates.get(key, []))] for hashes in alternatives), key=len)
     if not failing:
         return result("pass", "matches the reference on the public check", "与公开检查的参考结果一致")
     where = ", ".join(k for k in failing if k) or "value"

@@ -122,3 +122,21 @@ def assert_wrong_with_notes(results, expected: dict[str, str]) -> None:
     """Each listed part lost points and carries the expected answer note."""
     for pid, note in expected.items():
         assert results[pid].score < results[pid].max_points and results[pid].note == note, (pid, results[pid].note)
+
+
+def run_probe(probe, namespace: dict) -> "Reply":
+    """The reply a kernel whose notebook globals are `namespace` gives to `probe`: hwkit_kernel's runtime
+    answers here, in-process, and the answer is read back through the wire format as grading reads it."""
+    from hwkit.probes import new_nonce, read_reply, request
+    from hwkit_kernel.runtime import Runtime
+
+    nonce = new_nonce()
+    content, buffers = Runtime(None, namespace).answer(*request(probe, nonce))
+    return read_reply(content, buffers, nonce)
+
+
+def grade_probe(part, probe, namespace: dict):
+    """Grade `part` for a student whose notebook globals are `namespace`, without a kernel."""
+    from hwkit.checks import grade_reply
+
+    return grade_reply(part, run_probe(probe, namespace), probe)

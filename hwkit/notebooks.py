@@ -1,0 +1,36 @@
+"""Reading a submitted notebook file: bounded in size, UTF-8, JSON, nbformat 4 (v3 is upgraded).
+
+Used by grading and by the student's self-check; every failure is a reason in words, never an exception."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+
+MAX_NOTEBOOK_BYTES = 20 * 2**20
+
+
+def read_notebook(path: Path) -> tuple[nbformat.NotebookNode | None, str]:
+    try:
+        size = path.stat().st_size
+        if size > MAX_NOTEBOOK_BYTES:
+            return None, f"the file is {size / 2**20:.0f} MB, over the {MAX_NOTEBOOK_BYTES // 2**20} MB limit"
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "the file is not UTF-8 text"
+    except OSError as exc:
+        return None, f"the file could not be read ({exc.strerror})"
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        return None, f"the file is not valid notebook JSON ({str(exc)[:100]})"
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells", raw.get("worksheets")), list):
+        return None, "the file is JSON but not a Jupyter notebook"
+    try:
+        nb = nbformat.reads(text, as_version=4)
+    except Exception as exc:  # nbformat raises many types on malformed notebooks
+        return None, f"the notebook could not be read as nbformat 4 ({type(exc).__name__}: {str(exc)[:100]})"
+    if not isinstance(nb.get("cells"), list):
+        return None, "the notebook has no cell list"
+    return nb, ""

@@ -1,0 +1,118 @@
+"""What an executed notebook keeps of its outputs: a cap per cell and a cap for the whole notebook, applied
+as messages arrive (nbclient keeps every output it is given in memory).
+
+Every path by which output enters the notebook goes through the caps: stream, display_data,
+execute_result and error outputs, updates of an existing display (update_display_data and display_id
+replacements), and comm messages, which are ignored (no widget state is kept). No output is exempt:
+probe replies never travel as outputs (hwkit_kernel.runtime)."""
+from __future__ import annotations
+
+from nbclient import NotebookClient
+from nbformat.v4 import new_output
+
+
+def output_size(out) -> int:
+    kind = out.get("output_type")
+    if kind == "stream":
+        return len(out.get("text", ""))
+    if kind == "error":
+        return sum(len(x) for x in out.get("traceback", [])) + len(out.get("evalue", "")) + len(out.get("ename", ""))
+    data = out.get("data", {})
+    size = sum(len(v) if isinstance(v, str) else len(str(v)) for v in data.values())
+    return size + len(str(out.get("metadata", "")))
+
+
+def _message_size(msg) -> int:
+    content = msg.get("content", {})
+    if "text" in content:
+        return len(content["text"])
+    return sum(len(v) if isinstance(v, str) else len(str(v)) for v in (content.get("data") or {}).values())
+
+
+def truncation_note(dropped: int, whole_notebook: bool = False) -> dict:
+    why = "the notebook's output limit was reached" if whole_notebook else "output truncated"
+    return new_output("stream", name="stderr", text=f"\n[hwkit: {why}, {dropped} more characters dropped]\n")
+
+
+def _shrink(out, room: int) -> None:
+    """Cut an output to about `room` characters: a stream keeps its start, an error its name, message start
+    and last traceback lines, anything else becomes a note."""
+    kind = out.get("output_type")
+    if kind == "stream":
+        out["text"] = out["text"][:room]
+    elif kind == "error":
+        out["ename"], out["evalue"] = str(out.get("ename", ""))[:100], str(out.get("evalue", ""))[:500]
+        kept, left = [], max(room - 600, 0)
+        for line in reversed(out.get("traceback", [])):
+            if len(line) > left:
+                break
+            kept.insert(0, line)
+            left -= len(line)
+        out["traceback"] = kept
+    else:
+        note = new_output("stream", name="stderr", text="[hwkit: an output too large to keep was dropped]\n")
+        out.clear()
+        out.update(note)
+
+
+class CappedClient(NotebookClient):
+    """A NotebookClient that keeps about `cell_bytes` of output per cell and `notebook_bytes` in all; the
+    rest is dropped as it arrives, and one note at the end of each cut cell says how much."""
+
+    cell_bytes: int = 1_000_000
+    notebook_bytes: int = 8_000_000
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, store_widget_state=False, **kwargs)
+        self.used_by_cell: dict[int, int] = {}
+        self.dropped_by_cell: dict[int, int] = {}
+        self.used_in_all = 0
+        self.notebook_full = False
+
+    def _room(self, cell_index: int) -> int:
+        return min(self.cell_bytes - self.used_by_cell.get(cell_index, 0), self.notebook_bytes - self.used_in_all)
+
+    def _spend(self, cell_index: int, size: int) -> None:
+        self.used_by_cell[cell_index] = self.used_by_cell.get(cell_index, 0) + size
+        self.used_in_all += size
+
+    def _drop(self, cell_index: int, size: int) -> None:
+        self.dropped_by_cell[cell_index] = self.dropped_by_cell.get(cell_index, 0) + size
+        if self.notebook_bytes - self.used_in_all <= self.cell_bytes - self.used_by_cell.get(cell_index, 0):
+            self.notebook_full = True
+
+    def output(self, outs, msg, display_id, cell_index):
+        if self._room(cell_index) <= 0:
+            if msg["msg_type"] in ("stream", "display_data", "execute_result", "error"):
+                self._drop(cell_index, _message_size(msg))
+            return None
+        out = super().output(outs, msg, display_id, cell_index)
+        if out is None:
+            return None
+        size, room = output_size(out), self._room(cell_index)
+        if size > room:
+            _shrink(out, max(room, 0))
+            self._drop(cell_index, size - output_size(out))
+            size = output_size(out)
+        self._spend(cell_index, size)
+        return out
+
+    def _update_display_id(self, display_id, msg):
+        """A display update replaces outputs in place: it costs what it adds, and is dropped past the caps."""
+        size = _message_size(msg)
+        for cell_index, indices in self._display_id_map.get(display_id, {}).items():
+            if indices and size * len(indices) > self._room(cell_index):
+                self._drop(cell_index, size * len(indices))
+                return
+        for cell_index, indices in self._display_id_map.get(display_id, {}).items():
+            self._spend(cell_index, size * len(indices))
+        super()._update_display_id(display_id, msg)
+
+    def handle_comm_msg(self, outs, msg, cell_index):
+        """Widgets are not rendered when grading: their messages are ignored and nothing of them is kept."""
+        return None
+
+    def add_truncation_notes(self, cell, cell_index: int) -> None:
+        dropped = self.dropped_by_cell.get(cell_index)
+        if dropped:
+            cell.outputs.append(truncation_note(dropped, self.notebook_full))

@@ -1,0 +1,132 @@
+"""A module's behaviour on the grader's terms, the same code in the kernel (on the student's module) and in
+the grader (on the reference module, hwkit/behaviour.py).
+
+Every floating parameter and buffer is set, right before the first torch call that reads it, to the next
+values of one random stream seeded by the grader (FillStream: tensors of two or more dimensions uniform
+with variance 1/fan_in, vectors in [0.5, 1.5), so BatchNorm's running variance is positive); the module's
+output and the gradient of <output, cotangent> with respect to the input come back, with the shapes of
+the tensors in order of use (the layout). Those values depend only on the seed and the layout, so the
+grader can replay them and load them into the reference module, in order and by shape, and run it on the
+same input: a module that is not the asked-for one gives other outputs, whatever it says about itself."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.overrides import TorchFunctionMode
+
+
+class FillStream:
+    """The values the grader's seed gives, tensor by tensor: call with a shape, get the next array.
+    `zero` lists [start, stop) ranges of positions in the stream that are set to 0 (a part switched off);
+    a range with a negative start counts from the end of the stream, `total` values long (stop 0: the end)."""
+
+    def __init__(self, seed: int, zero=(), total: int | None = None):
+        self.generator = np.random.Generator(np.random.PCG64(seed))
+        self.zero = [_absolute(int(a), int(b), total) for a, b in zero]
+        self.position = 0
+
+    def __call__(self, shape) -> np.ndarray:
+        shape = tuple(int(n) for n in shape)
+        n = math.prod(shape)
+        values = self.generator.random(n)
+        if len(shape) >= 2:
+            values = (2 * values - 1) * math.sqrt(3.0 / max(1, n // max(1, shape[0])))
+        else:
+            values = values + 0.5
+        for start, stop in self.zero:
+            lo, hi = max(start, self.position), min(stop, self.position + n)
+            if lo < hi:
+                values[lo - self.position:hi - self.position] = 0.0
+        self.position += n
+        return values.reshape(shape)
+
+
+def from_end(zero) -> bool:
+    return any(int(start) < 0 for start, _ in zero)
+
+
+def _absolute(start: int, stop: int, total: int | None) -> tuple[int, int]:
+    if start >= 0:
+        return start, stop
+    if total is None:
+        raise ValueError("a range counted from the end needs the stream's length")
+    return total + start, total + stop
+
+
+def _tensors(value):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+
+
+class FirstUse(TorchFunctionMode):
+    """Sets each floating parameter and buffer of `module` to `source(shape)` right before the first torch
+    call that reads it (source None: only records), and records their shapes in that order in `layout`."""
+
+    def __init__(self, module: torch.nn.Module, source=None):
+        super().__init__()
+        tensors = list(module.parameters()) + list(module.buffers())
+        self.pending = {id(t): t for t in tensors if t.is_floating_point()}
+        self.source = source
+        self.layout: list[list[int]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.pending:
+            for tensor in _tensors((args, kwargs)):
+                found = self.pending.pop(id(tensor), None)
+                if found is not None:
+                    self._first_use(found)
+        return func(*args, **kwargs)
+
+    def _first_use(self, tensor: torch.Tensor) -> None:
+        self.layout.append(list(tensor.shape))
+        if self.source is not None:
+            values = np.asarray(self.source(tuple(tensor.shape)))
+            with torch.no_grad():
+                tensor.copy_(torch.from_numpy(values).reshape(tensor.shape).to(tensor.dtype))
+
+
+def run(module: torch.nn.Module, x, source, cotangent_seed: int) -> dict:
+    """`module` in eval mode, its tensors set at first use from `source`, run on x: the layout, the output y
+    and the gradient of sum(y * c) with respect to x (c drawn from `cotangent_seed` in y's shape; None when y
+    does not depend on x through autograd)."""
+    module.eval()
+    x = torch.as_tensor(np.asarray(x)).clone().requires_grad_(True)
+    first_use = FirstUse(module, source)
+    with first_use:
+        y = module(x)
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"the module returned {type(y).__name__}, not a tensor")
+    grad = None
+    if y.requires_grad:
+        cotangent = np.random.Generator(np.random.PCG64(cotangent_seed)).standard_normal(tuple(y.shape))
+        (y * torch.from_numpy(cotangent).to(y.dtype)).sum().backward()
+        grad = x.grad
+    return {"layout": first_use.layout, "y": y.detach(), "grad": grad}
+
+
+def behaviour(module: torch.nn.Module, x, *, seed: int, cotangent_seed: int, zero=()) -> dict:
+    """What the kernel reports for the student's module: `run` with the grader's FillStream. Ranges to zero
+    counted from the end need the layout first: one more forward pass, that only records."""
+    total = None
+    if from_end(zero):
+        total = sum(math.prod(shape) for shape in layout(module, torch.as_tensor(np.asarray(x))))
+    return run(module, x, FillStream(seed, zero, total), cotangent_seed)
+
+
+def layout(module: torch.nn.Module, x) -> list[list[int]]:
+    """The shapes of `module`'s floating tensors in order of first use on x (any device, meta included:
+    nothing is set)."""
+    module.eval()
+    recorder = FirstUse(module)
+    with recorder, torch.no_grad():
+        module(x)
+    return recorder.layout
