@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -19,16 +18,29 @@ RATIO_FORMULA = "1/C_out + 1/K**2"
 
 
 class DepthwiseSeparableConv(nn.Module):
-    """The reference module: a depthwise K x K conv (groups = C_in) followed by a pointwise 1 x 1 conv."""
+    """The reference module: a depthwise K x K conv (groups = C_in) followed by a pointwise 1 x 1 conv.
+    Wrong variants: `bias` on both convs, `pointwise_first` (1 x 1 to C_out, then a depthwise K x K on C_out)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, bias: bool = False,
+                 pointwise_first: bool = False):
         super().__init__()
-        self.depthwise = nn.Conv2d(in_channels, in_channels, kernel_size, padding=kernel_size // 2,
-                                   groups=in_channels, bias=False)
-        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        mid = out_channels if pointwise_first else in_channels
+        self.pointwise_first = pointwise_first
+        self.depthwise = nn.Conv2d(mid, mid, kernel_size, padding=kernel_size // 2, groups=mid, bias=bias)
+        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
 
     def forward(self, x):
+        if self.pointwise_first:
+            return self.depthwise(self.pointwise(x))
         return self.pointwise(self.depthwise(x))
+
+
+def module_variant(in_channels: int, out_channels: int, kernel_size: int, *, standard: bool = False,
+                   **switches) -> nn.Module:
+    """The reference, a known wrong variant of it, or (`standard`) the plain K x K convolution it replaces."""
+    if standard:
+        return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
+    return DepthwiseSeparableConv(in_channels, out_channels, kernel_size, **switches)
 
 
 def _count(module: nn.Module, c_in: int, h: int, w: int) -> tuple[int, int]:
@@ -58,102 +70,14 @@ def solve(p: dict) -> dict:
 
 # ---- the module part ---------------------------------------------------------------------------------
 
-def module_cases(rng) -> list[dict]:
-    """Hidden test sizes: three cases, one per kernel size, C_out != C_in, small random inputs."""
-    gen = np.random.default_rng(rng.getrandbits(64))
-    cases = []
+def module_configs(rng) -> list[tuple[list[int], tuple[int, int, int, int]]]:
+    """Hidden test sizes: one case per kernel size, C_out != C_in; (config, input shape)."""
+    out = []
     for k in rng.sample([3, 5, 7], 3):
         cin = rng.randint(2, 9)
         cout = rng.choice([c for c in range(2, 17) if c != cin])
-        n, h, w = rng.randint(1, 2), rng.randint(k, k + 9), rng.randint(k, k + 9)
-        cases.append({"cin": cin, "cout": cout, "k": k, "seed": rng.randint(0, 2**31 - 1),
-                      "x": gen.standard_normal((n, cin, h, w)).astype(np.float32)})
-    return cases
-
-
-# Behaviour only, no attribute names: the parameter count, the output shape, the impulse responses (one
-# delta per input channel) and whether the module is exactly a "same" K x K convolution with the kernel
-# read from those responses. Depthwise-then-pointwise is exactly "for every input channel c, the
-# responses of all outputs to c are one spatial pattern scaled per output": rank 1, whether written with
-# groups=, a ModuleList or a Linear pointwise.
-#
-# For grading the kernel only reports raw data (params, output, responses) and analyse_module() runs in
-# the grader. The offline self-check runs the same analysis in the student's own kernel (PUBLIC_PROBE).
-MODULE_RUN = r'''
-import torch
-_cls = function("DepthwiseSeparableConv")
-result = []
-for _case in inputs["cases"]:
-    try:
-        _cin, _cout, _k = _case["cin"], _case["cout"], _case["k"]
-        torch.manual_seed(_case["seed"])
-        _m = _cls(_cin, _cout, _k)
-        _rec = {"params": int(sum(_p.numel() for _p in _m.parameters()))}
-        _x = torch.as_tensor(_case["x"], dtype=torch.float32)
-        with torch.no_grad():
-            _y = _m(_x)
-            _s = 2 * _k + 1
-            _d = torch.zeros(_cin, _cin, _s, _s)
-            _d[torch.arange(_cin), torch.arange(_cin), _k, _k] = 1.0
-            _rec["y"] = _y.double().numpy()
-            _rec["responses"] = _m(_d).double().numpy()
-        result.append(_rec)
-    except Exception as _e:
-        result.append({"__error__": "%s: %s" % (type(_e).__name__, str(_e)[:200])})
-'''
-
-
-def _analyse_case(rec: dict, case: dict) -> dict:
-    import numpy as _np
-    import torch as _torch
-    if "__error__" in rec:
-        return rec
-    cin, k = case["cin"], case["k"]
-    p = k // 2
-    x = _torch.as_tensor(_np.asarray(case["x"]), dtype=_torch.float64)
-    y = _torch.as_tensor(_np.asarray(rec["y"], dtype=_np.float64))
-    r = _torch.as_tensor(_np.asarray(rec["responses"], dtype=_np.float64))
-    out = {"params": int(rec["params"]), "shape": [int(v) for v in y.shape]}
-    ranks = []
-    for c in range(min(cin, r.shape[0]) if r.dim() == 4 else 0):
-        sv = _torch.linalg.svdvals(r[c].reshape(r.shape[1], -1))
-        ranks.append(int((sv > 1e-4 * sv[0]).sum()) if float(sv[0]) > 0 else 0)
-    out["rank"] = ranks
-    same = 0
-    if r.dim() == 4 and list(r.shape[:1]) == [cin] and r.shape[2:] == (2 * k + 1, 2 * k + 1) \
-            and list(y.shape) == [x.shape[0], r.shape[1], x.shape[2], x.shape[3]]:
-        wt = r[:, :, p + 1:p + k + 1, p + 1:p + k + 1].transpose(0, 1).flip(-1, -2)
-        ref = _torch.nn.functional.conv2d(x, wt, padding=p)
-        err = float((y - ref).abs().max()) / (float(ref.abs().max()) + 1e-12)
-        same = int(err < 1e-4)
-    out["same_conv"] = same
+        out.append(([cin, cout, k], (rng.randint(1, 2), cin, rng.randint(k, k + 9), rng.randint(k, k + 9))))
     return out
-
-
-def analyse_module(reply, probe) -> list:
-    """Grader side: raw kernel data -> params, shape, per-channel response rank, same-conv flag."""
-    return [_analyse_case(rec, case) for rec, case in zip(reply, probe.inputs["cases"])] if isinstance(reply, list) else reply
-
-
-PUBLIC_PROBE = (MODULE_RUN + "\n" + __import__("inspect").getsource(_analyse_case)
-                + "\nresult = [_analyse_case(_r, _c) for _r, _c in zip(result, inputs['cases'])]\n")
-
-
-def module_reference(cases: list[dict], *, standard: bool = False, bias: bool = False,
-                     pointwise_first: bool = False) -> list[dict]:
-    """The reply a correct module gives (switches: the parameter counts of classic wrong modules)."""
-    out = []
-    for c in cases:
-        cin, cout, k = c["cin"], c["cout"], c["k"]
-        if standard:
-            params = k * k * cin * cout
-        elif pointwise_first:
-            params = cin * cout + k * k * cout
-        else:
-            params = k * k * cin + cin * cout + ((cin + cout) if bias else 0)
-        n, _, h, w = np.shape(c["x"])
-        out.append({"params": params, "shape": [int(n), cout, int(h), int(w)], "rank": [1] * cin, "same_conv": 1})
-    return out if not (standard or bias or pointwise_first) else [{"params": o["params"]} for o in out]
 
 
 MODEL_PRINCIPLE = {

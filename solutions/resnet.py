@@ -20,11 +20,16 @@ WIDTHS = (64, 128, 256, 512)
 
 class BasicBlock(nn.Module):
     """shortcut: "proj" (1x1 conv + BN when needed, the reference), "conv" (1x1 conv without BN),
-    "always" (1x1 conv + BN in every block), "free" (parameter-free: subsample and zero-pad channels).
-    The first 3x3 conv carries the stride (torchvision); `stride_in_second` moves it to the second."""
+    "always" (1x1 conv + BN in every block), "free" (parameter-free: subsample and zero-pad channels),
+    "none" (no shortcut at all). The first 3x3 conv carries the stride (torchvision); `stride_in_second`
+    moves it to the second. `order` is when the shortcut is computed: "after" the main branch (this
+    reference), "before" it or "between" its two convolutions, all right. Wrong variants: `add=False`
+    computes the shortcut but never adds it; `relu="before_add"` returns ReLU(F(x)) + x, `relu="none"`
+    F(x) + x."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *, bias: bool = False,
-                 shortcut: str = "proj", stride_in_second: bool = False):
+                 shortcut: str = "proj", stride_in_second: bool = False, order: str = "after", add: bool = True,
+                 relu: str = "after_add"):
         super().__init__()
         s1, s2 = (1, stride) if stride_in_second else (stride, 1)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=s1, padding=1, bias=bias)
@@ -33,6 +38,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_channels)
         needed = stride != 1 or in_channels != out_channels
         self.stride, self.extra = stride, out_channels - in_channels
+        self.shortcut_kind, self.order, self.add, self.relu = shortcut, order, add, relu
         self.downsample = None
         if (needed and shortcut in ("proj", "conv")) or shortcut == "always":
             layers = [nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=bias)]
@@ -40,15 +46,30 @@ class BasicBlock(nn.Module):
                 layers.append(nn.BatchNorm2d(out_channels))
             self.downsample = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+    def _shortcut(self, x: torch.Tensor) -> torch.Tensor | None:
+        if self.shortcut_kind == "none":
+            return None
         if self.downsample is not None:
-            identity = self.downsample(x)
-        else:
-            identity = x[:, :, ::self.stride, ::self.stride]
-            if self.extra > 0:
-                identity = F.pad(identity, (0, 0, 0, 0, 0, self.extra))
+            return self.downsample(x)
+        identity = x[:, :, ::self.stride, ::self.stride]
+        if self.extra > 0:
+            identity = F.pad(identity, (0, 0, 0, 0, 0, self.extra))
+        return identity
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = self._shortcut(x) if self.order == "before" else None
+        out = F.relu(self.bn1(self.conv1(x)))
+        if self.order == "between":
+            identity = self._shortcut(x)
+        out = self.bn2(self.conv2(out))
+        if self.order == "after":
+            identity = self._shortcut(x)
+        if identity is None or not self.add:
+            return F.relu(out)
+        if self.relu == "before_add":
+            return F.relu(out) + identity
+        if self.relu == "none":
+            return out + identity
         return F.relu(out + identity)
 
 
@@ -76,22 +97,15 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def make_resnet(depth: int, num_classes: int, in_channels: int = 3, **switches) -> ResNet:
-    return ResNet(LAYOUTS[depth], num_classes, in_channels, **switches)
+def make_resnet(depth: int, num_classes: int, in_channels: int = 3, *, other_layout: bool = False,
+                **switches) -> ResNet:
+    """`other_layout`: the wrong variant that uses the other depth's blocks per stage."""
+    layout = LAYOUTS[{18: 34, 34: 18}[depth] if other_layout else depth]
+    return ResNet(layout, num_classes, in_channels, **switches)
 
 
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def block_params(in_channels: int, out_channels: int, stride: int, **switches) -> int:
-    return count_params(BasicBlock(in_channels, out_channels, stride, **switches))
-
-
-def block_output_shape(in_channels: int, out_channels: int, stride: int, shape) -> list[int]:
-    with torch.no_grad():
-        block = BasicBlock(in_channels, out_channels, stride).eval()
-        return list(block(torch.zeros(*shape)).shape)
 
 
 def measure(depth: int, num_classes: int, in_channels: int, spatial: int, batch: int = 2,

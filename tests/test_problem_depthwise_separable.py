@@ -9,10 +9,8 @@ import torch
 from torch import nn
 
 from hwkit.bank import get_problem
-from hwkit.checks import Reply, grade_reply
-from hwkit.probes import as_reply
 from solutions.depthwise_separable import DepthwiseSeparableConv
-from tests.support import append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, assert_wrong_with_notes, grade_one, make_course, solution_notebook
+from tests.support import grade_probe, append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, assert_wrong_with_notes, grade_one, make_course, solution_notebook
 
 PROBLEM = get_problem("depthwise-separable")
 PART_IDS = ["ds_principle", "ds_standard_formula", "ds_separable_formula", "ds_cost_formula", "ds_ratio_formula",
@@ -100,27 +98,23 @@ def test_sampling_200_seeds_valid_and_distinct():
     assert len(notes) == 200
 
 
-def test_module_probe_in_process():
-    """The probe code run here against modules: the reference, alternatives and the wrong modules."""
+def test_module_graded_by_behaviour_in_any_style():
+    """The module part without a kernel: the reference, other correct styles (a ModuleList with nn.Linear, raw
+    parameters of other shapes) earn full marks; the classic wrong modules are named."""
     part = next(p for p in PROBLEM.parts(PROBLEM.sample(random.Random(1))) if p.id == "ds_module")
     probe = part.probe(random.Random(5))
 
-    def run(source: str):
+    def grade(source: str):
         ns = {"nn": nn, "torch": torch}
         exec(source, ns)
-        env = {"inputs": probe.inputs, "function": lambda name: ns[name], "np": np}
-        exec(probe.source, env)
-        return grade_reply(part, Reply(True, as_reply(env["result"])), probe)
+        return grade_probe(part, probe, ns)
 
-    ns_ref = {"DepthwiseSeparableConv": DepthwiseSeparableConv}
-    env = {"inputs": probe.inputs, "function": lambda name: ns_ref[name], "np": np}
-    exec(probe.source, env)
-    assert grade_reply(part, Reply(True, as_reply(env["result"])), probe).fraction == 1.0
-    assert run(MODULELIST_LINEAR).fraction == 1.0
-    assert run(FUNCTIONAL_PARAMS).fraction == 1.0
+    assert grade_probe(part, probe, {"DepthwiseSeparableConv": DepthwiseSeparableConv}).fraction == 1.0
+    assert grade(MODULELIST_LINEAR).fraction == 1.0
+    assert grade(FUNCTIONAL_PARAMS).fraction == 1.0
     for source, note in ((STANDARD_CONV, "DSCONV_NO_GROUPS"), (WITH_BIAS, "DSCONV_WITH_BIAS"),
                          (POINTWISE_FIRST, "DSCONV_POINTWISE_FIRST")):
-        outcome = run(source)
+        outcome = grade(source)
         assert outcome.fraction < 1.0 and outcome.note == note, (note, outcome)
 
 

@@ -1,15 +1,17 @@
-"""resnet: residual gradients (formulas), BasicBlock shapes/params, the identity property, ResNet-18/34."""
+"""resnet: residual gradients (formulas), and BasicBlock, the identity property and ResNet-18/34 graded by
+behaviour (the grader sets every parameter; outputs and gradients are compared with the reference's)."""
 from __future__ import annotations
 
 import json
 import random
 
+import pytest
 import torch
+from torch import nn
 
 from hwkit.bank import get_problem
-from hwkit.probes import as_reply
 from solutions.resnet import measure, model_facts
-from tests.support import append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, grade_one, make_course, release_notebook, solution_notebook
+from tests.support import grade_probe, append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, grade_one, make_course, release_notebook, solution_notebook
 
 PROBLEM = get_problem("resnet")
 PART_IDS = ["resnet_dydx", "resnet_chain_grad", "resnet_block", "resnet_identity", "resnet_model"]
@@ -194,10 +196,10 @@ def test_notebook_grading(tmp_path):
                    "resnet_identity": None}),
         (WRONG_2, {"resnet_identity": "RESNET_RELU_PLACEMENT", "resnet_model": "RESNET_WRONG_BLOCKS",
                    "resnet_dydx": "FORMULA_NOT_EQUIVALENT", "resnet_chain_grad": "RESNET_CHAIN_ADDED",
-                   "resnet_block": None}),
+                   "resnet_block": "RESNET_RELU_PLACEMENT"}),
         (WRONG_3, {"resnet_block": "RESNET_SHORTCUT_NO_BN", "resnet_model": "RESNET_NO_MAXPOOL"}),
-        (WRONG_4, {"resnet_block": "RESNET_NO_DOWNSAMPLE", "resnet_identity": "RESNET_NO_SHORTCUT",
-                   "resnet_model": "RESNET_NO_DOWNSAMPLE"}),
+        (WRONG_4, {"resnet_block": "RESNET_NO_SHORTCUT", "resnet_identity": "RESNET_NO_SHORTCUT",
+                   "resnet_model": "RESNET_NO_SHORTCUT"}),
     ]
     for source, expected in rounds:
         results = grade_one(root, "s001", append_cell(solution_notebook(root, "s001"), source.replace("{k}", str(k))))
@@ -214,24 +216,95 @@ def test_notebook_grading(tmp_path):
         assert r.score == r.max_points, (pid, r.note, r.feedback)
 
 
-def test_stride_in_second_conv_is_named():
-    """The one model mistake not exercised in a kernel: graded directly on the reply it would produce."""
-    from hwkit.checks import Reply, grade_reply
+STYLES = BLOCK_OK + """
+import torch.nn.functional as F
 
+class ShortcutFirst(nn.Module):          # the solution notebook's style: the shortcut computed first
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+    def forward(self, x):
+        identity = x if self.down is None else self.down(x)
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        return F.relu(out)
+
+class Between(ShortcutFirst):           # the shortcut computed between the two convolutions
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        identity = x if self.down is None else self.down(x)
+        return F.relu(self.bn2(self.conv2(out)) + identity)
+
+class RawHead(nn.Module):               # a network whose head is a raw (in, out) weight: x @ W + b
+    def __init__(self, layout, classes, cin):
+        super().__init__()
+        self.body = _net(_GoodBlock, layout, 1, cin)[:-3]
+        self.W = nn.Parameter(torch.zeros(512, classes))
+        self.b = nn.Parameter(torch.zeros(classes))
+    def forward(self, x):
+        return self.body(x).mean(dim=(2, 3)) @ self.W + self.b
+
+class NoAdd(_GoodBlock):                # the shortcut computed but never added
+    def forward(self, x):
+        self.sc(x)
+        return torch.relu(self.b2(self.c2(torch.relu(self.b1(self.c1(x))))))
+
+class StrideSecond(_GoodBlock):         # the stride on the second 3x3 conv
+    def __init__(self, cin, cout, stride=1):
+        super().__init__(cin, cout, stride, stride_second=True)
+
+class Blob(nn.Module):                  # no convolution at all: a parameter blob and an output of the right shape
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.blob, self.cout, self.stride = nn.Parameter(torch.zeros(9 * cin * cout)), cout, stride
+    def forward(self, x):
+        return torch.zeros(x.shape[0], self.cout, x.shape[2] // self.stride, x.shape[3] // self.stride) + 0 * self.blob.sum()
+
+LAYOUTS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}
+"""
+
+
+@pytest.fixture(scope="module")
+def styles():
+    ns = {"nn": nn, "torch": torch}
+    exec(STYLES, ns)
+    return ns
+
+
+@pytest.mark.parametrize("block, note", [
+    ("_GoodBlock", "CORRECT"), ("ShortcutFirst", "CORRECT"), ("Between", "CORRECT"),
+    ("NoAdd", "RESNET_NO_SHORTCUT"), ("StrideSecond", "RESNET_STRIDE_IN_SECOND_CONV"), ("Blob", "MODULE_WRONG_PARAMETERS"),
+])
+def test_blocks_graded_by_behaviour(styles, block, note):
+    """Without a kernel: blocks in every right style earn full marks; a block that only looks right does not."""
+    part = next(p for p in PROBLEM.parts(PROBLEM.sample(random.Random(2))) if p.id == "resnet_block")
+    probe = part.probe(random.Random(9))
+    outcome = grade_probe(part, probe, {"BasicBlock": styles[block]})
+    assert outcome.note == note and (outcome.fraction == 1.0) == (note == "CORRECT"), outcome
+
+
+@pytest.mark.parametrize("block, note", [("ShortcutFirst", "CORRECT"), ("NoAdd", "RESNET_NO_SHORTCUT"),
+                                         ("Blob", "MODULE_WRONG_PARAMETERS")])
+def test_identity_property_needs_a_real_block(styles, block, note):
+    """Switching the residual branch off must leave ReLU(x): a block that never adds its shortcut, or a blob that
+    returns zeros, earns nothing, even though ReLU(x) alone would be easy to return for the switched-off case."""
+    part = next(p for p in PROBLEM.parts(PROBLEM.sample(random.Random(2))) if p.id == "resnet_identity")
+    outcome = grade_probe(part, part.probe(random.Random(4)), {"BasicBlock": styles[block]})
+    assert outcome.note == note and (outcome.fraction == 1.0) == (note == "CORRECT"), outcome
+
+
+def test_networks_graded_by_behaviour(styles):
+    """A whole network: another style (a raw transposed head) earns full marks; the stride on the wrong conv is named."""
     params = {"depth": 18, "num_classes": 10, "in_channels": 3, "chain_k": 2}
     part = next(p for p in PROBLEM.parts(params) if p.id == "resnet_model")
     probe = part.probe(random.Random(1))
-    reply = part.reference(probe)
-    for case, (d, k, c, hw) in zip(reply, probe.inputs["cases"]):  # the raw form the kernel reports
-        case["flops"] = measure(d, k, c, hw, switches=(("stride_in_second", True),))["flops"]
-        del case["stem_grad"]
-        case["stem_grad_norm"] = 0.25
-    outcome = grade_reply(part, Reply(True, as_reply(reply)), probe)
+    raw_head = lambda depth, classes, cin=3: styles["RawHead"](styles["LAYOUTS"][depth], classes, cin)  # noqa: E731
+    assert grade_probe(part, probe, {"make_resnet": raw_head}).fraction == 1.0
+    stride_second = lambda depth, classes, cin=3: styles["_net"](styles["StrideSecond"], styles["LAYOUTS"][depth], classes, cin)  # noqa: E731
+    outcome = grade_probe(part, probe, {"make_resnet": stride_second})
     assert outcome.fraction < 1 and outcome.note == "RESNET_STRIDE_IN_SECOND_CONV"
-    # the grader, not the kernel, turns the first conv's gradient norm into the compared flag
-    raw = [{**{k: v for k, v in case.items() if k != "stem_grad"}, "stem_grad_norm": 0.25} for case in part.reference(probe)]
-    assert grade_reply(part, Reply(True, as_reply(raw)), probe).note == "CORRECT"
-    for case in raw:
-        case["stem_grad_norm"] = 0.0
-    assert grade_reply(part, Reply(True, as_reply(raw)), probe).note == "STEM_GRAD_WRONG_VALUE"
-    assert torch.__version__  # torch is the truth for every count above

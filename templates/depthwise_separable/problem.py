@@ -5,17 +5,38 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from hwkit.checks import Array, Cases, Exact, Fields, Formula, Number, Rubric
+import numpy as np
+
+from hwkit.behaviour import ModuleSpec, Variant, module_case, module_part
+from hwkit.checks import Exact, Formula, Number, Rubric
 from hwkit.choices import distinct_mistakes
-from hwkit.problem import Mistake, Part, Problem, Probe, say
+from hwkit.problem import Mistake, Part, Problem, say
 from hwkit.probes import read_variable
-from solutions.depthwise_separable import (COST_FORMULA, MODEL_PRINCIPLE, MODULE_RUN, PUBLIC_PROBE, analyse_module,
-                                           module_cases, module_reference, solve)
+from solutions.depthwise_separable import COST_FORMULA, MODEL_PRINCIPLE, module_configs, module_variant, solve
 
 CHANNEL_FORMULA = Formula(symbols=("K", "C_in", "C_out"))
 COST_CHECK = Formula(symbols=("K", "C_in", "C_out", "H_out", "W_out"))
-MODULE_CHECK = Cases(Fields({"params": (3, Exact()), "shape": (1, Array(rtol=0, atol=0)),
-                             "rank": (3, Array(rtol=0, atol=0)), "same_conv": (2, Exact())}))
+WITH_BIAS = say("This problem has no biases (bias=False everywhere).", "本题中所有卷积都不含偏置(bias=False)。")
+
+# Graded by behaviour (hwkit/behaviour.py): with its weights set by the grader, the module must compute
+# what a depthwise K x K conv followed by a 1 x 1 conv computes, written any way (groups=, a ModuleList of
+# per-channel convs, a Linear pointwise step).
+MODULE = ModuleSpec("DepthwiseSeparableConv", lambda config, **sw: module_variant(*config, **sw), mistakes=(
+    Variant("DSCONV_NO_GROUPS", (("standard", True),), say(
+        "Your module is a standard K×K conv (every output mixes all channels with its own K×K kernels): use "
+        "groups=in_channels for the depthwise step, then a 1×1 conv.",
+        "你的模块是一个标准 K×K 卷积:深度卷积应设置 groups=in_channels,之后再接 1×1 卷积。"), 0.0),
+    Variant("DSCONV_WITH_BIAS", (("bias", True),), WITH_BIAS, 0.5),
+    Variant("DSCONV_POINTWISE_FIRST", (("pointwise_first", True),), say(
+        "Depthwise first (on the C_in input channels), then the 1×1 pointwise conv.",
+        "应先做深度卷积(作用在 C_in 个输入通道上),再做 1×1 逐点卷积。"), 0.25),
+))
+
+
+def _module_cases(rng: random.Random) -> list[dict]:
+    g = np.random.default_rng(rng.getrandbits(63))
+    return [module_case(rng, config, g.standard_normal(shape).astype(np.float32))
+            for config, shape in module_configs(rng)]
 
 
 def sample(rng: random.Random) -> dict:
@@ -33,14 +54,6 @@ def answers(p: dict) -> dict:
     return solve(p)
 
 
-def _module_probe(rng: random.Random) -> Probe:
-    return Probe(MODULE_RUN, {"cases": module_cases(rng)})
-
-
-def _public_module_probe(rng: random.Random) -> Probe:
-    return Probe(PUBLIC_PROBE, {"cases": module_cases(rng)})
-
-
 def parts(p: dict) -> list[Part]:
     ref = solve(p)
     k, cin, cout, h, w = p["k"], p["c_in"], p["c_out"], p["h"], p["w"]
@@ -48,7 +61,7 @@ def parts(p: dict) -> list[Part]:
     def fixed(part_id):
         return lambda probe: ref[part_id]
 
-    with_bias = say("This problem has no biases (bias=False everywhere).", "本题中所有卷积都不含偏置(bias=False)。")
+    with_bias = WITH_BIAS
     full_depthwise = say("The depthwise step has ONE K×K filter per input channel (groups = C_in), not a full C_in→C_in conv.",
                          "深度卷积对每个输入通道只用一个 K×K 卷积核(groups = C_in),而不是完整的 C_in→C_in 卷积。")
     per_output = say("The depthwise step works on the C_in input channels; the 1×1 step then maps C_in → C_out.",
@@ -114,19 +127,8 @@ def parts(p: dict) -> list[Part]:
              mistakes=lambda probe: [Mistake("MACS_GAVE_FLOPS", 2 * sep_macs, gave_flops),
                                      Mistake("MACS_NO_SPATIAL", k * k * cin + cin * cout, no_spatial),
                                      Mistake("DS_DEPTHWISE_PER_OUTPUT", h * w * (k * k * cout + cin * cout), per_output)]),
-        Part("ds_module", 6, say("Module DepthwiseSeparableConv", "模块 DepthwiseSeparableConv"),
-             probe=_module_probe, public_probe=_public_module_probe, interpret=analyse_module,
-             reference=lambda probe: module_reference(probe.inputs["cases"]), check=MODULE_CHECK,
-             mistakes=lambda probe: [
-                 Mistake("DSCONV_NO_GROUPS", module_reference(probe.inputs["cases"], standard=True),
-                         say("Your module is a standard K×K conv (every output mixes all channels with its own K×K kernels): "
-                             "use groups=in_channels for the depthwise step, then a 1×1 conv.",
-                             "你的模块是一个标准 K×K 卷积:深度卷积应设置 groups=in_channels,之后再接 1×1 卷积。")),
-                 Mistake("DSCONV_WITH_BIAS", module_reference(probe.inputs["cases"], bias=True), with_bias),
-                 Mistake("DSCONV_POINTWISE_FIRST", module_reference(probe.inputs["cases"], pointwise_first=True),
-                         say("Depthwise first (on the C_in input channels), then the 1×1 pointwise conv.",
-                             "应先做深度卷积(作用在 C_in 个输入通道上),再做 1×1 逐点卷积。")),
-             ], kind="code", hidden_inputs=True),
+        module_part("ds_module", 6, say("Module DepthwiseSeparableConv", "模块 DepthwiseSeparableConv"), MODULE,
+                    cases=_module_cases, public_cases=lambda: _module_cases(random.Random(20240611))),
     ]
 
 

@@ -1,0 +1,345 @@
+"""Parts that ask for an nn.Module: does the student's module compute what the reference computes?
+
+The kernel builds the student's module for each hidden case and reports hwkit_kernel.modules.behaviour:
+the shapes of its tensors in order of first use (the layout), its output and its input gradient, every
+tensor having been set at first use from the grader's seed. Here those values are replayed from the seed
+and the layout and loaded into the reference module (and into each known wrong variant) in order of use,
+concatenated and split by size, so a module written another way (a ModuleList of per-channel convolutions
+for one grouped convolution, nn.Linear for a 1x1 convolution, a transposed raw weight) is loaded as the
+same function; the reference then runs on the same input, and a case earns its points when the outputs
+and gradients agree. Nothing the kernel says about the module earns anything: the layout only says how
+to load the reference, and a false one only makes the outputs disagree.
+
+A reference may have several right orders of use (a residual block may compute its shortcut before,
+between or after the main branch's convolutions): each is a set of switches for the reference builder."""
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from hwkit.checks import NOT_ANSWERED, Check, correct, unanswered
+from hwkit.problem import Outcome, Text, say
+from hwkit_kernel.modules import FillStream, behaviour, layout, run
+
+CORRECT = "CORRECT"
+NO_GRADIENT = "MODULE_NO_GRADIENT"
+WRONG_OUTPUT = "MODULE_WRONG_OUTPUT"
+WRONG_SHAPE = "MODULE_WRONG_SHAPE"
+WRONG_PARAMETERS = "MODULE_WRONG_PARAMETERS"
+RAISED = "RAISED"
+MAX_ELEMENTS = 60_000_000          # a layout larger than this is not replayed (a ResNet-34 has 21.8M)
+MAX_TRANSPOSES = 4                 # 2-D tensors whose transposed loading is tried (2**4 loadings at most)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A known wrong module: the reference built with `switches`, its answer note, feedback and credit."""
+    note: str
+    switches: tuple
+    feedback: Text
+    fraction: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """How to build the reference for one case (`build(config, **switches)`, called under the meta device),
+    its right orders of use, and the known wrong variants."""
+    name: str                                   # what the student wrote, for feedback ("BasicBlock")
+    build: Callable[..., torch.nn.Module]
+    orders: tuple = ((),)
+    mistakes: tuple = ()
+    rtol: float = 1e-4                          # relative to the largest reference value
+
+    def reply(self, case: dict, switches: tuple = ()) -> dict:
+        """The reference's behaviour record for one case, as the kernel reports a right module's."""
+        return _REPLIES.get((id(self), _case_key(case), switches), lambda: _reference_reply(self, case, switches))
+
+    def judge(self, record, case: dict) -> str:
+        """The answer note of one case: CORRECT, a known mistake, or what is wrong in general terms."""
+        if not isinstance(record, dict) or "__error__" in record:
+            error = str(record.get("__error__", "")) if isinstance(record, dict) else ""
+            return NOT_ANSWERED if unanswered(error.split(":")[0]) else RAISED
+        shapes = _valid_layout(record.get("layout"))
+        y, grad = record.get("y"), record.get("grad")
+        right_output = False
+        if shapes is not None:
+            values = None
+            for note, switches in self._candidates():
+                reference_shapes = _layout(self, case, switches)
+                if reference_shapes is None or not _compatible(shapes, reference_shapes):
+                    continue
+                values = values if values is not None else _replay(shapes, case)
+                for loading in _loadings(values, shapes, reference_shapes):
+                    want = self._loaded_reply(case, switches, shapes, loading)
+                    if want is None or not _close(y, want["y"], self.rtol):
+                        continue
+                    if _close(grad, want["grad"], self.rtol):
+                        return note
+                    right_output = right_output or note == CORRECT
+        if right_output:
+            return NO_GRADIENT
+        want = self.reply(case, self.orders[0])
+        if not isinstance(y, np.ndarray) or y.shape != want["y"].shape:
+            return WRONG_SHAPE
+        if shapes is None or not any(_compatible(shapes, _layout(self, case, s) or []) for s in self.orders):
+            return WRONG_PARAMETERS
+        return WRONG_OUTPUT
+
+    def _candidates(self) -> list[tuple[str, tuple]]:
+        return [(CORRECT, s) for s in self.orders] + [(m.note, m.switches + s) for m in self.mistakes
+                                                      for s in self.orders]
+
+    def _loaded_reply(self, case: dict, switches: tuple, shapes, loading) -> dict | None:
+        """The reference (with `switches`) loaded with one way of reading the student's tensors."""
+        key = (id(self), _case_key(case), switches, tuple(map(tuple, shapes)), loading.transposed)
+        return _REPLIES.get(key, lambda: _reference_reply(self, case, switches, iter(loading.arrays)))
+
+    def public_replies(self, cases: list[dict]) -> list[list[dict]]:
+        """What a right module reports on the self-check's cases, once per right order of use."""
+        return [[self.reply(case, s) for case in cases] for s in self.orders]
+
+    def check(self, all_or_nothing: bool = False) -> "ModuleCheck":
+        return ModuleCheck(self.name, tuple((m.note, m.fraction, m.feedback["en"], m.feedback["zh"])
+                                            for m in self.mistakes), all_or_nothing)
+
+
+def _close(got, want, rtol: float) -> bool:
+    if want is None or got is None:
+        return want is None and got is None
+    if not isinstance(got, np.ndarray) or got.shape != want.shape or got.dtype.kind not in "fiu":
+        return False
+    got, want = got.astype(np.float64), want.astype(np.float64)
+    if not np.all(np.isfinite(got)):
+        return False
+    scale = max(float(np.abs(want).max(initial=0.0)), 1e-3)
+    return float(np.abs(got - want).max(initial=0.0)) <= rtol * scale
+
+
+def _case_key(case: dict) -> tuple:
+    x = np.asarray(case["x"])
+    return (json_key(case["config"]), int(case["seed"]), int(case["cotangent_seed"]),
+            tuple(tuple(z) for z in case.get("zero", ())), x.shape, str(x.dtype), hash(x.tobytes()))
+
+
+def json_key(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(json_key(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, json_key(v)) for k, v in value.items()))
+    return value
+
+
+def _materialise(spec: ModuleSpec, config, switches: tuple) -> torch.nn.Module:
+    """The reference on the CPU without drawing from torch's global generator: built on the meta device,
+    then given memory; the fill sets every tensor it uses."""
+    with torch.device("meta"):
+        module = spec.build(config, **dict(switches))
+    return module.to_empty(device="cpu")
+
+
+class _Cache:
+    """A small thread-safe cache of the last `size` values (references are costly: whole networks)."""
+
+    def __init__(self, size: int):
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key, compute):
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        value = compute()
+        with self.lock:
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return value
+
+
+_REPLIES, _LAYOUTS = _Cache(64), _Cache(512)
+
+
+def _reference_reply(spec: ModuleSpec, case: dict, switches: tuple, loaded: Iterator | None = None) -> dict | None:
+    """The reference built with `switches`, its tensors set from `loaded` (arrays in its order of use) or,
+    without, from the case's own FillStream. None when a wrong variant cannot be built or run for the case."""
+    try:
+        module = _materialise(spec, case["config"], switches)
+        if loaded is None:
+            record = behaviour(module, case["x"], seed=case["seed"], cotangent_seed=case["cotangent_seed"],
+                               zero=case.get("zero", ()))
+        else:
+            record = run(module, case["x"], _NextArray(loaded), case["cotangent_seed"])
+    except (RuntimeError, ValueError, TypeError):
+        if not switches or switches in spec.orders:
+            raise                      # the reference itself must run: a bug in the problem, not a student's
+        return None
+    return {"layout": record["layout"], "y": record["y"].numpy(),
+            "grad": None if record["grad"] is None else record["grad"].numpy()}
+
+
+class _NextArray:
+    def __init__(self, arrays: Iterator):
+        self.arrays = arrays
+
+    def __call__(self, shape):
+        array = next(self.arrays)
+        if tuple(array.shape) != tuple(shape):
+            raise ValueError("the reference's order of use differs from its layout")
+        return array
+
+
+def _valid_layout(value) -> list[tuple[int, ...]] | None:
+    """The student's reported layout, if it is a list of shapes of bounded total size."""
+    if not isinstance(value, list) or not value:
+        return None
+    shapes = []
+    for shape in value:
+        if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n
+                                                  for n in shape):
+            return None
+        shapes.append(tuple(shape))
+    return shapes if sum(math.prod(s) for s in shapes) <= MAX_ELEMENTS else None
+
+
+def _offsets(shapes) -> set[int]:
+    return set(itertools.accumulate(math.prod(s) for s in shapes))
+
+
+def _compatible(shapes, reference_shapes) -> bool:
+    """The same number of values, and one list's tensor boundaries are among the other's: the tensors can
+    be loaded by concatenating or splitting in order."""
+    a, b = _offsets(shapes), _offsets(reference_shapes)
+    return max(a, default=0) == max(b, default=0) and (a <= b or b <= a)
+
+
+def _replay(shapes, case: dict) -> list[np.ndarray]:
+    """The values the kernel set, tensor by tensor, from the case's seed and the student's layout."""
+    stream = FillStream(case["seed"], case.get("zero", ()), sum(math.prod(shape) for shape in shapes))
+    return [stream(shape).astype(np.float32) for shape in shapes]
+
+
+@dataclass(frozen=True)
+class _Loading:
+    arrays: list
+    transposed: tuple
+
+
+def _loadings(values: list[np.ndarray], shapes, reference_shapes) -> Iterator[_Loading]:
+    """Ways to read the student's tensors as the reference's: in order, concatenated and split by size;
+    a 2-D tensor that sits where the reference has the same numbers transposed may also be read transposed
+    (x @ W with W of shape (in, out) for nn.Linear's (out, in))."""
+    starts = dict(zip(itertools.accumulate([0] + [math.prod(s) for s in reference_shapes[:-1]]), reference_shapes))
+    position, candidates = 0, []
+    for index, shape in enumerate(shapes):
+        target = starts.get(position)
+        if (len(shape) == 2 and shape[0] != shape[1] and target is not None and tuple(shape) != tuple(target)
+                and tuple(n for n in target if n != 1) == (shape[1], shape[0])):
+            candidates.append(index)
+        position += math.prod(shape)
+    sizes = [math.prod(s) for s in reference_shapes]
+    for flags in itertools.product((False, True), repeat=min(len(candidates), MAX_TRANSPOSES)):
+        transposed = tuple(i for i, flag in zip(candidates, flags) if flag)
+        flat = np.concatenate([(values[i].T if i in transposed else values[i]).ravel() for i in range(len(values))])
+        pieces = np.split(flat, list(itertools.accumulate(sizes[:-1])))
+        yield _Loading([p.reshape(s) for p, s in zip(pieces, reference_shapes)], transposed)
+
+
+def _layout(spec: ModuleSpec, case: dict, switches: tuple) -> list:
+    x = np.asarray(case["x"])
+    key = (id(spec), json_key(case["config"]), switches, x.shape, str(x.dtype))
+    return _LAYOUTS.get(key, lambda: _meta_layout(spec, case["config"], switches, x.shape, x.dtype))
+
+
+def _meta_layout(spec: ModuleSpec, config, switches: tuple, shape: tuple, dtype) -> list | None:
+    """None when this variant cannot be built or run for the case."""
+    try:
+        with torch.device("meta"):
+            module = spec.build(config, **dict(switches))
+            return layout(module, torch.empty(shape, dtype=torch.from_numpy(np.zeros(0, dtype)).dtype))
+    except (RuntimeError, ValueError, TypeError):
+        if not switches or switches in spec.orders:
+            raise
+        return None
+
+
+_GENERAL = {
+    NO_GRADIENT: ("The output is right but the gradient with respect to the input is not: something in the forward "
+                  "pass stops or changes the gradient (.detach(), torch.no_grad(), .data, an in-place change of a "
+                  "tensor autograd needs, or numpy).",
+                  "输出正确,但对输入的梯度不对:前向计算中有操作阻断或改变了梯度(.detach()、torch.no_grad()、.data、"
+                  "对 autograd 需要的张量做了原地修改,或转成了 numpy)。"),
+    WRONG_SHAPE: ("The output has the wrong shape for the hidden test inputs.", "在隐藏测试输入上,输出的形状不对。"),
+    WRONG_PARAMETERS: ("Its learnable parameters are not those of the asked-for architecture (their number, shapes "
+                       "or order of use differ); check every layer against the statement.",
+                       "可学习参数与题目要求的结构不一致(数量、形状或使用顺序不同);请逐层对照题目检查。"),
+    WRONG_OUTPUT: ("Its parameters have the right shapes, but with the same parameters its output differs from the "
+                   "asked-for module's: check the order of the operations, the activations and the connections.",
+                   "参数形状正确,但在相同参数下输出与题目要求的模块不同:请检查运算顺序、激活函数和连接方式。"),
+    RAISED: ("Building or running it raised an error on a hidden test case.", "在隐藏测试用例上构建或运行时出错。"),
+}
+
+
+@dataclass(frozen=True)
+class ModuleCheck(Check):
+    """Scores the per-case answer notes `judge` produced (in the grader): full credit per CORRECT case,
+    a known mistake's fraction, half for a right output with a wrong gradient; feedback for the most
+    common failing note."""
+    name: str
+    mistakes: tuple = field(default=())          # ((note, fraction, feedback_en, feedback_zh), ...)
+    all_or_nothing: bool = False                 # any failing case costs the whole part
+
+    def grade(self, got, want) -> Outcome:
+        if not isinstance(got, list) or len(got) != len(want):
+            return Outcome(0.0, "WRONG_TYPE", say("The module could not be tested.", "无法测试该模块。"))
+        if got and all(n == NOT_ANSWERED for n in got):
+            return Outcome(0.0, NOT_ANSWERED, say(f"Not answered: {self.name} still raises NotImplementedError.",
+                                                  f"未作答:{self.name} 仍抛出 NotImplementedError。"))
+        known = {note: (fraction, en, zh) for note, fraction, en, zh in self.mistakes}
+        credit = [1.0 if n == CORRECT else 0.5 if n == NO_GRADIENT else known.get(n, (0.0,))[0] for n in got]
+        if all(n == CORRECT for n in got):
+            return correct()
+        failing = Counter(n for n in got if n != CORRECT).most_common(1)[0][0]
+        en, zh = known[failing][1:] if failing in known else _GENERAL.get(failing, _GENERAL[WRONG_OUTPUT])
+        passed = sum(n == CORRECT for n in got)
+        fraction = 0.0 if self.all_or_nothing else sum(credit) / len(credit)
+        return Outcome(fraction, failing,
+                       say(f"{self.name}: {passed} of {len(got)} hidden test cases pass. {en}",
+                           f"{self.name}:{len(got)} 个隐藏测试用例中通过 {passed} 个。{zh}"))
+
+
+def module_case(rng, config: list, x: np.ndarray, zero=()) -> dict:
+    """One hidden test case: the builder's arguments, the input, and fresh seeds for the fill and the cotangent."""
+    case = {"config": list(config), "x": x, "seed": rng.getrandbits(63), "cotangent_seed": rng.getrandbits(63)}
+    if zero:
+        case["zero"] = [list(z) for z in zero]
+    return case
+
+
+def module_part(part_id: str, points: float, title: Text, spec: ModuleSpec, *, cases: Callable,
+                public_cases: Callable, all_or_nothing: bool = False):
+    """A part graded by behaviour: `cases(rng)` draws the hidden cases, `public_cases()` the self-check's
+    (the same for every student, so their references are computed once per process)."""
+    from hwkit.checks import Array, Cases, Fields
+    from hwkit.problem import Part
+    from hwkit.probes import module_probe
+
+    def verdicts(reply, probe) -> list:
+        if not isinstance(reply, list) or len(reply) != len(probe.inputs["cases"]):
+            return []
+        return [spec.judge(record, case) for record, case in zip(reply, probe.inputs["cases"])]
+
+    close = Array(rtol=1e-3, atol=1e-4)
+    return Part(part_id, points, title,
+                probe=lambda rng: module_probe(spec.name, cases(rng)),
+                reference=lambda probe: [CORRECT] * len(probe.inputs["cases"]),
+                check=spec.check(all_or_nothing), interpret=verdicts, kind="code", hidden_inputs=True,
+                public_probe=lambda rng: module_probe(spec.name, public_cases()),
+                public_reference=lambda probe: spec.public_replies(probe.inputs["cases"]),
+                public_check=Cases(Fields({"y": (2.0, close), "grad": (1.0, close)})))
