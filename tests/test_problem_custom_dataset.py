@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 
 from hwkit.bank import get_problem
-from hwkit.checks import Reply, grade_reply
-from hwkit.probes import as_reply
 from solutions.custom_dataset import hidden_tree, index_files, training_files
-from tests.support import append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, assert_wrong_with_notes, grade_one, make_course, solution_notebook
+from tests.support import grade_probe, append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, assert_wrong_with_notes, grade_one, make_course, solution_notebook
 
 PROBLEM = get_problem("custom-dataset")
 PART_IDS = ["cd_labels", "cd_items", "cd_loader", "cd_show_batch"]
@@ -107,15 +105,6 @@ class CatsDogsDataset(Dataset):
 '''
 
 
-def run_locally(part, probe, namespace):
-    """Run a probe's kernel-side code in this process against `namespace` (as the student's kernel would)."""
-    def function(name):
-        return namespace[name]
-    env = {"ns": namespace, "inputs": probe.inputs, "function": function, "answer": function, "np": np}
-    exec(compile(probe.source, "<probe>", "exec"), env)
-    return grade_reply(part, Reply(True, as_reply(env["result"])), probe)
-
-
 @pytest.mark.parametrize("switch, note", [
     ('LAYOUT = "HWC"', "DATASET_HWC"),
     ('CONVERT = "none"', "DATASET_GRAYSCALE_KEPT"),
@@ -134,7 +123,7 @@ def test_item_mistakes_have_notes(tmp_path, monkeypatch, switch, note):
         other = "BICUBIC" if params["resample"] != "BICUBIC" else "NEAREST"
         switch, note = f"METHOD = {other!r}", "DATASET_DEFAULT_RESAMPLE" if other == "BICUBIC" else "DATASET_WRONG_RESAMPLE"
     exec(f"class CatsDogsDataset(CatsDogsDataset):\n    {switch}\n", ns)
-    outcome = run_locally(part, part.probe(random.Random(5)), ns)
+    outcome = grade_probe(part, part.probe(random.Random(5)), ns)
     assert outcome.fraction < 1 and outcome.note == note, (outcome.note, outcome.feedback)
     assert not list(tmp_path.iterdir())   # the probe removed its folder
 
@@ -146,7 +135,7 @@ def test_in_process_reference_student_passes(tmp_path, monkeypatch):
     exec(STUDENT_BASE + f"METHOD = {params['resample']!r}\n", ns)
     for part in PROBLEM.parts(params)[:2]:
         for seed in range(3):
-            assert run_locally(part, part.probe(random.Random(seed)), ns).fraction == 1.0, part.id
+            assert grade_probe(part, part.probe(random.Random(seed)), ns).fraction == 1.0, part.id
 
 
 # ---------------------------------------------------------------- the real autograder, one kernel per notebook

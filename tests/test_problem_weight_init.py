@@ -8,9 +8,8 @@ import random
 import torch
 
 from hwkit.bank import get_problem
-from hwkit.checks import Reply, grade_reply
 from solutions.weight_init import activation_stds, init_weights
-from tests.support import append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, grade_one, make_course, release_notebook, solution_notebook
+from tests.support import grade_probe, run_probe, append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, grade_one, make_course, release_notebook, solution_notebook
 
 PROBLEM = get_problem("weight-init")
 PART_IDS = ["wi_xavier_var", "wi_he_var", "wi_xavier_std", "wi_he_std", "init_weights", "activation_stds", "wi_why"]
@@ -36,9 +35,9 @@ def test_sampling_200_seeds_valid_and_distinct():
 
 
 def test_statistical_check_accepts_real_draws_and_rejects_wrong_scale():
-    """The probes' own code run on real draws (30 hidden probes, both schemes): grading's raw variances pass
-    within the tolerance and fan-out He is named; the self-check's probe reports the right variances as exactly
-    the targets, so its fingerprints match too."""
+    """init_weights without a kernel, 30 hidden probes: the kernel returns weights at hidden positions, the grader
+    computes the statistics; real normal draws pass, fan-out He and a uniform draw with the right variance are
+    named; the self-check's probe reports the right statistics as exactly the targets, so its fingerprints match."""
     part = next(p for p in PROBLEM.parts(PROBLEM.sample(random.Random(0))) if p.id == "init_weights")
 
     def fan_out_he(model, scheme):
@@ -48,23 +47,42 @@ def test_statistical_check_accepts_real_draws_and_rejects_wrong_scale():
                 if isinstance(m, torch.nn.Linear):
                     torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def run(probe, fn):
-        env = {"function": lambda name: fn, "inputs": probe.inputs}
-        exec(probe.source, env)
-        return env["result"]
+    def uniform(model, scheme):
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                if scheme == "xavier":
+                    torch.nn.init.xavier_uniform_(m.weight)
+                else:
+                    torch.nn.init.kaiming_uniform_(m.weight, mode="fan_in", nonlinearity="relu")
+                torch.nn.init.zeros_(m.bias)
 
     for t in range(30):
         probe = part.probe(random.Random(t))
-        assert "targets" not in probe.inputs and "#SNAP" in probe.source  # grading: no tolerance in the kernel
-        for fn, expected in ((init_weights, "CORRECT"), (fan_out_he, "HE_USED_FAN_OUT")):
-            outcome = grade_reply(part, Reply(True, run(probe, fn)), probe)
+        assert probe.function == "init_samples" and "targets" not in probe.inputs   # grading: no statistics in the kernel
+        for fn, expected in ((init_weights, "CORRECT"), (fan_out_he, "HE_USED_FAN_OUT"), (uniform, "INIT_UNIFORM_NOT_NORMAL")):
+            outcome = grade_probe(part, probe, {"init_weights": fn})
             assert outcome.note == expected, (t, outcome.note)
+            assert (outcome.fraction == 1.0) == (expected == "CORRECT")
         public = part.self_check_probe(random.Random(t))
-        want, reply = part.reference(public), run(public, init_weights)
+        want, reply = part.reference(public), run_probe(public, {"init_weights": init_weights}).value
         assert reply == want
         canonical, candidates = part.check.canonical(want), part.check.candidates(reply)
         assert all(fp in candidates[key] for key, fp in canonical.items())
-        assert grade_reply(part, Reply(True, run(public, fan_out_he)), public).note == "HE_USED_FAN_OUT"
+
+
+def test_a_right_answer_fails_by_chance_almost_never():
+    """The mean-square tolerance is 6 standard deviations of the estimate: a right answer fails one layer with
+    probability erfc(6 / sqrt 2) ~ 2e-9 (normal approximation of a chi-square with 40,000 degrees of freedom),
+    under 1e-7 for a whole submission (2 schemes x 4 layers); the normality test (kurtosis above 2.4, where a
+    normal sample's is 3 with a standard deviation of sqrt(24 / 40,000) ~ 0.025) misses by 24 standard deviations."""
+    import math
+
+    from templates.weight_init.problem import SAMPLES, VAR_RTOL
+
+    sd = math.sqrt(2 / SAMPLES + 2 / (200 * 560))
+    per_layer = math.erfc(VAR_RTOL / sd / math.sqrt(2))
+    assert per_layer < 5e-9 and 8 * per_layer < 1e-7
+    assert (3 - 2.4) / math.sqrt(24 / SAMPLES) > 20
 
 
 def test_experiment_reference_shows_the_two_schemes():

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from hwkit.checks import Array, Cases, Exact, Fields
-from hwkit.problem import Mistake, Part, Probe, Problem, say
+from hwkit.problem import KernelModule, Mistake, Part, Probe, Problem, say
 from hwkit.probes import read_variable
 from solutions.cifar_visualize import (LABEL_NAMES, N_IMAGES, batch_files, concat_grid, denormalize, grid_positions,
                                        hwc_list, make_batch, make_grid, to_rows, to_tensor)
@@ -63,54 +63,28 @@ def answers(params: dict) -> dict:
             "cifar_first_pixel_normalised": [round(float(v), 6) for v in to_tensor(rows[:1], params["mean"], params["std"])[0, :, 0, 0]]}
 
 
-# ---------------------------------------------------------------- kernel-side code
+# ---------------------------------------------------------------- kernel side: kernel.py
 
-_CALL_SOURCE = r'''
-import numpy as np
-import torch
-f = function(%r)
-out = []
-for case in inputs["cases"]:
-    args = [torch.as_tensor(a) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in case]
-    try:
-        out.append(f(*args))
-    except Exception as e:
-        out.append({"__error__": "%%s: %%s" %% (type(e).__name__, str(e)[:200])})
-result = out
-'''
-
-_FIGURE_SOURCE = r'''
-import numpy as np
-import torch
-import matplotlib.figure
-import matplotlib.pyplot as plt
-mean, std = inputs["mean"], inputs["std"]
-batch = (torch.as_tensor(inputs["images"]).float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-fig = function(%r)(batch, torch.as_tensor(inputs["labels"]), list(mean), list(std), *inputs["extra"])
-if not isinstance(fig, matplotlib.figure.Figure):
-    raise TypeError("%s must return a matplotlib Figure, got %%s" %% type(fig).__name__)
-fig.draw_without_rendering()
-axes = [ax for ax in fig.axes if ax.get_images()]
-pos = [(round(float(ax.get_position().x0), 3), round(float(ax.get_position().y1), 3)) for ax in axes]
-xs = sorted({p[0] for p in pos})
-ys = sorted({p[1] for p in pos}, reverse=True)
-result = {"count": len(axes),
-          "images": [np.asarray(np.ma.getdata(ax.get_images()[0].get_array()), dtype=np.float32) for ax in axes],
-          "titles": [ax.get_title() for ax in axes],
-          "cells": [[ys.index(y), xs.index(x)] for x, y in pos]}
-plt.close(fig)
-'''
+KERNEL = KernelModule.beside(__file__)
 
 
 def _call_probe(name: str, cases: list) -> Probe:
-    return Probe(_CALL_SOURCE % name, {"cases": cases})
+    return KERNEL.probe("call", {"name": name, "cases": cases})
 
 
 def _figure_probe(name: str, rs: np.random.Generator, b: int, mean, std, extra: list) -> Probe:
     """The batch travels as bytes (B, 3, 32, 32); the kernel normalises it as the loader would."""
-    return Probe(_FIGURE_SOURCE % (name, name),
-                 {"images": rs.integers(0, 256, size=(b, 3, 32, 32), dtype=np.uint8),
-                  "labels": rs.integers(0, 10, size=b).astype(np.int64), "mean": list(mean), "std": list(std), "extra": extra})
+    return KERNEL.probe("figure", {"name": name, "images": rs.integers(0, 256, size=(b, 3, 32, 32), dtype=np.uint8),
+                                   "labels": rs.integers(0, 10, size=b).astype(np.int64), "mean": list(mean),
+                                   "std": list(std), "extra": extra})
+
+
+def _figure_data(reply, probe: Probe):
+    """In the grader: each Axes' grid cell, recomputed here from the boxes the kernel reported."""
+    if not isinstance(reply, dict) or not isinstance(reply.get("boxes"), list):
+        return reply
+    boxes = [[float(v) for v in box] for box in reply["boxes"]]
+    return {**reply, "cells": KERNEL.load()["grid_cells"](boxes) if all(len(b) == 4 for b in boxes) else []}
 
 
 def _figure_batch(probe: Probe) -> np.ndarray:
@@ -258,7 +232,7 @@ def parts(params: dict) -> list[Part]:
                          say("Mean and std are swapped: x·std + mean.", "均值和标准差用反了:应为 x·std + mean。"))],
              kind="code", hidden_inputs=True),
         Part("cifar_show_subplots", 3, say("Method 1: a grid of matplotlib subplots", "方法一:matplotlib 子图"),
-             probe=subplots_probe, reference=subplots_ref,
+             probe=subplots_probe, reference=subplots_ref, interpret=_figure_data,
              check=fig_check({"titles": (1, Cases(Exact()))}),
              mistakes=lambda probe: [
                  Mistake("GRID_NO_DENORMALIZE", fig_no_denorm(probe), no_denorm),
@@ -275,7 +249,7 @@ def parts(params: dict) -> list[Part]:
                              "torchvision 的网格外圈也有填充:尺寸为 (ymaps·(H+p) + p, xmaps·(W+p) + p)。"))],
              kind="code", hidden_inputs=True),
         Part("cifar_show_imagegrid", 3, say("Method 3: mpl_toolkits ImageGrid", "方法三:mpl_toolkits 的 ImageGrid"),
-             probe=imagegrid_probe, reference=imagegrid_ref,
+             probe=imagegrid_probe, reference=imagegrid_ref, interpret=_figure_data,
              check=fig_check({"cells": (1, Array(rtol=0, atol=0))}),
              mistakes=lambda probe: [
                  Mistake("GRID_NO_DENORMALIZE", fig_no_denorm(probe), no_denorm),

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from hwkit.checks import Array, Cases, Exact, Fields
-from hwkit.problem import Mistake, Part, Probe, Problem, say
+from hwkit.problem import KernelModule, Mistake, Part, Problem, say
 from solutions.custom_dataset import (RESAMPLE, as_probe_files, dataset_items, from_probe_files, hidden_tree,
                                       index_files, load_image, loader_batches, training_files, write_files)
 
@@ -47,98 +47,9 @@ def answers(params: dict) -> dict:
             "cd_first_item_mean": round(float(first.mean()), 6)}
 
 
-# ---------------------------------------------------------------- kernel-side code
+# ---------------------------------------------------------------- kernel side: kernel.py
 
-_TREE_OPEN = r'''
-import os, shutil, json
-import numpy as np
-def _arr(x):
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float32)
-_root = os.path.join(os.getcwd(), inputs["dir"])
-shutil.rmtree(_root, ignore_errors=True)
-for _rel, _blob in inputs["files"]:
-    _path = os.path.join(_root, *_rel.split("/"))
-    os.makedirs(os.path.dirname(_path), exist_ok=True)
-    with open(_path, "wb") as _f:
-        _f.write(np.asarray(_blob, dtype=np.uint8).tobytes())
-try:
-'''
-_TREE_CLOSE = r'''
-finally:
-    shutil.rmtree(_root, ignore_errors=True)
-'''
-
-
-def _tree_probe(body: str, inputs: dict) -> Probe:
-    indented = "\n".join("    " + line for line in body.strip("\n").splitlines())
-    return Probe(_TREE_OPEN + indented + _TREE_CLOSE, inputs)
-
-
-_LABELS_BODY = r'''
-ds = function("CatsDogsDataset")(_root, tuple(inputs["size"]))
-n = len(ds)
-c2i = getattr(ds, "class_to_idx", None)
-labels = []
-for i in range(n):
-    try:
-        labels.append(int(ds[i][1]))
-    except Exception:
-        labels.append(-1)
-result = {"len": n, "labels": labels,
-          "class_to_idx": "missing" if not isinstance(c2i, dict)
-          else json.dumps({str(k): int(v) for k, v in sorted(c2i.items())})}
-'''
-
-_ITEMS_BODY = r'''
-ds = function("CatsDogsDataset")(_root, tuple(inputs["size"]))
-images, first = [], None
-for i in range(len(ds)):
-    try:
-        x = ds[i][0]
-    except Exception as e:
-        images.append({"__error__": "%s: %s" % (type(e).__name__, str(e)[:200])})
-        continue
-    if first is None:
-        first = x
-    images.append(_arr(x))
-result = {"images": images, "type": "%s.%s" % (type(first).__module__, type(first).__name__),
-          "dtype": str(getattr(first, "dtype", ""))}
-'''
-
-_LOADER_BODY = r'''
-loader = function("cd_make_loader")(_root, tuple(inputs["size"]), inputs["batch_size"])
-sizes, images, labels = [], [], []
-for batch in loader:
-    x, y = batch[0], batch[1]
-    sizes.append(int(len(x)))
-    images.append(_arr(x))
-    labels.append(_arr(y).astype(np.int64))
-result = {"batch_sizes": sizes, "images": np.concatenate(images), "labels": np.concatenate(labels)}
-'''
-
-FIGURE_SOURCE = r'''
-import numpy as np
-import matplotlib.figure
-import matplotlib.pyplot as plt
-def _figure_images(fig, name):
-    if not isinstance(fig, matplotlib.figure.Figure):
-        raise TypeError("%s must return a matplotlib Figure, got %s" % (name, type(fig).__name__))
-    arrays = []
-    for ax in fig.axes:
-        ims = ax.get_images()
-        if ims:
-            arrays.append(np.asarray(np.ma.getdata(ims[0].get_array()), dtype=np.float32))
-    plt.close(fig)
-    return {"count": len(arrays), "images": arrays}
-'''
-
-_SHOW_SOURCE = FIGURE_SOURCE + r'''
-import torch
-fig = function("cd_show_batch")(torch.as_tensor(inputs["images"]).float() / 255, torch.as_tensor(inputs["labels"]))
-result = _figure_images(fig, "cd_show_batch")
-'''
+KERNEL = KernelModule.beside(__file__)
 
 
 def _tree_inputs(rng: random.Random, size) -> dict:
@@ -157,7 +68,7 @@ def parts(params: dict) -> list[Part]:
     size, method = _size(params), params["resample"]
 
     def labels_probe(rng):
-        return _tree_probe(_LABELS_BODY, _tree_inputs(rng, _hidden_size(rng)))
+        return KERNEL.probe("labels", _tree_inputs(rng, _hidden_size(rng)))
 
     def labels_reference(probe, **switches):
         files = from_probe_files(probe.inputs["files"])
@@ -180,7 +91,7 @@ def parts(params: dict) -> list[Part]:
                             "数据集把非图片文件也算进去了:只保留扩展名为 .jpg、.jpeg、.png(不区分大小写)的文件。"))]
 
     def items_probe(rng):
-        return _tree_probe(_ITEMS_BODY, _tree_inputs(rng, size))
+        return KERNEL.probe("items", _tree_inputs(rng, size))
 
     def items_reference(probe):
         files = from_probe_files(probe.inputs["files"])
@@ -217,7 +128,7 @@ def parts(params: dict) -> list[Part]:
         inputs = _tree_inputs(rng, _hidden_size(rng))
         n = len(index_files(from_probe_files(inputs["files"]))[1])
         inputs["batch_size"] = rng.choice([b for b in range(2, n) if n % b])   # the last batch is partial
-        return _tree_probe(_LOADER_BODY, inputs)
+        return KERNEL.probe("loader", inputs)
 
     def loader_reference(probe, **switches):
         return loader_batches(from_probe_files(probe.inputs["files"]), tuple(probe.inputs["size"]), method,
@@ -227,7 +138,7 @@ def parts(params: dict) -> list[Part]:
         rs = np.random.default_rng(rng.getrandbits(63))
         b, h, w = rng.randint(3, 8), rng.randint(8, 24), rng.randint(8, 24)
         images = rs.integers(0, 256, size=(b, 3, h, w), dtype=np.uint8)   # bytes; the kernel divides by 255
-        return Probe(_SHOW_SOURCE, {"images": images, "labels": rs.integers(0, 2, size=b).astype(np.int64)})
+        return KERNEL.probe("show_batch", {"images": images, "labels": rs.integers(0, 2, size=b).astype(np.int64)})
 
     def shown(probe):
         return probe.inputs["images"].astype(np.float32) / np.float32(255)

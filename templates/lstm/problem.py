@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from hwkit.checks import Array, Cases, Exact, Fields
-from hwkit.problem import Mistake, Part, Probe, Problem, say
+from hwkit.problem import KernelModule, Mistake, Part, Probe, Problem, say
 from hwkit.probes import read_variable
 from solutions.lstm import (GATES, lstm_cell_manual, lstm_forward_manual, lstm_param_count, lstm_param_formula,
                             torch_lstm_cell, torch_lstm_forward)
@@ -73,19 +73,7 @@ def _forward_cases(rng: random.Random, params: dict) -> list:
     return cases
 
 
-_TO_TORCH = "import torch\ncases = [[torch.as_tensor(a) for a in case] for case in inputs['cases']]\n"
-
-CELL_SOURCE = _TO_TORCH + "result = call_cases('lstm_cell', cases)\n"
-
-FORWARD_SOURCE = _TO_TORCH + """f = function('lstm_forward')
-result = []
-for case in cases:
-    try:
-        out, (h, c) = f(*case)
-        result.append({'outputs': encode(out), 'h_T': encode(h), 'c_T': encode(c)})
-    except Exception as e:
-        result.append({'__error__': '%s: %s' % (type(e).__name__, str(e)[:200])})
-"""
+KERNEL = KernelModule.beside(__file__)
 
 
 def _cell_reference(probe: Probe, **switches) -> list:
@@ -153,11 +141,11 @@ def parts(params: dict) -> list[Part]:
     count = answers(params)["lstm_param_count"]
     return [
         Part("lstm_cell", 5, say("Function lstm_cell (one time step)", "函数 lstm_cell(单个时间步)"),
-             probe=lambda rng: Probe(CELL_SOURCE, {"cases": _cell_cases(rng, params)}),
+             probe=lambda rng: KERNEL.probe("cell", {"cases": _cell_cases(rng, params)}),
              reference=_cell_reference, check=Cases(TOL),
              mistakes=lambda probe: _mistakes(_cell_reference, probe), kind="code", hidden_inputs=True),
         Part("lstm_forward", 4, say("Function lstm_forward (a whole sequence)", "函数 lstm_forward(整个序列)"),
-             probe=lambda rng: Probe(FORWARD_SOURCE, {"cases": _forward_cases(rng, params)}),
+             probe=lambda rng: KERNEL.probe("forward", {"cases": _forward_cases(rng, params)}),
              reference=_forward_reference,
              check=Cases(Fields({"outputs": (2.0, TOL), "h_T": (1.0, TOL), "c_T": (1.0, TOL)})),
              mistakes=lambda probe: _mistakes(_forward_reference, probe, {"LSTM_STATE_NOT_CARRIED": {"carry_state": False}}),

@@ -6,18 +6,24 @@ import math
 import random
 from pathlib import Path
 
+import numpy as np
+
 from hwkit.checks import Array, Cases, Fields, Formula, Number, Rubric
-from hwkit.problem import Mistake, Part, Probe, Problem, say
-from hwkit.probes import read_variable
-from solutions.weight_init import MODEL_ANSWER_WHY, activation_stds, he_var, sample_var_rel_std, target_var, xavier_var
+from hwkit.problem import KernelModule, Mistake, Part, Probe, Problem, say
+from hwkit.probes import call_function, read_variable
+from solutions.weight_init import MODEL_ANSWER_WHY, activation_stds, he_var, target_var, xavier_var
 
 # init_weights probe: layer widths alternate between two bands, so consecutive widths differ by a factor
 # of at least 1.4 (fan-in and fan-out mistakes stay distinguishable) and every layer has at least
-# LOW[0] * HIGH[0] weights. The tolerance on a sample variance is 5 of its standard deviations at that size.
+# LOW[0] * HIGH[0] weights, of which SAMPLES (hidden positions) come back from the kernel. The tolerance on
+# their mean square is 6 standard deviations of that estimate (sampling the layer, then sampling it again):
+# a right answer fails one layer with probability about 2e-9.
 LOW, HIGH = (200, 400), (560, 1100)
-VAR_RTOL = round(5 * sample_var_rel_std(LOW[0] * HIGH[0]), 4)
+SAMPLES = 40_000
+VAR_RTOL = round(6 * math.sqrt(2 / SAMPLES + 2 / (LOW[0] * HIGH[0])), 4)
 ACT_BATCH = 256
 FANS = ("n_in", "n_out")
+KERNEL = KernelModule.beside(__file__)
 
 
 def sample(rng: random.Random) -> dict:
@@ -43,43 +49,27 @@ def answers(params: dict) -> dict:
 
 # ---- (c) init_weights ---------------------------------------------------------------------------
 
-INIT_SOURCE = """import torch
-f = function('init_weights')
-result = []
-for scheme in ('xavier', 'he'):
-    torch.manual_seed(inputs['seed'])
-    widths = inputs['widths']
-    layers = []
-    for a, b in zip(widths[:-1], widths[1:]):
-        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-    model = torch.nn.Sequential(*layers[:-1])
-    try:
-        f(model, scheme)
-        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        var = [float(m.weight.detach().double().var()) for m in linears]
-        #SNAP
-        result.append({'var': var, 'bias_max_abs': max(float(m.bias.detach().abs().max()) for m in linears)})
-    except Exception as e:
-        result.append({'__error__': '%s: %s' % (type(e).__name__, str(e)[:200])})
-"""
-# The self-check compares fingerprints, not tolerances: its probe reports a sample variance within the
-# tolerance of its target as the target itself, so a correct reply is deterministic. Grading reports the
-# raw variances and applies the tolerance outside the kernel.
-PUBLIC_INIT_SOURCE = INIT_SOURCE.replace(
-    "#SNAP", "var = [t if abs(v - t) <= inputs['rtol'] * t else v for v, t in zip(var, inputs['targets'][scheme])]")
-
-INIT_CHECK = Cases(Fields({"var": (3.0, Array(rtol=VAR_RTOL, atol=0.0)), "bias_max_abs": (1.0, Number(abs=1e-9))}))
+INIT_CHECK = Cases(Fields({"var": (3.0, Array(rtol=VAR_RTOL, atol=0.0)), "normal": (1.0, Array(rtol=0, atol=0)),
+                           "bias_max_abs": (1.0, Number(abs=1e-9))}))
 
 
 def _init_probe(rng: random.Random, public: bool = False) -> Probe:
     bands = [LOW, HIGH]
     start = rng.randint(0, 1)
     widths = [rng.randint(*bands[(start + i) % 2]) for i in range(rng.randint(4, 5))]
-    inputs = {"widths": widths, "seed": rng.randint(0, 2**31 - 1)}
+    g = np.random.default_rng(rng.getrandbits(63))
+    positions = [g.choice(a * b, size=SAMPLES, replace=False).astype(np.int64) for a, b in zip(widths[:-1], widths[1:])]
+    inputs = {"widths": widths, "seed": rng.randint(0, 2**31 - 1), "positions": positions}
     if not public:
-        return Probe(INIT_SOURCE, inputs)
-    targets = {scheme: _layer_vars(widths, lambda a, b, s=scheme: target_var(s, a, b)) for scheme in ("xavier", "he")}
-    return Probe(PUBLIC_INIT_SOURCE, {**inputs, "rtol": VAR_RTOL, "targets": targets})
+        return KERNEL.probe("init_samples", inputs)
+    targets = [_layer_vars(widths, lambda a, b, s=scheme: target_var(s, a, b)) for scheme in ("xavier", "he")]
+    return KERNEL.probe("init_summary", {**inputs, "rtol": VAR_RTOL, "targets": targets})
+
+
+def _init_summary(reply, probe: Probe):
+    """In the grader: the statistics of the kernel's samples (kernel.py's summary, run here)."""
+    summary = KERNEL.load()["summary"]
+    return [summary(record) for record in reply] if isinstance(reply, list) else reply
 
 
 def _layer_vars(widths, fn) -> list[float]:
@@ -88,8 +78,8 @@ def _layer_vars(widths, fn) -> list[float]:
 
 def _init_reference(probe: Probe) -> list:
     w = probe.inputs["widths"]
-    return [{"var": _layer_vars(w, lambda a, b, s=scheme: target_var(s, a, b)), "bias_max_abs": 0.0}
-            for scheme in ("xavier", "he")]
+    return [{"var": _layer_vars(w, lambda a, b, s=scheme: target_var(s, a, b)), "normal": [1] * (len(w) - 1),
+             "bias_max_abs": 0.0} for scheme in ("xavier", "he")]
 
 
 def _init_mistakes(probe: Probe) -> list[Mistake]:
@@ -106,12 +96,13 @@ def _init_mistakes(probe: Probe) -> list[Mistake]:
         Mistake("STD_GAVE_VARIANCE", both(lambda a, b: xavier_var(a, b) ** 2, lambda a, b: he_var(a, b) ** 2),
                 _FEEDBACK["STD_GAVE_VARIANCE"]),
         Mistake("XAVIER_NO_FACTOR_2", both(lambda a, b: 1.0 / (a + b), he_var), _FEEDBACK["XAVIER_NO_FACTOR_2"]),
+        Mistake("INIT_UNIFORM_NOT_NORMAL", [{"normal": [0] * (len(w) - 1)}] * 2, _FEEDBACK["INIT_UNIFORM_NOT_NORMAL"],
+                fraction=0.5),
     ]
 
 
 # ---- (d) activation_stds ------------------------------------------------------------------------
 
-ACT_SOURCE = """result = call_cases('activation_stds', inputs['cases'])"""
 
 
 def _act_probe(params: dict, rng: random.Random) -> Probe:
@@ -119,7 +110,7 @@ def _act_probe(params: dict, rng: random.Random) -> Probe:
     for scheme in ("xavier", "he", rng.choice(["xavier", "he"])):
         depth = rng.randint(4, 12)
         cases.append([[rng.randint(32, 384) for _ in range(depth + 1)], scheme, rng.randint(0, 99999)])
-    return Probe(ACT_SOURCE, {"cases": cases})
+    return call_function("activation_stds", cases)
 
 
 def _act_reference(probe: Probe, **switches) -> list:
@@ -153,6 +144,11 @@ def _act_mistakes(probe: Probe) -> list[Mistake]:
 
 
 _FEEDBACK = {
+    "INIT_UNIFORM_NOT_NORMAL": say("The weights are not normally distributed (they look uniform): draw them from N(0, σ²) as "
+                                   "asked, e.g. with nn.init.xavier_normal_ or nn.init.kaiming_normal_, not the *_uniform_ "
+                                   "versions.",
+                                   "权重不服从正态分布(看起来是均匀分布):应按题目从 N(0, σ²) 中抽取,例如使用 "
+                                   "nn.init.xavier_normal_ 或 nn.init.kaiming_normal_,而不是 *_uniform_ 版本。"),
     "XAVIER_FOR_HE": say("For He initialisation the variance is 2/n_in (fan-in only, with the factor 2 that makes up for "
                          "ReLU zeroing half of the pre-activations); you used Xavier's 2/(n_in + n_out).",
                          "He 初始化的方差为 2/n_in(只用扇入,因子 2 用来补偿 ReLU 把一半的输入置零);你用了 Xavier 的 2/(n_in + n_out)。"),
@@ -213,7 +209,8 @@ def parts(params: dict) -> list[Part]:
              check=Number(rel=2e-3), mistakes=lambda probe: std_mistakes["he"]),
         Part("init_weights", 4, say("Function init_weights(model, scheme)", "函数 init_weights(model, scheme)"),
              probe=_init_probe, reference=_init_reference, check=INIT_CHECK, mistakes=_init_mistakes,
-             kind="code", hidden_inputs=True, public_probe=lambda rng: _init_probe(rng, public=True)),
+             kind="code", hidden_inputs=True, interpret=_init_summary,
+             public_probe=lambda rng: _init_probe(rng, public=True)),
         Part("activation_stds", 4, say("Experiment activation_stds(widths, scheme, seed)",
                                         "实验函数 activation_stds(widths, scheme, seed)"),
              probe=lambda rng: _act_probe(params, rng), reference=_act_reference,
