@@ -57,8 +57,8 @@ class Runtime:
             return {"nonce": nonce, "ok": True, "value": value}, out
         except NotAnswered as exc:
             return self._error(nonce, "NotAnswered", exc), []
-        except KeyboardInterrupt:
-            return self._error(nonce, "Interrupted", "stopped after its time limit"), []
+        except KeyboardInterrupt:          # the grader's interrupt after the time limit, or the code's own
+            return self._error(nonce, "KeyboardInterrupt", "interrupted"), []
         except BaseException as exc:  # noqa: BLE001 (SystemExit from student code included: report, carry on)
             return self._error(nonce, _type(exc).__name__, exc), []
 

@@ -192,34 +192,31 @@ def test_rerun_skips_unchanged_and_force_regrades(graded):
 
 
 def test_tampered_helpers_do_not_earn_points(tmp_path):
-    """The student replaces every comparison and reporting helper with one that reports success; the
-    grader compares data outside the kernel, so the unsolved parts still score zero."""
+    """The student has read hwkit's source: they replace the probe runtime's answer, the kernel's handler for
+    probe requests and every comparison helper with ones that report success. The kernel's replies are data
+    compared outside the kernel with references for inputs drawn at grading time, so forged replies earn
+    nothing the work would not."""
     root = make_course(tmp_path, ["receptive-field"], ["s01"])
     _fast_limits(root)
     nb = release_notebook(root, "s01")
     append_cell(nb, """
-import json, builtins, numpy, numpy.testing, torch, IPython.display as disp
+import numpy, torch, IPython
+import hwkit_kernel.runtime as runtime
 torch.allclose = lambda *a, **k: True
-torch.equal = lambda *a, **k: True
 numpy.allclose = lambda *a, **k: True
 numpy.testing.assert_allclose = lambda *a, **k: None
-numpy.testing.assert_array_equal = lambda *a, **k: None
-_real_dumps = json.dumps
-def fake_dumps(obj, *a, **k):
-    if isinstance(obj, dict) and "nonce" in obj:
-        obj = {"nonce": obj["nonce"], "ok": True, "value": 1}
-    return _real_dumps(obj, *a, **k)
-json.dumps = fake_dumps
-_real_publish = disp.publish_display_data
-def fake_publish(data, *a, **k):
-    for mime, body in list(data.items()):
-        if isinstance(body, dict) and "nonce" in body:
-            data[mime] = {"nonce": body["nonce"], "ok": True, "value": [[1, 1]] * 7}
-    return _real_publish(data, *a, **k)
-disp.publish_display_data = fake_publish
-def answer(name): return 1
-def call_cases(name, cases): return [[1, 1]] * len(cases)
-builtins.isinstance = isinstance
+def forged(self, content, buffers):
+    inputs = content.get("inputs") or {}
+    cases = inputs.get("cases") if isinstance(inputs, dict) else None
+    value = [[1, 1]] * len(cases) if isinstance(cases, list) else 1
+    return {"nonce": content.get("nonce"), "ok": True, "value": value}, []
+runtime.Runtime.answer = forged
+kernel = IPython.get_ipython().kernel
+handler = kernel.shell_handlers["hwkit_probe_request"]
+def forge_everything(stream, idents, msg):
+    reply = {"nonce": msg["content"].get("nonce"), "ok": True, "value": -7}
+    kernel.session.send(stream, "hwkit_probe_reply", reply, parent=msg, ident=idents)
+kernel.shell_handlers["hwkit_probe_request"] = forge_everything
 rf_out_size = rf_input_size
 for k, s, p, d in rf_layers:
     rf_out_size = (rf_out_size + 2 * p - d * (k - 1) - 1) // s + 1
@@ -227,9 +224,8 @@ for k, s, p, d in rf_layers:
     submit(root, "s01", nb)
     hwkit("grade", "t", "--course", root)
     parts = _parts(root, "s01")
-    assert parts["rf_out_size"][0] <= 2  # solved, though the tampering garbles even its own report
-    for part in ("rf_final", "rf_jump", "receptive_field"):
-        assert parts[part][0] == 0, (part, parts[part])
+    for part in ("rf_final", "rf_jump", "receptive_field", "rf_out_size"):
+        assert parts[part][0] == 0, (part, parts[part])  # rf_out_size too: its own report was forged as -7
 
 
 def test_killed_batch_resumes_without_losing_or_repeating(tmp_path):
@@ -262,8 +258,8 @@ def test_killed_batch_resumes_without_losing_or_repeating(tmp_path):
 
 
 def test_a_hanging_part_costs_only_its_own_points(tmp_path):
-    """Probes of one problem share a cell; when one of them never returns, or student code cuts the batch
-    short, the parts after it are checked again one by one and keep their points."""
+    """Each part is asked on its own with its own time limit: a part whose answer never finishes reading, or
+    whose reading raises KeyboardInterrupt, costs that part only; the parts after it keep their points."""
     root = make_course(tmp_path, ["receptive-field"], ["s01", "s02"])
     config = root / "hwkit.toml"
     config.write_text(config.read_text().replace("cell_timeout = 60", "cell_timeout = 3"))
@@ -271,7 +267,7 @@ def test_a_hanging_part_costs_only_its_own_points(tmp_path):
     append_cell(nb, "class Forever(list):\n    def __iter__(self):\n        while True:\n            pass\n"
                     "rf_final = Forever()")
     submit(root, "s01", nb)
-    nb = solution_notebook(root, "s02")          # reading rf_final interrupts the whole probe cell
+    nb = solution_notebook(root, "s02")          # reading rf_final raises KeyboardInterrupt
     append_cell(nb, "class Stop(list):\n    def __iter__(self):\n        raise KeyboardInterrupt\n"
                     "rf_final = Stop()")
     submit(root, "s02", nb)
