@@ -30,6 +30,12 @@ def unanswered(error_type: str) -> bool:
     return error_type in UNANSWERED_ERRORS
 
 
+def cases_unanswered(value) -> bool:
+    """A reply of per-case records that all say the function is not written yet."""
+    return (isinstance(value, list) and bool(value) and all(
+        isinstance(v, dict) and unanswered(str(v.get("__error__", "")).split(":")[0]) for v in value))
+
+
 def correct() -> Outcome:
     return Outcome(1.0, CORRECT, CORRECT_TEXT)
 
@@ -354,7 +360,7 @@ class Cases(Check):
     def grade(self, got, want) -> Outcome:
         if not isinstance(got, list) or len(got) != len(want):
             return wrong("WRONG_TYPE", "The function did not answer every test case.", "函数未能处理所有测试用例。")
-        if got and all(isinstance(g, dict) and unanswered(str(g.get("__error__", "")).split(":")[0]) for g in got):
+        if cases_unanswered(got):
             return wrong(NOT_ANSWERED, "Not answered: the function still raises NotImplementedError.",
                          "未作答:函数仍抛出 NotImplementedError。")
         outcomes = [self._one(g, w) for g, w in zip(got, want)]

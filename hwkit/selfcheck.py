@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from hwkit.checks import Reply, check_from_spec, check_spec, unanswered
+from hwkit.checks import Reply, cases_unanswered, check_from_spec, check_spec, unanswered
 from hwkit.probes import pack_letters, pack_probe, unpack_letters
 from hwkit.variants import keyed_letters, letters_digest
 
@@ -92,6 +92,8 @@ def judge_part(entry: dict, reply: Reply, salt: str, mode: str, lang: str) -> Pu
         return result("could not run", f"{reply.error_type}: {reply.error_message}", f"{reply.error_type}:{reply.error_message}")
     if reply.value is None:
         return result("not answered", "the answer is still None", "答案仍为 None")
+    if cases_unanswered(reply.value):
+        return result("not answered", "the code still raises NotImplementedError", "代码仍抛出 NotImplementedError")
     if not check.well_formed(reply.value):
         return result("fail", "the answer does not have the expected form", "答案形式不符合要求")
     if mode != "exact":
