@@ -186,17 +186,19 @@ def host_listener():
 @pytest.mark.parametrize("sealed", [True, False], ids=["sealed", "seal-skipped"])
 def test_reconnect_never_follows_a_planted_symlink(tmp_path, jail_ok, monkeypatch, host_listener, sealed):
     """The kernel swaps its sockets for symlinks to a host socket, then sleeps past the cell limit: the executor
-    interrupts it and reconnects. Sealed, the swap fails; were the seal skipped, the reconnect refuses."""
+    interrupts it and reconnects. Sealed, the swap fails and the host socket never hears from the grader.
+    Were the seal skipped, the grader's reconnect still refuses (zmq's own first-connection retries, which
+    may still be pending when the first cell runs, would follow the swapped path: the seal is what stops them)."""
     if not sealed:
         monkeypatch.setattr(harness.Jail, "seal_ipc", lambda self: None)
     cells = [SWAP.replace("HOST_SOCKET", repr(str(host_listener.path))), "import time\ntime.sleep(60)",
              "print('alive')"]
     run = harness.run_notebook(tmp_path, cells, reconnect_after_timeout=True)
     time.sleep(0.5)                                                    # zmq connects in its io thread
-    assert host_listener.accepted == []
     swapped = run.json(0)
     assert run.outcomes[:2] == ["ok", "timeout"]
     if sealed:
+        assert host_listener.accepted == []
         assert all(swapped[c] in EACCES_OR_EPERM for c in swapped), swapped
         assert run.reconnects == ["ok"] and run.outcomes[2] == "ok" and run.texts[2] == "alive\n"
     else:

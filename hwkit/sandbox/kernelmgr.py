@@ -3,8 +3,10 @@
 Every zmq socket the grader opens to a kernel (the manager's control socket and each client channel) is made
 by connect_socket(): the endpoint is checked first (a jail refuses anything but the sockets it created,
 hwkit.sandbox.ipc) and the socket bounded (ZMQ_MAXMSGSIZE, ZMQ_RCVHWM: hwkit.sandbox.limits.channel_limits)
-before it connects. The heartbeat channel is never started (liveness comes from the kernel's process), so no
-background thread reconnects on its own."""
+before it connects. zmq connects asynchronously: it retries a path until the kernel has bound it, and that
+retry is unchecked, which is one reason the IPC directory is sealed before any student code runs; after a
+connection drops, zmq does not make it again (ZMQ_RECONNECT_STOP). The heartbeat channel is never started
+(liveness comes from the kernel's process), so no background thread reconnects on its own."""
 from __future__ import annotations
 
 import time
@@ -44,6 +46,10 @@ def connect_socket(owner, channel: str, identity: bytes | None, connections: Con
     max_bytes, hwm = connections.limits.get(channel, (MB, 8))
     sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
     sock.setsockopt(zmq.RCVHWM, hwm)
+    try:         # a connection that drops is not made again by zmq on its own, through a path, unchecked
+        sock.setsockopt(zmq.RECONNECT_STOP, zmq.RECONNECT_STOP_AFTER_DISCONNECT)
+    except (AttributeError, zmq.ZMQError):  # an older libzmq: the seal alone keeps the path the kernel's socket
+        pass
     if identity:
         sock.identity = identity
     sock.connect(url)
