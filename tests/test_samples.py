@@ -32,14 +32,14 @@ def test_example_course_grades_the_samples(tmp_path):
     hwkit("grade", "hw1-conv", "--course", course, "--submissions", SAMPLES)
     grades = read_grades(course / "graded" / "hw1-conv" / "grades.csv")
     assert {sid: (row["total"], row["max"], row["status"]) for sid, row in grades.items()} == {
-        "s001": ("45", "45", "ok"), "s002": ("33", "45", "ok"), "s003": ("33", "45", "cell errors"), "s004": ("0", "45", "ok")}
+        "s001": ("45", "45", "ok"), "s002": ("31", "45", "ok"), "s003": ("33", "45", "cell errors"), "s004": ("0", "45", "ok")}
     db = sqlite3.connect(course / "gradebook.sqlite")
     notes = {(sid, part): (score, note) for sid, part, score, note in
              db.execute("SELECT student_id, part, score, note FROM parts WHERE note NOT IN ('CORRECT', 'WRITTEN_ALL_CONCEPTS')")}
     assert {k: v for k, v in notes.items() if k[0] == "s002"} == {
         ("s002", "rf_final"): (0.0, "RF_IGNORED_STRIDE"), ("s002", "conv_params"): (0.0, "CONV_NO_BIAS"),
         ("s002", "conv_flops"): (0.0, "FLOPS_GAVE_MACS"), ("s002", "conv_params_formula"): (0.0, "FORMULA_NO_BIAS"),
-        ("s002", "ds_module"): (2.0, "DSCONV_NO_GROUPS")}
+        ("s002", "ds_module"): (0.0, "DSCONV_NO_GROUPS")}
     assert {k: v for k, v in notes.items() if k[0] == "s003"} == {("s003", p): (0.0, "NOT_ANSWERED") for p in RF}
     assert {v[1] for k, v in notes.items() if k[0] == "s004"} == {"NOT_ANSWERED"}
     assert len([k for k in notes if k[0] == "s004"]) == 25  # every part of the three problems
