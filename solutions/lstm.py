@@ -11,9 +11,12 @@ from torch import nn
 GATES = "ifgo"  # PyTorch's row-block order in W_ih, W_hh, b_ih, b_hh
 
 
-def _torch_lstm(W_ih, W_hh, b_ih, b_hh, num_layers: int = 1) -> nn.LSTM:
-    four_h, input_size = W_ih.shape
-    lstm = nn.LSTM(input_size, four_h // 4, num_layers=num_layers).double()
+def _torch_lstm(W_ih, W_hh, b_ih, b_hh) -> nn.LSTM:
+    """A one-layer float64 nn.LSTM holding exactly these weights. Built on the meta device and then given
+    empty CPU storage (what nn.utils.skip_init does, which refuses nn.LSTM's signature): a CPU construction's
+    default init would draw from torch's global generator, which other grader lanes (threads) may be using."""
+    four_h, input_size = np.shape(W_ih)
+    lstm = nn.LSTM(input_size, four_h // 4, dtype=torch.float64, device="meta").to_empty(device="cpu")
     with torch.no_grad():
         lstm.weight_ih_l0.copy_(torch.as_tensor(np.asarray(W_ih), dtype=torch.float64))
         lstm.weight_hh_l0.copy_(torch.as_tensor(np.asarray(W_hh), dtype=torch.float64))
