@@ -37,11 +37,23 @@ def init_weights(model: nn.Module, scheme: str) -> nn.Module:
     return model
 
 
-def _init(linear: nn.Linear, scheme: str, mode: str) -> None:
+def _init(linear: nn.Linear, scheme: str, mode: str, generator: torch.Generator) -> None:
     if scheme == "xavier":
-        nn.init.xavier_normal_(linear.weight)
+        nn.init.xavier_normal_(linear.weight, generator=generator)
     else:
-        nn.init.kaiming_normal_(linear.weight, mode=mode, nonlinearity="relu")
+        nn.init.kaiming_normal_(linear.weight, mode=mode, nonlinearity="relu", generator=generator)
+
+
+def _new_linear(n_in: int, n_out: int, generator: torch.Generator) -> nn.Linear:
+    """nn.Linear(n_in, n_out) with its default init (nn.Linear.reset_parameters: weight by kaiming_uniform_
+    with a = sqrt(5), then bias ~ U(-1/sqrt(n_in), 1/sqrt(n_in))), drawn from `generator` in the same order:
+    the numbers a student's nn.Linear draws from the global generator, without touching it."""
+    linear = nn.utils.skip_init(nn.Linear, n_in, n_out)
+    with torch.no_grad():
+        nn.init.kaiming_uniform_(linear.weight, a=math.sqrt(5), generator=generator)
+        bound = 1 / math.sqrt(n_in) if n_in > 0 else 0
+        nn.init.uniform_(linear.bias, -bound, bound, generator=generator)
+    return linear
 
 
 def activation_stds(widths, scheme: str, seed: int, *, batch: int = 256, mode: str = "fan_in", relu: bool = True,
@@ -50,16 +62,21 @@ def activation_stds(widths, scheme: str, seed: int, *, batch: int = 256, mode: s
     nn.Linear(widths[i], widths[i+1]), initialise its weight (xavier_normal_ or kaiming_normal_(mode='fan_in',
     nonlinearity='relu')), zero its bias, h = relu(linear(h)), record h.std().
     Switches: he with another `mode`, no ReLU, default bias kept, all layers created before any is
-    initialised, std recorded before the ReLU."""
-    torch.manual_seed(seed)
-    h = torch.randn(batch, widths[0])
+    initialised, std recorded before the ReLU.
+
+    The student's steps draw from torch's global generator after torch.manual_seed(seed); here every draw,
+    in the same order, comes from a private generator seeded with the same seed, which gives the same numbers
+    and leaves the global generator alone (grader lanes are threads of one process: a global seed and draws
+    would interleave with another lane's)."""
+    gen = torch.Generator().manual_seed(seed)
+    h = torch.randn(batch, widths[0], generator=gen)
     pairs = list(zip(widths[:-1], widths[1:]))
-    made = [nn.Linear(a, b) for a, b in pairs] if layers_first else None
+    made = [_new_linear(a, b, gen) for a, b in pairs] if layers_first else None
     stds = []
     with torch.no_grad():
         for i, (a, b) in enumerate(pairs):
-            linear = made[i] if layers_first else nn.Linear(a, b)
-            _init(linear, scheme, mode)
+            linear = made[i] if layers_first else _new_linear(a, b, gen)
+            _init(linear, scheme, mode, gen)
             if zero_bias:
                 nn.init.zeros_(linear.bias)
             z = linear(h)
