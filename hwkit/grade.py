@@ -20,7 +20,7 @@ import multiprocessing
 import nbformat
 
 from hwkit.checks import grade_reply
-from hwkit.course import Assignment, Course, HwkitError, SandboxLimits, Student, load_course
+from hwkit.course import Assignment, Course, HwkitError, Student, load_course
 from hwkit.execute import CELL_ERRORS, INVALID, OK, apply_run_report, kernel_for, run_notebook
 from hwkit.generate import build_variant
 from hwkit.gradebook import VARIANT_MISMATCH, Gradebook, PartResult, SubmissionResult

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from hwkit.checks import Choice
 from hwkit.course import Assignment, Course, Student
 from hwkit.generate import CELLS_INDEX, build_variant, cell_digest, variant_id
-from hwkit.gradebook import REASON_CHARS, VARIANT_MISMATCH, bounded
+from hwkit.gradebook import VARIANT_MISMATCH, bounded
 
 SHOWN_CHARS = 64        # any value taken from a notebook, as shown in a reason
 MIN_CELLS = 2           # parameter cells of another student's release that name them

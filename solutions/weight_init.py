@@ -85,11 +85,6 @@ def activation_stds(widths, scheme: str, seed: int, *, batch: int = 256, mode: s
     return stds
 
 
-def sample_var_rel_std(n: int) -> float:
-    """The relative standard deviation of the sample variance of n normal draws: sqrt(2/(n-1))."""
-    return math.sqrt(2.0 / (n - 1))
-
-
 MODEL_ANSWER_WHY = (
     "全零初始化 (all-zero init): 同一层的所有神经元计算完全相同的输出, 反向传播时得到相同的梯度 (the same gradient) 并做相同的更新, "
     "对称性 (symmetry) 永远无法打破, 整层退化成一个神经元. 较大的随机值 (large random weights): 每层把激活值和梯度的方差放大, "

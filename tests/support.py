@@ -124,7 +124,7 @@ def assert_wrong_with_notes(results, expected: dict[str, str]) -> None:
         assert results[pid].score < results[pid].max_points and results[pid].note == note, (pid, results[pid].note)
 
 
-def run_probe(probe, namespace: dict) -> "Reply":
+def run_probe(probe, namespace: dict):
     """The reply a kernel whose notebook globals are `namespace` gives to `probe`: hwkit_kernel's runtime
     answers here, in-process, and the answer is read back through the wire format as grading reads it."""
     from hwkit.probes import new_nonce, read_reply, request

@@ -5,7 +5,6 @@ import io
 import json
 import random
 
-import numpy as np
 import pytest
 
 from hwkit.bank import get_problem
@@ -71,7 +70,6 @@ def test_hidden_trees_have_every_mode_and_a_stray_file():
 
 STUDENT_BASE = '''
 import os
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset, DataLoader
