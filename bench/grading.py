@@ -20,16 +20,16 @@ Modes (`--modes cold,warm,nbgrader`, default all):
   (grade=true, solution=false, locked, grade_id probe_01..K). autograde overwrites locked/grade cells with the
   source notebook's version by grade_id, so per-student test code cannot live in the cells themselves; instead
   the source notebook's test cell i is `exec(open("hwkit_probes/i.py").read())`, and each student's
-  submission folder carries hwkit_probes/i.py = exactly the i-th probe cell hwkit sends for that student's
-  variant (hwkit.generate.build_variant -> part.probe(rng) -> grouped as hwkit.execute groups them, one cell
-  per problem -> hwkit.probes.probe_batch_source), each cell under its own cell limit as in hwkit. (hwkit
-  re-runs alone a part whose batch cell gave it no reply; nbgrader has no such step.) nbgrader copies the
-  non-notebook files of a submission into the autograded folder, and the source folder's data/ over it, so
-  the cells run next to ./data as in the jail.
+  submission folder carries hwkit_probes/i.py = the i-th probe hwkit asks for that student's variant
+  (hwkit.generate.build_variant -> part.probe(rng) -> hwkit.probes.request), answered in the kernel by
+  hwkit_kernel's runtime exactly as hwkit's kernels answer a probe request, and displayed as an output; one
+  cell per part, each under its own cell limit as in hwkit. nbgrader copies the non-notebook files of a
+  submission into the autograded folder, and the source folder's data/ over it, so the cells run next to
+  ./data as in the jail.
   nbgrader only executes these cells (a grade cell passes when it raises nothing); hwkit also compares the
-  replies with references outside the kernel. After the timed run the script reads the autograded notebooks
-  with hwkit's decoder (did each probe cell reply with its nonce?) and scores the replies with hwkit's checks,
-  so the points printed for nbgrader can be compared with hwkit's (hidden inputs differ per run).
+  replies with references outside the kernel. After the timed run the script reads the replies from the
+  autograded notebooks with hwkit's reader and scores them with hwkit's checks, so the points printed for
+  nbgrader can be compared with hwkit's (hidden inputs differ per run).
 
 Per mode it prints total seconds, submissions per minute, CPU-seconds per submission (the command and all its
 descendants, from a cpuacct/cpu cgroup when one is writable, else getrusage of reaped children) and the ratio of
@@ -44,6 +44,7 @@ Usage: bench/grading.py [N=40] [--assignment nn-homework] [--modes cold,warm,nbg
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import random
@@ -67,8 +68,7 @@ import nbformat  # noqa: E402
 from hwkit.checks import Reply, grade_reply  # noqa: E402
 from hwkit.course import load_course  # noqa: E402
 from hwkit.generate import build_variant, generate, write_generated  # noqa: E402
-from hwkit.execute import probe_batches  # noqa: E402
-from hwkit.probes import find_reply, new_nonce, probe_batch_source  # noqa: E402
+from hwkit.probes import new_nonce, read_reply, request  # noqa: E402
 from tests.support import HWKIT, append_cell, make_course, release_notebook, solution_notebook, submit  # noqa: E402
 
 CELL_TIMEOUT = 10
@@ -130,17 +130,18 @@ def make_submissions(root: Path, ids: list[str]) -> None:
 
 # ---- the lower bound: the student code's own CPU --------------------------------------------------------
 
-# Runs each notebook's code cells, then (timed apart) the probe cells hwkit would send for that student, in a
-# fork of one warm process; prints [cells CPU seconds, probes CPU seconds] per notebook. The probe cells are
-# hwkit's own text; get_ipython() and publish_display_data are stubbed so that they run without a kernel.
+# Runs each notebook's code cells, then (timed apart) the probes hwkit would ask for that student, answered by
+# hwkit_kernel's runtime on what the cells left, in a fork of one warm process; prints [cells CPU seconds,
+# probes CPU seconds] per notebook. The probe snippets are the nbgrader test cells' (below); get_ipython()
+# and display() are stubbed so that they run without a kernel.
 _STUDENT_CPU = r"""
 import json, os, resource, signal, sys, types
 import numpy, torch, sympy, PIL.Image, matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot
 import IPython, IPython.display
-from hwkit.warm import _warm_up
-_warm_up()                      # the first-use costs a warm hwkit kernel does not pay either
+from hwkit.warm.zygote import warm_up
+warm_up()                       # the first-use costs a warm hwkit kernel does not pay either
 torch.set_num_threads(1)
 timeout, data, scratch = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 
@@ -185,7 +186,7 @@ for k, job in enumerate(sys.argv[4:]):
         run(["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in cells], ns)
         middle = cpu()
         IPython.get_ipython = lambda: types.SimpleNamespace(user_ns=ns)
-        IPython.display.publish_display_data = lambda *a, **k: None
+        IPython.display.display = lambda *a, **k: None
         run(probes, {"__name__": "__main__"})
         os.write(w, json.dumps([middle - start, cpu() - middle]).encode())
         os._exit(0)
@@ -200,7 +201,7 @@ print(json.dumps(out))
 
 def student_cpu_seconds(notebooks: list[Path], data_dir: Path, probe_cells: dict[Path, list[str]]
                         ) -> list[tuple[float, float]]:
-    """Per notebook: CPU seconds of its cells, and of the hidden-check probe cells run on what they left."""
+    """Per notebook: CPU seconds of its cells, and of the hidden-check probes answered on what they left."""
     data = str(data_dir) if data_dir.is_dir() else ""
     with tempfile.TemporaryDirectory(prefix="hwkbench-lb-") as scratch:
         jobs = []
@@ -222,7 +223,7 @@ class CpuMeter:
         from hwkit import sandbox
 
         self.dir: Path | None = None
-        layout = sandbox._cgroup_layout()
+        layout = sandbox.cgroup_layout()
         if layout is not None:
             ctrl = "cpuacct" if layout.version == 1 else "cpu"
             parent = layout.parents.get(ctrl)
@@ -309,6 +310,7 @@ class Skip(Exception):
 
 
 NO_REPLY = Reply(False, error_type="NoReply", error_message="the probe cell gave no reply")
+BENCH_MIME = "application/x-hwkit-bench+json"
 
 
 def _venv_purelib(python: Path) -> Path:
@@ -353,7 +355,7 @@ def nbgrader_python(fresh: bool) -> Path:
         raise Skip(why)
     # appended after the venv's own site-packages: nbgrader's dependencies win, torch & co. come from hwkit's venv
     purelib = sysconfig.get_paths()["purelib"]
-    lines = dict.fromkeys([purelib, sysconfig.get_paths()["platlib"]])
+    lines = dict.fromkeys([purelib, sysconfig.get_paths()["platlib"], str(REPO)])   # REPO: hwkit_kernel (editable)
     (_venv_purelib(python) / "zz-hwkit-venv.pth").write_text("".join(f"{p}\n" for p in lines))
     if not _nbgrader_works(python):
         raise Skip("the nbgrader venv was built but cannot import nbgrader 0.9.x together with torch")
@@ -368,17 +370,42 @@ def _test_cell(i: int):
                                "grade_id": f"probe_{i:02d}", "points": 1, "schema_version": 3}})
 
 
-def _probe_cells(course, spec, student) -> list[tuple[str, list[tuple]]]:
-    """The probe cells hwkit sends for this student's variant, in hwkit's order and grouping: for each cell,
-    its code and its probes as (part, probe, nonce)."""
+def probe_snippet(probe, nonce: str) -> str:
+    """A cell that answers one probe in the kernel it runs in, as hwkit's kernels answer a probe request, and
+    displays the reply (JSON, buffers as base64) for the script to read afterwards."""
+    content, buffers = request(probe, nonce)
+    payload = json.dumps({"content": content, "buffers": [base64.b64encode(b).decode("ascii") for b in buffers]})
+    return ("import base64 as _b64, json as _json\nfrom IPython import get_ipython as _ip\n"
+            "from IPython.display import display as _show\nfrom hwkit_kernel.runtime import Runtime as _Runtime\n"
+            f"_p = _json.loads({payload!r})\n"
+            "_r, _out = _Runtime(None, _ip().user_ns).answer(_p['content'], [_b64.b64decode(b) for b in _p['buffers']])\n"
+            f"_show({{{BENCH_MIME!r}: {{'reply': _r, 'buffers': [_b64.b64encode(b).decode() for b in _out]}}}}, raw=True)\n")
+
+
+def _probe_cells(course, spec, student) -> list[tuple[str, tuple]]:
+    """The probes hwkit asks for this student's variant, in hwkit's order: per part its snippet and
+    (part, probe, nonce)."""
     rng = random.Random(f"probes/{student.student_id}")
-    probes = {f"{pv.problem.id}/{part.id}": (part, part.probe(rng), new_nonce())
-              for pv in build_variant(course, spec, student).problems for part in pv.parts}
     cells = []
-    for batch in probe_batches({key: probe for key, (_, probe, _) in probes.items()}):
-        members = [probes[key] for key in batch]
-        cells.append((probe_batch_source([(probe, nonce) for _, probe, nonce in members]), members))
+    for pv in build_variant(course, spec, student).problems:
+        for part in pv.parts:
+            probe, nonce = part.probe(rng), new_nonce()
+            cells.append((probe_snippet(probe, nonce), (part, probe, nonce)))
     return cells
+
+
+def _bench_reply(outputs: list, nonce: str) -> Reply | None:
+    for out in outputs:
+        found = out.get("data", {}).get(BENCH_MIME) if isinstance(out, dict) else None
+        if isinstance(found, dict):
+            try:
+                buffers = [base64.b64decode(b) for b in found.get("buffers", [])]
+            except (TypeError, ValueError):
+                continue
+            reply = read_reply(found.get("reply"), buffers, nonce)
+            if reply is not None:
+                return reply
+    return None
 
 
 def nbgrader_mode(template: Path, work: Path, fresh: bool) -> dict:
@@ -439,14 +466,13 @@ def nbgrader_mode(template: Path, work: Path, fresh: bool) -> dict:
     for sid, path in graded.items():        # after the timed run: did the probes run, and what do they score?
         nb = nbformat.read(str(path), as_version=4)
         by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
-        for i, (_, members) in enumerate(probes[sid], start=1):
+        for i, (_, (part, probe, nonce)) in enumerate(probes[sid], start=1):
             cell = by_id.get(f"probe_{i:02d}")
-            for part, probe, nonce in members:
-                reply = find_reply(cell.get("outputs", []) if cell is not None else [], nonce)
-                total += 1
-                replied += reply is not None
-                points[0] += grade_reply(part, reply or NO_REPLY, probe).fraction * part.points
-                points[1] += part.points
+            reply = _bench_reply(cell.get("outputs", []) if cell is not None else [], nonce)
+            total += 1
+            replied += reply is not None
+            points[0] += grade_reply(part, reply or NO_REPLY, probe).fraction * part.points
+            points[1] += part.points
         errors = [o.get("ename") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                   if o.get("output_type") == "error"]
         statuses.append("timeout" if "CellTimeoutError" in errors else "cell errors" if errors else "ok")

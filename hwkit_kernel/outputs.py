@@ -2,6 +2,7 @@
 repr) is cut before it is sent. A student can undo this; the grader bounds what it accepts on its own."""
 from __future__ import annotations
 
+import json
 import sys
 
 
@@ -31,7 +32,7 @@ def cap_outputs(shell, limit: int) -> None:
 
     def cap_display(msg):
         data = msg.get("content", {}).get("data") or {}
-        n = sum(len(v) for v in data.values() if isinstance(v, str))
+        n = sum(len(v) if isinstance(v, str) else len(json.dumps(v, default=str)) for v in data.values())
         room = spend(msg.get("parent_header"), n)
         if room == n:
             return msg
@@ -40,9 +41,25 @@ def cap_outputs(shell, limit: int) -> None:
         msg["content"]["data"], msg["content"]["metadata"] = {"text/plain": note.strip()}, {}
         return msg
 
+    def capped_traceback(show):
+        def show_capped(etype, evalue, stb):
+            text = str(evalue)
+            evalue = text if len(text) <= 2000 else text[:2000] + " [truncated]"
+            kept, left = [], limit
+            for line in reversed(list(stb)):
+                if len(line) > left:
+                    kept.insert(0, "[traceback truncated]")
+                    break
+                kept.insert(0, line)
+                left -= len(line)
+            return show(etype, evalue, kept)
+        return show_capped
+
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "parent_header"):
             stream.write = capped(stream, stream.write)
+    if hasattr(shell, "_showtraceback"):
+        shell._showtraceback = capped_traceback(shell._showtraceback)
     for publisher in (shell.display_pub, shell.displayhook):
         if hasattr(publisher, "register_hook"):
             publisher.register_hook(cap_display)

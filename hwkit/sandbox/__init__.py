@@ -33,9 +33,6 @@ _EXPORTS = {
     "diagnose": ("doctor", "run_code", "sandbox_available"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-# bench/grading.py still uses the old private name; it should move to cgroup_layout.
-_WHERE["_cgroup_layout"] = "cgroups"
-_RENAMED = {"_cgroup_layout": "cgroup_layout"}
 
 __all__ = sorted(n for n in _WHERE if not n.startswith("_"))
 
@@ -44,6 +41,6 @@ def __getattr__(name: str):
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'hwkit.sandbox' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"hwkit.sandbox.{module}"), _RENAMED.get(name, name))
+    value = getattr(importlib.import_module(f"hwkit.sandbox.{module}"), name)
     globals()[name] = value
     return value

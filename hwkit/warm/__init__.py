@@ -20,9 +20,6 @@ _EXPORTS = {
     "zygote": ("PRELOAD", "warm_up", "zygote_main"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-# bench/grading.py still uses the old private name; it should move to warm_up.
-_WHERE["_warm_up"] = "zygote"
-_RENAMED = {"_warm_up": "warm_up"}
 
 __all__ = sorted(n for n in _WHERE if not n.startswith("_"))
 
@@ -31,6 +28,6 @@ def __getattr__(name: str):
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'hwkit.warm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"hwkit.warm.{module}"), _RENAMED.get(name, name))
+    value = getattr(importlib.import_module(f"hwkit.warm.{module}"), name)
     globals()[name] = value
     return value
