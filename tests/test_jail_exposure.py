@@ -20,7 +20,7 @@ GRADER_MODULES = ("hwkit", "hwkit.grade", "hwkit.sandbox", "hwkit.course", "solu
 
 # The modules of hwkit a warm kernel inherits from its zygote (code only, no course data): the fork side.
 ZYGOTE_SIDE = {"hwkit", "hwkit.sandbox", "hwkit.sandbox.spec", "hwkit.sandbox.limits", "hwkit.sandbox.linux",
-               "hwkit.warm", "hwkit.warm.zygote", "hwkit.warm.view"}
+               "hwkit.warm", "hwkit.warm.zygote", "hwkit.warm.view", "hwkit.lazy"}
 
 IMPORTS = r"""
 import gc, importlib, json, os, sys, types

@@ -16,7 +16,7 @@ The warm path (kernels forked from a zygote that has imported torch) is hwkit.wa
 Names are imported lazily, so that the warm zygote can import spec and linux without jupyter_client."""
 from __future__ import annotations
 
-import importlib
+from hwkit.lazy import lazy_exports
 
 _EXPORTS = {
     "limits": ("MB", "RunReport", "SandboxLeak", "SandboxUnavailable", "channel_limits"),
@@ -32,15 +32,5 @@ _EXPORTS = {
     "local": ("LocalKernel",),
     "diagnose": ("doctor", "run_code", "sandbox_available"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted(n for n in _WHERE if not n.startswith("_"))
-
-
-def __getattr__(name: str):
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hwkit.sandbox' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"hwkit.sandbox.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("hwkit.sandbox", globals(), _EXPORTS)

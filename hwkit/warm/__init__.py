@@ -13,21 +13,11 @@ kernels share the zygote's hash seed (random generators are reseeded).
 Names are imported lazily: the zygote imports only the fork side."""
 from __future__ import annotations
 
-import importlib
+from hwkit.lazy import lazy_exports
 
 _EXPORTS = {
     "client": ("WarmJail", "Zygote", "ZygoteError", "ForkedKernel", "process_zygote"),
     "zygote": ("PRELOAD", "warm_up", "zygote_main"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted(n for n in _WHERE if not n.startswith("_"))
-
-
-def __getattr__(name: str):
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hwkit.warm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"hwkit.warm.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("hwkit.warm", globals(), _EXPORTS)
