@@ -11,27 +11,44 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_output
 
 
+OUTPUT_OVERHEAD = 200          # what each kept output costs besides its contents (an empty output is not free)
+
+
+def _size(value, depth: int = 0) -> int:
+    """Characters of a JSON value, keys included; absurdly deep values count as too large to keep."""
+    if isinstance(value, str):
+        return len(value)
+    if depth > 64:
+        return 1 << 40
+    if isinstance(value, dict):
+        return sum(len(str(k)) + _size(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return sum(_size(v, depth + 1) for v in value)
+    return len(str(value))
+
+
 def output_size(out) -> int:
-    kind = out.get("output_type")
-    if kind == "stream":
-        return len(out.get("text", ""))
-    if kind == "error":
-        return sum(len(x) for x in out.get("traceback", [])) + len(out.get("evalue", "")) + len(out.get("ename", ""))
-    data = out.get("data", {})
-    size = sum(len(v) if isinstance(v, str) else len(str(v)) for v in data.values())
-    return size + len(str(out.get("metadata", "")))
+    """What an output costs against the caps: every string in it, keys and names included, plus an overhead."""
+    return OUTPUT_OVERHEAD + _size(out)
 
 
 def _message_size(msg) -> int:
-    content = msg.get("content", {})
-    if "text" in content:
-        return len(content["text"])
-    return sum(len(v) if isinstance(v, str) else len(str(v)) for v in (content.get("data") or {}).values())
+    return OUTPUT_OVERHEAD + _size(msg.get("content", {}))
 
 
 def truncation_note(dropped: int, whole_notebook: bool = False) -> dict:
     why = "the notebook's output limit was reached" if whole_notebook else "output truncated"
     return new_output("stream", name="stderr", text=f"\n[hwkit: {why}, {dropped} more characters dropped]\n")
+
+
+def _sanitise(out) -> None:
+    """What no real output has: a stream named other than stdout or stderr, a MIME type of absurd length."""
+    if out.get("output_type") == "stream" and out.get("name") not in ("stdout", "stderr"):
+        out["name"] = "stdout"
+    for key in ("data", "metadata"):
+        if isinstance(out.get(key), dict):
+            for name in [k for k in out[key] if len(str(k)) > 128]:
+                del out[key][name]
 
 
 def _shrink(out, room: int) -> None:
@@ -89,6 +106,7 @@ class CappedClient(NotebookClient):
         out = super().output(outs, msg, display_id, cell_index)
         if out is None:
             return None
+        _sanitise(out)
         size, room = output_size(out), self._room(cell_index)
         if size > room:
             _shrink(out, max(room, 0))
