@@ -57,15 +57,16 @@ def _shrink(out, room: int) -> None:
     kind = out.get("output_type")
     if kind == "stream":
         out["text"] = out["text"][:room]
-    elif kind == "error":
-        out["ename"], out["evalue"] = str(out.get("ename", ""))[:100], str(out.get("evalue", ""))[:500]
-        kept, left = [], max(room - 600, 0)
-        for line in reversed(out.get("traceback", [])):
+    elif kind == "error":            # the error's name, the start of its message, the end of its traceback
+        out["ename"], out["evalue"] = str(out.get("ename", ""))[:100], str(out.get("evalue", ""))[:300]
+        lines = [str(line) for line in out.get("traceback", [])]
+        kept, left = [], max(room - 400, 0)
+        for line in reversed(lines):
             if len(line) > left:
                 break
             kept.insert(0, line)
             left -= len(line)
-        out["traceback"] = kept
+        out["traceback"] = kept or [line[-200:] for line in lines[-1:]]
     else:
         note = new_output("stream", name="stderr", text="[hwkit: an output too large to keep was dropped]\n")
         out.clear()
@@ -109,8 +110,12 @@ class CappedClient(NotebookClient):
         _sanitise(out)
         size, room = output_size(out), self._room(cell_index)
         if size > room:
-            _shrink(out, max(room, 0))
-            self._drop(cell_index, size - output_size(out))
+            if room < 2 * OUTPUT_OVERHEAD and outs and outs[-1] is out and out.get("output_type") != "error":
+                outs.pop()                         # no room left worth keeping: the whole output is dropped
+                self._drop(cell_index, size)
+                return None
+            _shrink(out, max(room - OUTPUT_OVERHEAD - 100, 0))
+            self._drop(cell_index, max(size - output_size(out), 0))
             size = output_size(out)
         self._spend(cell_index, size)
         return out

@@ -56,8 +56,12 @@ def test_statistical_check_accepts_real_draws_and_rejects_wrong_scale():
                     torch.nn.init.kaiming_uniform_(m.weight, mode="fan_in", nonlinearity="relu")
                 torch.nn.init.zeros_(m.bias)
 
+    def untouched(model, scheme):
+        return model
+
     for t in range(30):
         probe = part.probe(random.Random(t))
+        assert grade_probe(part, probe, {"init_weights": untouched}).fraction == 0   # PyTorch's default init
         assert probe.function == "init_samples" and "targets" not in probe.inputs   # grading: no statistics in the kernel
         for fn, expected in ((init_weights, "CORRECT"), (fan_out_he, "HE_USED_FAN_OUT"), (uniform, "INIT_UNIFORM_NOT_NORMAL")):
             outcome = grade_probe(part, probe, {"init_weights": fn})

@@ -96,8 +96,10 @@ def _init_mistakes(probe: Probe) -> list[Mistake]:
         Mistake("STD_GAVE_VARIANCE", both(lambda a, b: xavier_var(a, b) ** 2, lambda a, b: he_var(a, b) ** 2),
                 _FEEDBACK["STD_GAVE_VARIANCE"]),
         Mistake("XAVIER_NO_FACTOR_2", both(lambda a, b: 1.0 / (a + b), he_var), _FEEDBACK["XAVIER_NO_FACTOR_2"]),
-        Mistake("INIT_UNIFORM_NOT_NORMAL", [{"normal": [0] * (len(w) - 1)}] * 2, _FEEDBACK["INIT_UNIFORM_NOT_NORMAL"],
-                fraction=0.5),
+        # only with the right variances and zero biases: an untouched model (PyTorch's default uniform init) is no
+        # half-right answer
+        Mistake("INIT_UNIFORM_NOT_NORMAL", [{**want, "normal": [0] * (len(w) - 1)} for want in _init_reference(probe)],
+                _FEEDBACK["INIT_UNIFORM_NOT_NORMAL"], fraction=0.5),
     ]
 
 
