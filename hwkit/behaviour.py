@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -36,6 +37,8 @@ WRONG_PARAMETERS = "MODULE_WRONG_PARAMETERS"
 RAISED = "RAISED"
 MAX_ELEMENTS = 60_000_000          # a layout larger than this is not replayed (a ResNet-34 has 21.8M)
 MAX_TRANSPOSES = 4                 # 2-D tensors whose transposed loading is tried (2**4 loadings at most)
+MAX_REFERENCE_RUNS = 12            # per case, see _Budget
+MAX_JUDGE_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class ModuleSpec:
             return NOT_ANSWERED if unanswered(error.split(":")[0]) else RAISED
         shapes = _valid_layout(record.get("layout"))
         y, grad = record.get("y"), record.get("grad")
-        right_output = False
+        right_output, budget = False, _Budget()
         if shapes is not None:
             values = None
             for note, switches in self._candidates():
@@ -77,7 +80,9 @@ class ModuleSpec:
                     continue
                 values = values if values is not None else _replay(shapes, case)
                 for loading in _loadings(values, shapes, reference_shapes):
-                    want = self._loaded_reply(case, switches, shapes, loading)
+                    want = self._loaded_reply(case, switches, shapes, loading, budget)
+                    if want is _SPENT:
+                        return NO_GRADIENT if right_output else WRONG_OUTPUT
                     if want is None or not _close(y, want["y"], self.rtol):
                         continue
                     if _close(grad, want["grad"], self.rtol):
@@ -96,9 +101,15 @@ class ModuleSpec:
         return [(CORRECT, s) for s in self.orders] + [(m.note, m.switches + s) for m in self.mistakes
                                                       for s in self.orders]
 
-    def _loaded_reply(self, case: dict, switches: tuple, shapes, loading) -> dict | None:
-        """The reference (with `switches`) loaded with one way of reading the student's tensors."""
+    def _loaded_reply(self, case: dict, switches: tuple, shapes, loading, budget: "_Budget"):
+        """The reference (with `switches`) loaded with one way of reading the student's tensors; _SPENT when
+        this case has used up the grader's budget for running references."""
         key = (id(self), _case_key(case), switches, tuple(map(tuple, shapes)), loading.transposed)
+        found = _REPLIES.peek(key)
+        if found is not _MISSING:
+            return found
+        if not budget.spend():
+            return _SPENT
         return _REPLIES.get(key, lambda: _reference_reply(self, case, switches, iter(loading.arrays)))
 
     def public_replies(self, cases: list[dict]) -> list[list[dict]]:
@@ -150,6 +161,10 @@ class _Cache:
     def __init__(self, size: int):
         self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
 
+    def peek(self, key):
+        with self.lock:
+            return self.items.get(key, _MISSING)
+
     def get(self, key, compute):
         with self.lock:
             if key in self.items:
@@ -164,6 +179,20 @@ class _Cache:
 
 
 _REPLIES, _LAYOUTS = _Cache(64), _Cache(512)
+_MISSING, _SPENT = object(), object()
+
+
+class _Budget:
+    """What the grader spends judging one case: at most MAX_REFERENCE_RUNS reference runs and
+    MAX_JUDGE_SECONDS of this thread's CPU. A right module matches within the first few; a report built to
+    make the grader try every variant and loading runs out of budget and is judged a wrong output."""
+
+    def __init__(self):
+        self.runs, self.until = MAX_REFERENCE_RUNS, time.thread_time() + MAX_JUDGE_SECONDS
+
+    def spend(self) -> bool:
+        self.runs -= 1
+        return self.runs >= 0 and time.thread_time() < self.until
 
 
 def _reference_reply(spec: ModuleSpec, case: dict, switches: tuple, loaded: Iterator | None = None) -> dict | None:
@@ -244,7 +273,10 @@ def _loadings(values: list[np.ndarray], shapes, reference_shapes) -> Iterator[_L
             candidates.append(index)
         position += math.prod(shape)
     sizes = [math.prod(s) for s in reference_shapes]
-    for flags in itertools.product((False, True), repeat=min(len(candidates), MAX_TRANSPOSES)):
+    candidates = candidates[:MAX_TRANSPOSES]
+    ways = sorted(itertools.product((False, True), repeat=len(candidates)),
+                  key=lambda flags: (0 < sum(flags) < len(flags), sum(flags)))   # none, all, then the mixes
+    for flags in ways:
         transposed = tuple(i for i, flag in zip(candidates, flags) if flag)
         flat = np.concatenate([(values[i].T if i in transposed else values[i]).ravel() for i in range(len(values))])
         pieces = np.split(flat, list(itertools.accumulate(sizes[:-1])))

@@ -321,7 +321,7 @@ def write_outputs(course: Course, result: SubmissionResult, executed: str | None
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8", errors="replace")   # a backstop: kernel text is made valid where read
     os.replace(tmp, path)
 
 

@@ -9,6 +9,8 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from hwkit_kernel.wire import valid_text
+
 GRADEBOOK_NAME = "gradebook.sqlite"
 # The submitted notebook is another student's variant (hwkit/integrity.py): scores stand, a person reviews it.
 VARIANT_MISMATCH = "variant mismatch"
@@ -16,6 +18,7 @@ REASON_CHARS = 500      # a reason is built from what a notebook says; bounded w
 
 
 def bounded(text: str, limit: int = REASON_CHARS) -> str:
+    text = valid_text(text)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 _SCHEMA = """

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import nbformat
 
+from hwkit_kernel.wire import scrub
+
 MAX_NOTEBOOK_BYTES = 20 * 2**20
 
 
@@ -28,7 +30,7 @@ def read_notebook(path: Path) -> tuple[nbformat.NotebookNode | None, str]:
     if not isinstance(raw, dict) or not isinstance(raw.get("cells", raw.get("worksheets")), list):
         return None, "the file is JSON but not a Jupyter notebook"
     try:
-        nb = nbformat.reads(text, as_version=4)
+        nb = scrub(nbformat.reads(text, as_version=4))     # JSON can carry lone surrogates; UTF-8 cannot
     except Exception as exc:  # nbformat raises many types on malformed notebooks
         return None, f"the notebook could not be read as nbformat 4 ({type(exc).__name__}: {str(exc)[:100]})"
     if not isinstance(nb.get("cells"), list):

@@ -10,6 +10,8 @@ from __future__ import annotations
 from nbclient import NotebookClient
 from nbformat.v4 import new_output
 
+from hwkit_kernel.wire import scrub
+
 
 OUTPUT_OVERHEAD = 200          # what each kept output costs besides its contents (an empty output is not free)
 
@@ -42,7 +44,9 @@ def truncation_note(dropped: int, whole_notebook: bool = False) -> dict:
 
 
 def _sanitise(out) -> None:
-    """What no real output has: a stream named other than stdout or stderr, a MIME type of absurd length."""
+    """What no real output has: text that is not valid Unicode, a stream named other than stdout or stderr, a
+    MIME type of absurd length."""
+    scrub(out)
     if out.get("output_type") == "stream" and out.get("name") not in ("stdout", "stderr"):
         out["name"] = "stdout"
     for key in ("data", "metadata"):

@@ -12,7 +12,7 @@ import zlib
 from hwkit.checks import Reply
 from hwkit.problem import KernelModule, Probe
 from hwkit_kernel.runtime import REPLY, REQUEST
-from hwkit_kernel.wire import WireError, decode, encode
+from hwkit_kernel.wire import WireError, decode, encode, valid_text
 
 MAX_REPLY_BYTES = 8_000_000
 
@@ -38,8 +38,8 @@ def read_reply(content, buffers, nonce: str, max_bytes: int = MAX_REPLY_BYTES) -
     if not isinstance(content, dict) or content.get("nonce") != nonce:
         return None
     if not content.get("ok"):
-        return Reply(False, error_type=str(content.get("error_type", "Error"))[:80],
-                     error_message=str(content.get("message", ""))[:300])
+        return Reply(False, error_type=valid_text(str(content.get("error_type", "Error"))[:80]),
+                     error_message=valid_text(str(content.get("message", ""))[:300]))
     if sum(len(b) for b in buffers) > max_bytes:
         return Reply(False, error_type="ReplyTooLarge", error_message="the answer is too large")
     try:

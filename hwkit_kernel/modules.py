@@ -66,6 +66,21 @@ def _tensors(value):
             yield from _tensors(item)
 
 
+# Reading these says nothing about a tensor's values: a forward that asks a weight's dtype or shape first has
+# not used it yet (x.to(self.conv1.weight.dtype) is not a use of conv1's weight).
+METADATA = frozenset({"shape", "dtype", "device", "ndim", "layout", "requires_grad", "is_leaf", "grad_fn", "names",
+                      "is_cuda", "is_sparse", "is_quantized", "is_meta", "is_mkldnn", "itemsize", "nbytes",
+                      "size", "dim", "ndimension", "numel", "nelement", "__len__", "stride", "element_size",
+                      "storage_offset", "is_contiguous", "is_floating_point", "is_complex", "get_device"})
+
+
+def _reads_values(func) -> bool:
+    name = getattr(func, "__name__", "")
+    if name == "__get__":
+        name = getattr(getattr(func, "__self__", None), "__name__", "")
+    return name not in METADATA
+
+
 class FirstUse(TorchFunctionMode):
     """Sets each floating parameter and buffer of `module` to `source(shape)` right before the first torch
     call that reads it (source None: only records), and records their shapes in that order in `layout`."""
@@ -79,7 +94,7 @@ class FirstUse(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if self.pending:
+        if self.pending and _reads_values(func):
             for tensor in _tensors((args, kwargs)):
                 found = self.pending.pop(id(tensor), None)
                 if found is not None:

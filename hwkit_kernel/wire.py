@@ -25,6 +25,32 @@ class WireError(ValueError):
     """The data cannot be sent or read: the message says why."""
 
 
+def valid_text(text: str) -> str:
+    """text with lone surrogates (which JSON can carry as escapes, and UTF-8 cannot encode) replaced."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def scrub(value, depth: int = 0):
+    """A JSON-like value (a notebook, an output) with every string made valid text, in place where it can."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if depth > 200:
+        return value
+    if isinstance(value, dict):
+        for key in list(value):
+            clean = scrub(value[key], depth + 1)
+            if isinstance(key, str) and not key.isascii() and valid_text(key) != key:
+                del value[key]
+                key = valid_text(key)
+            value[key] = clean
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            value[i] = scrub(item, depth + 1)
+    return value
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     if array.dtype.kind not in NUMERIC_KINDS:
         raise WireError(f"an array of dtype {array.dtype} cannot be sent")
@@ -91,7 +117,9 @@ def _decode(x, buffers, used, budget, depth, max_array_bytes):
     budget[0] -= 1
     if depth > MAX_DEPTH or budget[0] < 0:
         raise WireError("the data is nested too deeply or has too many items")
-    if x is None or isinstance(x, (bool, int, float, str)):
+    if isinstance(x, str):
+        return valid_text(x)
+    if x is None or isinstance(x, (bool, int, float)):
         return x
     if isinstance(x, list):
         return [_decode(v, buffers, used, budget, depth + 1, max_array_bytes) for v in x]
@@ -111,7 +139,7 @@ def _decode(x, buffers, used, budget, depth, max_array_bytes):
             return int(inner)
         if key == "__unsupported__":
             return {"__unsupported__": str(inner)[:80]}
-    return {str(k): _decode(v, buffers, used, budget, depth + 1, max_array_bytes) for k, v in x.items()}
+    return {valid_text(str(k)): _decode(v, buffers, used, budget, depth + 1, max_array_bytes) for k, v in x.items()}
 
 
 def _array(index, buffers, used, max_array_bytes) -> np.ndarray:

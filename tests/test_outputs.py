@@ -106,3 +106,20 @@ def test_names_keys_and_empty_outputs_are_not_free():
         _feed(client, 1, _stream(""))
     assert _kept(client) <= 200_000
     assert sum(len(cell.outputs) for cell in client.nb.cells) <= 200_000 // 200 + 10
+
+
+def test_text_that_utf8_cannot_encode_is_made_valid(tmp_path):
+    """JSON can carry a lone surrogate ("\\ud800"); the executed notebook, the feedback and the gradebook are UTF-8."""
+    from hwkit.notebooks import read_notebook
+
+    client = _client()
+    _feed(client, 0, _stream("a\ud800b"))
+    _feed(client, 0, _display({"text/plain": "\udfff"}))
+    nbformat.writes(client.nb).encode("utf-8")
+    path = tmp_path / "t.ipynb"
+    path.write_text('{"cells": [{"cell_type": "code", "id": "c1", "source": "x = \\"\\ud800\\"", "metadata": {"hwkit": {"s": "\\udc00"}}, '
+                    '"outputs": [], "execution_count": null}], "metadata": {"hwkit": {"student": "\\ud800"}}, '
+                    '"nbformat": 4, "nbformat_minor": 5}')
+    nb, why = read_notebook(path)
+    assert nb is not None, why
+    nbformat.writes(nb).encode("utf-8")
