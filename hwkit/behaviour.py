@@ -326,6 +326,7 @@ class ModuleCheck(Check):
     name: str
     mistakes: tuple = field(default=())          # ((note, fraction, feedback_en, feedback_zh), ...)
     all_or_nothing: bool = False                 # any failing case costs the whole part
+    compares_verdicts = True                     # generation checks the judge accepts the reference itself
 
     def grade(self, got, want) -> Outcome:
         if not isinstance(got, list) or len(got) != len(want):

@@ -56,15 +56,15 @@ class Reply:
 def _as_number(value) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
-        return float(value.reshape(()))
-    if isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
+            return float(value.reshape(()))
+        if isinstance(value, str):
             return float(value.replace(",", "").replace("_", "").strip())
-        except ValueError:
-            return None
+    except (ValueError, OverflowError):    # not a number, or an integer too large for a float
+        return None
     return None
 
 

@@ -101,7 +101,7 @@ def verify_variant(course: Course, assignment: Assignment, variant: StudentVaria
             try:
                 want = part.reference(probe)
                 outcome = part.check.grade(as_reply(want), want)
-                if outcome.fraction >= 1.0 and part.public_reference is not None:
+                if outcome.fraction >= 1.0 and getattr(part.check, "compares_verdicts", False):
                     outcome = _judged_right(part, part.self_check_probe(public_rng(
                         course.secret, assignment.assignment_id, pv.problem.id, part.id, variant.student.student_id)))
             except Exception as exc:
@@ -114,8 +114,8 @@ def verify_variant(course: Course, assignment: Assignment, variant: StudentVaria
 
 
 def _judged_right(part: Part, probe):
-    """A part whose grading compares verdicts (a module part): the reference's own replies, read back through
-    `interpret`, must be judged right; the worst outcome of its alternatives."""
+    """A part whose grading compares verdicts (a module part, hwkit/behaviour.py): the reference's own replies on
+    the public probe, read back through `interpret`, must be judged right; the worst outcome of its alternatives."""
     want = part.reference(probe)
     return min((part.check.grade(part.interpret(as_reply(reply), probe), want)
                 for reply in part.self_check_replies(probe)), key=lambda o: o.fraction)

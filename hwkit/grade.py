@@ -24,6 +24,8 @@ from hwkit.course import Assignment, Course, HwkitError, Student, load_course
 from hwkit.execute import CELL_ERRORS, INVALID, OK, apply_run_report, kernel_for, run_notebook
 from hwkit.generate import build_variant
 from hwkit.gradebook import VARIANT_MISMATCH, Gradebook, PartResult, SubmissionResult
+from hwkit.integrity import FORBIDDEN, forbidden_shortcut
+from hwkit.problem import Outcome
 from hwkit.notebooks import MAX_NOTEBOOK_BYTES, read_notebook
 
 NO_SUBMISSION, AMBIGUOUS, GRADER_ERROR = "no submission", "ambiguous submission", "grader error"
@@ -42,7 +44,7 @@ def _hwkit_meta(path: Path) -> dict:
             return {}
         meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("hwkit", {})
         return meta if isinstance(meta, dict) else {}
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return {}
 
 
@@ -124,6 +126,9 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
     t = time.perf_counter()
     for pv, part, probe in plan:
         outcome = grade_reply(part, execution.replies[f"{pv.problem.id}/{part.id}"], probe)
+        shortcut = forbidden_shortcut(part, nb) if outcome.fraction > 0 else None
+        if shortcut is not None:     # right by behaviour, but by a means the statement forbids: a person decides
+            outcome = Outcome(0.0, FORBIDDEN, shortcut, needs_review=True)
         result.parts.append(PartResult(pv.problem.id, part.id, part.title, round(outcome.fraction * part.points, 4),
                                        part.points, outcome.note, outcome.feedback, outcome.needs_review))
     checks = time.perf_counter() - t
@@ -309,6 +314,20 @@ class _Batch:
             yield msg
 
 
+def _keep(course: Course, book: Gradebook, result: SubmissionResult, executed: str | None) -> None:
+    """Write one result's files and its gradebook row. A result that cannot be kept (whatever a submission put
+    in it) is kept as a grader error with the reason, retried by the next run: it never stops the batch."""
+    try:
+        write_outputs(course, result, executed)
+        book.record(result)
+    except Exception as exc:  # noqa: BLE001 (one submission's files or row must not cost the others theirs)
+        student = next(s for s in course.roster if s.student_id == result.student_id)
+        failed = _grader_error(course, course.assignment(result.assignment), student, None,
+                               f"its results could not be written ({type(exc).__name__}: {str(exc)[:200]})")
+        write_outputs(course, failed, None)
+        book.record(failed)
+
+
 def write_outputs(course: Course, result: SubmissionResult, executed: str | None) -> None:
     from hwkit.report import feedback_html
 
@@ -375,8 +394,7 @@ def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None =
                     student = next(s for s in course.roster if s.student_id == sub.student_id)
                     result = _grader_error(course, course.assignment(assignment_id), student, sub.path, msg[2])
                     executed = None
-                write_outputs(course, result, executed)
-                book.record(result)
+                _keep(course, book, result, executed)
                 graded += 1
                 failures += result.status not in (OK, CELL_ERRORS)
                 rate = graded / max(1e-9, time.perf_counter() - start) * 60

@@ -108,7 +108,8 @@ class Gradebook:
                 result.peak_memory_mb, result.cpu_seconds))
             cur.executemany("INSERT INTO parts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", [
                 (result.assignment, result.student_id, p.problem, p.part, i, p.title.get("en", ""), p.title.get("zh", ""),
-                 p.score, p.max_points, p.note, p.feedback.get("en", ""), p.feedback.get("zh", ""), int(p.needs_review))
+                 p.score, p.max_points, valid_text(p.note), valid_text(p.feedback.get("en", "")),
+                 valid_text(p.feedback.get("zh", "")), int(p.needs_review))
                 for i, p in enumerate(result.parts)])
             cur.execute("COMMIT")
         except BaseException:

@@ -26,7 +26,10 @@ Nothing copied from a notebook leaves this module longer than SHOWN_CHARS, and a
 REASON_CHARS."""
 from __future__ import annotations
 
+import io
 import json
+import re
+import tokenize
 import random
 import threading
 from collections import Counter, defaultdict
@@ -295,3 +298,37 @@ def _build_answer_index(course: Course, assignment: Assignment) -> AnswerIndex:
                 if prints:
                     index.add((pv.problem.id, part.id), prints, holder)
     return index
+
+
+# ---- shortcuts the statement forbids -----------------------------------------------------------------
+
+FORBIDDEN = "FORBIDDEN_SHORTCUT"
+
+
+def code_tokens(source: str) -> str:
+    """A cell's code without its comments and string literals (so that naming a function in a comment or a
+    message is not using it); a cell that does not tokenize is kept as it is."""
+    try:
+        kept = [tok.string for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+                if tok.type not in (tokenize.COMMENT, tokenize.STRING)]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return source
+    return " ".join(kept)
+
+
+def answer_code(nb, part_id: str) -> str:
+    """The code of the cells tagged as the part's answer, in the submitted notebook."""
+    cells = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"
+             and part_id in ((c.get("metadata") or {}).get("hwkit") or {}).get("parts", [])]
+    return "\n".join(code_tokens(c.get("source", "")) for c in cells)
+
+
+def forbidden_shortcut(part, nb) -> dict | None:
+    """The feedback for the first forbidden pattern the part's answer cells use, if any."""
+    if not part.forbidden:
+        return None
+    code = answer_code(nb, part.id)
+    for pattern, feedback in part.forbidden:
+        if re.search(pattern, code):
+            return feedback
+    return None

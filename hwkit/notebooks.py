@@ -27,6 +27,8 @@ def read_notebook(path: Path) -> tuple[nbformat.NotebookNode | None, str]:
         raw = json.loads(text)
     except ValueError as exc:
         return None, f"the file is not valid notebook JSON ({str(exc)[:100]})"
+    except RecursionError:
+        return None, "the file is JSON nested too deeply to be a notebook"
     if not isinstance(raw, dict) or not isinstance(raw.get("cells", raw.get("worksheets")), list):
         return None, "the file is JSON but not a Jupyter notebook"
     try:

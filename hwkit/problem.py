@@ -103,6 +103,9 @@ class Part:
     # probe (one entry per acceptable alternative) with `public_check`.
     public_reference: Callable[[Probe], list] | None = None
     public_check: Any = None
+    # Ready-made shortcuts the statement forbids (regular expressions over the code of the part's answer cells,
+    # comments and strings left out, and what to tell the student): behaviour cannot tell them from the work.
+    forbidden: tuple = ()            # ((pattern, Text), ...)
 
     def self_check_probe(self, rng: random.Random) -> Probe:
         return (self.public_probe or self.probe)(rng)

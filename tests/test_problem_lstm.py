@@ -158,3 +158,32 @@ def test_notebook_grading(tmp_path):
     results = grade_one(root, "s001", append_cell(release_notebook(root, "s001"), ALTERNATIVE.format(**fmt)))
     for pid, r in results.items():
         assert r.score == r.max_points, (pid, r.note, r.feedback)
+
+
+def test_ready_made_lstm_is_flagged_not_credited():
+    """PyTorch's own LSTM gives the right outputs, but the statement forbids it: behaviour cannot tell, the answer
+    cell's code can (comments, strings and the given self-test cell do not count)."""
+    import nbformat
+
+    from hwkit.integrity import forbidden_shortcut
+
+    parts = {p.id: p for p in PROBLEM.parts(PROBLEM.sample(random.Random(0)))}
+
+    def notebook(part_id, source):
+        cell = nbformat.v4.new_code_cell(source, metadata={"hwkit": {"parts": [part_id]}})
+        given = nbformat.v4.new_code_cell("ref = nn.LSTM(3, 4)   # the given self-test")
+        return nbformat.v4.new_notebook(cells=[given, cell])
+
+    flagged = [("lstm_cell", "def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):\n"
+                             "    return torch._VF.lstm_cell(x, (h, c), W_ih, W_hh, b_ih, b_hh)"),
+               ("lstm_forward", "def lstm_forward(xs, h0, c0, W_ih, W_hh, b_ih, b_hh):\n    m = nn.LSTM(1, 1)\n"),
+               ("lstm_param_count", "lstm_param_count = sum(p.numel() for p in nn.LSTM(3, 4, 2).parameters())")]
+    for part_id, source in flagged:
+        assert forbidden_shortcut(parts[part_id], notebook(part_id, source)) is not None, part_id
+    honest = [("lstm_cell", "def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):\n    # unlike nn.LSTM, by hand\n"
+                            "    i, f, g, o = (x @ W_ih.T + b_ih + h @ W_hh.T + b_hh).chunk(4, 1)\n"),
+              ("lstm_forward", "def lstm_forward(xs, h0, c0, W_ih, W_hh, b_ih, b_hh):\n"
+                               "    h, c = lstm_cell(xs[0], h0, c0, W_ih, W_hh, b_ih, b_hh)\n    print('like nn.LSTM')\n"),
+              ("lstm_param_count", "lstm_param_count = 4 * 5 * (3 + 5) + 8 * 5")]
+    for part_id, source in honest:
+        assert forbidden_shortcut(parts[part_id], notebook(part_id, source)) is None, part_id

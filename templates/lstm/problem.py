@@ -137,22 +137,36 @@ def _count_mistakes(params: dict) -> list[Mistake]:
     ]
 
 
+# What the statement forbids: PyTorch's own LSTM in the functions, and counting with PyTorch in (c).
+_READY_MADE = r"\bLSTM(Cell)?\b|\b(torch|_C)\s*\.\s*(_VF\s*\.\s*)?lstm(_cell)?\b|\b_VF\b"
+_NO_READY_MADE = ((_READY_MADE, say(
+    "Your answer calls PyTorch's own LSTM (nn.LSTM, nn.LSTMCell, torch.lstm_cell or torch._VF), which the statement "
+    "forbids: write the gate equations with tensor operations. An instructor reviews this part.",
+    "你的答案调用了 PyTorch 自带的 LSTM(nn.LSTM、nn.LSTMCell、torch.lstm_cell 或 torch._VF),题目不允许这样做:"
+    "请用张量运算写出门控公式。该小题将由教师复核。")),)
+_NO_COUNTING = ((r"\bLSTM\b|\.parameters\s*\(|\bnumel\b", say(
+    "Your answer lets PyTorch count the parameters (an nn.LSTM and .parameters() or numel), which the statement "
+    "forbids: derive the count. An instructor reviews this part.",
+    "你的答案让 PyTorch 去数参数(构造 nn.LSTM 并用 .parameters() 或 numel),题目要求自己推导。该小题将由教师复核。")),)
+
+
 def parts(params: dict) -> list[Part]:
     count = answers(params)["lstm_param_count"]
     return [
         Part("lstm_cell", 5, say("Function lstm_cell (one time step)", "函数 lstm_cell(单个时间步)"),
              probe=lambda rng: KERNEL.probe("cell", {"cases": _cell_cases(rng, params)}),
              reference=_cell_reference, check=Cases(TOL),
-             mistakes=lambda probe: _mistakes(_cell_reference, probe), kind="code", hidden_inputs=True),
+             mistakes=lambda probe: _mistakes(_cell_reference, probe), kind="code", hidden_inputs=True,
+             forbidden=_NO_READY_MADE),
         Part("lstm_forward", 4, say("Function lstm_forward (a whole sequence)", "函数 lstm_forward(整个序列)"),
              probe=lambda rng: KERNEL.probe("forward", {"cases": _forward_cases(rng, params)}),
              reference=_forward_reference,
              check=Cases(Fields({"outputs": (2.0, TOL), "h_T": (1.0, TOL), "c_T": (1.0, TOL)})),
              mistakes=lambda probe: _mistakes(_forward_reference, probe, {"LSTM_STATE_NOT_CARRIED": {"carry_state": False}}),
-             kind="code", hidden_inputs=True),
+             kind="code", hidden_inputs=True, forbidden=_NO_READY_MADE),
         Part("lstm_param_count", 3, say("Parameters of a multi-layer nn.LSTM", "多层 nn.LSTM 的参数量"),
              probe=lambda rng: read_variable("lstm_param_count"), reference=lambda probe: count,
-             check=Exact(), mistakes=lambda probe: _count_mistakes(params)),
+             check=Exact(), mistakes=lambda probe: _count_mistakes(params), forbidden=_NO_COUNTING),
     ]
 
 

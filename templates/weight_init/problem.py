@@ -51,6 +51,8 @@ def answers(params: dict) -> dict:
 
 INIT_CHECK = Cases(Fields({"var": (3.0, Array(rtol=VAR_RTOL, atol=0.0)), "normal": (1.0, Array(rtol=0, atol=0)),
                            "bias_max_abs": (1.0, Number(abs=1e-9))}))
+# The self-check sees no target variance (it would give the formula parts away): normality and biases only.
+PUBLIC_INIT_CHECK = Cases(Fields({"normal": (1.0, Array(rtol=0, atol=0)), "bias_max_abs": (1.0, Number(abs=1e-9))}))
 
 
 def _init_probe(rng: random.Random, public: bool = False) -> Probe:
@@ -60,10 +62,7 @@ def _init_probe(rng: random.Random, public: bool = False) -> Probe:
     g = np.random.default_rng(rng.getrandbits(63))
     positions = [g.choice(a * b, size=SAMPLES, replace=False).astype(np.int64) for a, b in zip(widths[:-1], widths[1:])]
     inputs = {"widths": widths, "seed": rng.randint(0, 2**31 - 1), "positions": positions}
-    if not public:
-        return KERNEL.probe("init_samples", inputs)
-    targets = [_layer_vars(widths, lambda a, b, s=scheme: target_var(s, a, b)) for scheme in ("xavier", "he")]
-    return KERNEL.probe("init_summary", {**inputs, "rtol": VAR_RTOL, "targets": targets})
+    return KERNEL.probe("init_summary" if public else "init_samples", inputs)
 
 
 def _init_summary(reply, probe: Probe):
@@ -212,7 +211,10 @@ def parts(params: dict) -> list[Part]:
         Part("init_weights", 4, say("Function init_weights(model, scheme)", "函数 init_weights(model, scheme)"),
              probe=_init_probe, reference=_init_reference, check=INIT_CHECK, mistakes=_init_mistakes,
              kind="code", hidden_inputs=True, interpret=_init_summary,
-             public_probe=lambda rng: _init_probe(rng, public=True)),
+             public_probe=lambda rng: _init_probe(rng, public=True),
+             public_reference=lambda probe: [[{k: v for k, v in case.items() if k != "var"}
+                                              for case in _init_reference(probe)]],
+             public_check=PUBLIC_INIT_CHECK),
         Part("activation_stds", 4, say("Experiment activation_stds(widths, scheme, seed)",
                                         "实验函数 activation_stds(widths, scheme, seed)"),
              probe=lambda rng: _act_probe(params, rng), reference=_act_reference,
