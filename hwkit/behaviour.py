@@ -27,7 +27,7 @@ import torch
 
 from hwkit.checks import NOT_ANSWERED, Check, correct, unanswered
 from hwkit.problem import Outcome, Text, say
-from hwkit_kernel.modules import FillStream, behaviour, layout, run
+from hwkit_kernel.modules import FillStream, behaviour, run, use_order
 
 CORRECT = "CORRECT"
 NO_GRADIENT = "MODULE_NO_GRADIENT"
@@ -69,31 +69,26 @@ class ModuleSpec:
         if not isinstance(record, dict) or "__error__" in record:
             error = str(record.get("__error__", "")) if isinstance(record, dict) else ""
             return NOT_ANSWERED if unanswered(error.split(":")[0]) else RAISED
-        shapes = _valid_layout(record.get("layout"))
+        use = _valid_use(record)
         y, grad = record.get("y"), record.get("grad")
         right_output, budget = False, _Budget()
-        if shapes is not None:
-            values = None
-            for note, switches in self._candidates():
-                reference_shapes = _layout(self, case, switches)
-                if reference_shapes is None or not _compatible(shapes, reference_shapes):
+        if use is not None:
+            values = _Lazy(lambda: _replay(use.shapes, case))
+            for note, switches, loading in self._attempts(case, use, values):
+                want = self._loaded_reply(case, switches, use, loading, budget)
+                if want is _SPENT:
+                    return NO_GRADIENT if right_output else WRONG_OUTPUT
+                if want is None or not _close(y, want["y"], self.rtol):
                     continue
-                values = values if values is not None else _replay(shapes, case)
-                for loading in _loadings(values, shapes, reference_shapes):
-                    want = self._loaded_reply(case, switches, shapes, loading, budget)
-                    if want is _SPENT:
-                        return NO_GRADIENT if right_output else WRONG_OUTPUT
-                    if want is None or not _close(y, want["y"], self.rtol):
-                        continue
-                    if _close(grad, want["grad"], self.rtol):
-                        return note
-                    right_output = right_output or note == CORRECT
+                if _close(grad, want["grad"], self.rtol):
+                    return note
+                right_output = right_output or note == CORRECT
         if right_output:
             return NO_GRADIENT
         want = self.reply(case, self.orders[0])
         if not isinstance(y, np.ndarray) or y.shape != want["y"].shape:
             return WRONG_SHAPE
-        if shapes is None or not any(_compatible(shapes, _layout(self, case, s) or []) for s in self.orders):
+        if use is None or not any(_compatible(use, _reference_use(self, case, s)) for s in self.orders):
             return WRONG_PARAMETERS
         return WRONG_OUTPUT
 
@@ -101,10 +96,27 @@ class ModuleSpec:
         return [(CORRECT, s) for s in self.orders] + [(m.note, m.switches + s) for m in self.mistakes
                                                       for s in self.orders]
 
-    def _loaded_reply(self, case: dict, switches: tuple, shapes, loading, budget: "_Budget"):
+    def _attempts(self, case: dict, use: "_Use", values: "_Lazy") -> Iterator[tuple[str, tuple, "_Loading"]]:
+        """(note, switches, loading) to try, most likely first: the variants whose order of use is exactly the
+        student's, read as they are; then every other way to read the student's tensors as a variant's."""
+        compatible, exact = [], set()
+        for note, switches in self._candidates():          # traced one by one: a right module stops early
+            reference = _reference_use(self, case, switches)
+            if not _compatible(use, reference):
+                continue
+            compatible.append((note, switches, reference))
+            if reference.shapes == use.shapes:
+                exact.add((note, switches))
+                yield note, switches, _Loading(values.get(), ("as is",))
+        for note, switches, reference in compatible:
+            for loading in _loadings(values.get(), use, reference):
+                if (note, switches) not in exact or loading.way not in (("grouped", True), ("flat", ())):
+                    yield note, switches, loading
+
+    def _loaded_reply(self, case: dict, switches: tuple, use: "_Use", loading, budget: "_Budget"):
         """The reference (with `switches`) loaded with one way of reading the student's tensors; _SPENT when
         this case has used up the grader's budget for running references."""
-        key = (id(self), _case_key(case), switches, tuple(map(tuple, shapes)), loading.transposed)
+        key = (id(self), _case_key(case), switches, use, loading.way)
         found = _REPLIES.peek(key)
         if found is not _MISSING:
             return found
@@ -224,8 +236,46 @@ class _NextArray:
         return array
 
 
-def _valid_layout(value) -> list[tuple[int, ...]] | None:
-    """The student's reported layout, if it is a list of shapes of bounded total size."""
+@dataclass(frozen=True)
+class _Use:
+    """A module's tensors in order of first use: their shapes, and per tensor the group (the torch call that
+    first read it: a convolution's weight and bias, BatchNorm's four vectors)."""
+    shapes: tuple
+    groups: tuple
+
+    def members(self) -> list[list[int]]:
+        """Indices of the tensors of each group, groups in order."""
+        out: dict[int, list[int]] = {}
+        for index, group in enumerate(self.groups):
+            out.setdefault(group, []).append(index)
+        return list(out.values())
+
+    def signature(self, members: list[int]) -> tuple:
+        return tuple(_canonical(self.shapes[i]) for i in members)
+
+
+def _squeezed(shape) -> tuple:
+    return tuple(n for n in shape if n != 1)
+
+
+def _canonical(shape) -> tuple:
+    """A tensor's shape up to what loading can undo: dimensions of size 1 (nn.Linear's (out, in) for a 1x1
+    conv's (out, in, 1, 1)) and, for a matrix, which way round it is stored ((in, out) for (out, in))."""
+    squeezed = _squeezed(shape)
+    return tuple(sorted(squeezed)) if len(squeezed) == 2 else squeezed
+
+
+def _as_shape(value: np.ndarray, shape) -> np.ndarray:
+    """value read as a tensor of `shape`: reshaped, or transposed first where it is stored the other way round."""
+    if _squeezed(value.shape) != _squeezed(shape) and value.ndim >= 2:
+        value = np.ascontiguousarray(value.reshape(_squeezed(value.shape)).T)
+    return value.reshape(shape)
+
+
+def _valid_use(record: dict) -> _Use | None:
+    """The student's reported use, if it is a list of shapes of bounded total size (with groups, or each
+    tensor alone)."""
+    value, groups = record.get("layout"), record.get("groups")
     if not isinstance(value, list) or not value:
         return None
     shapes = []
@@ -234,18 +284,33 @@ def _valid_layout(value) -> list[tuple[int, ...]] | None:
                                                   for n in shape):
             return None
         shapes.append(tuple(shape))
-    return shapes if sum(math.prod(s) for s in shapes) <= MAX_ELEMENTS else None
+    if sum(math.prod(s) for s in shapes) > MAX_ELEMENTS:
+        return None
+    valid_groups = (isinstance(groups, list) and len(groups) == len(shapes)
+                    and all(isinstance(g, int) and not isinstance(g, bool) for g in groups)
+                    and all(a <= b for a, b in zip(groups, groups[1:])))
+    return _Use(tuple(shapes), tuple(groups) if valid_groups else tuple(range(len(shapes))))
 
 
 def _offsets(shapes) -> set[int]:
     return set(itertools.accumulate(math.prod(s) for s in shapes))
 
 
-def _compatible(shapes, reference_shapes) -> bool:
+def _flat_compatible(use: _Use, reference: _Use) -> bool:
     """The same number of values, and one list's tensor boundaries are among the other's: the tensors can
     be loaded by concatenating or splitting in order."""
-    a, b = _offsets(shapes), _offsets(reference_shapes)
+    a, b = _offsets(use.shapes), _offsets(reference.shapes)
     return max(a, default=0) == max(b, default=0) and (a <= b or b <= a)
+
+
+def _group_compatible(use: _Use, reference: _Use) -> bool:
+    """The same groups of shapes, in any order: the tensors can be loaded group by group."""
+    return (Counter(use.signature(m) for m in use.members())
+            == Counter(reference.signature(m) for m in reference.members()))
+
+
+def _compatible(use: _Use, reference: _Use | None) -> bool:
+    return reference is not None and (_group_compatible(use, reference) or _flat_compatible(use, reference))
 
 
 def _replay(shapes, case: dict) -> list[np.ndarray]:
@@ -254,16 +319,57 @@ def _replay(shapes, case: dict) -> list[np.ndarray]:
     return [stream(shape).astype(np.float32) for shape in shapes]
 
 
+class _Lazy:
+    """A value computed on first use (the student's values: 21.8M for a ResNet-34)."""
+
+    def __init__(self, compute):
+        self.compute, self.value = compute, None
+
+    def get(self):
+        if self.value is None:
+            self.value = self.compute()
+        return self.value
+
+
 @dataclass(frozen=True)
 class _Loading:
     arrays: list
-    transposed: tuple
+    way: tuple           # how the student's tensors were read, for the cache key
 
 
-def _loadings(values: list[np.ndarray], shapes, reference_shapes) -> Iterator[_Loading]:
-    """Ways to read the student's tensors as the reference's: in order, concatenated and split by size;
-    a 2-D tensor that sits where the reference has the same numbers transposed may also be read transposed
-    (x @ W with W of shape (in, out) for nn.Linear's (out, in))."""
+def _loadings(values: list[np.ndarray], use: _Use, reference: _Use) -> Iterator[_Loading]:
+    """Ways to read the student's tensors as the reference's. Group by group first: groups of the same shapes
+    in the order they were used (a module may use its tensors in another order than the reference where
+    that changes nothing: a shortcut computed first, a weight reshaped before the input reaches it). Then
+    in order, concatenated and split by size (a ModuleList of per-channel convolutions for one grouped
+    convolution), where a 2-D tensor that sits where the reference has the same numbers transposed may also
+    be read transposed (x @ W with W of shape (in, out) for nn.Linear's (out, in))."""
+    grouped = _group_loading(values, use, reference) if _group_compatible(use, reference) else None
+    if grouped is not None:
+        yield grouped
+    if _flat_compatible(use, reference):
+        for loading in _flat_loadings(values, use.shapes, reference.shapes):
+            if grouped is None or loading.way != ("flat", ()) or grouped.way != ("grouped", True):
+                yield loading
+
+
+def _group_loading(values: list[np.ndarray], use: _Use, reference: _Use) -> _Loading:
+    """The k-th group of the student's with given shapes read as the reference's k-th group of those shapes."""
+    queues: dict[tuple, list[list[int]]] = {}
+    for members in use.members():
+        queues.setdefault(use.signature(members), []).append(members)
+    arrays: list = [None] * len(reference.shapes)
+    in_order = True
+    for members in reference.members():
+        mine = queues[reference.signature(members)].pop(0)
+        in_order = in_order and mine == members and all(use.shapes[i] == reference.shapes[j]
+                                                        for i, j in zip(mine, members))
+        for slot, index in zip(members, mine):
+            arrays[slot] = _as_shape(values[index], reference.shapes[slot])
+    return _Loading(arrays, ("grouped", in_order))
+
+
+def _flat_loadings(values: list[np.ndarray], shapes, reference_shapes) -> Iterator[_Loading]:
     starts = dict(zip(itertools.accumulate([0] + [math.prod(s) for s in reference_shapes[:-1]]), reference_shapes))
     position, candidates = 0, []
     for index, shape in enumerate(shapes):
@@ -280,25 +386,26 @@ def _loadings(values: list[np.ndarray], shapes, reference_shapes) -> Iterator[_L
         transposed = tuple(i for i, flag in zip(candidates, flags) if flag)
         flat = np.concatenate([(values[i].T if i in transposed else values[i]).ravel() for i in range(len(values))])
         pieces = np.split(flat, list(itertools.accumulate(sizes[:-1])))
-        yield _Loading([p.reshape(s) for p, s in zip(pieces, reference_shapes)], transposed)
+        yield _Loading([p.reshape(s) for p, s in zip(pieces, reference_shapes)], ("flat", transposed))
 
 
-def _layout(spec: ModuleSpec, case: dict, switches: tuple) -> list:
+def _reference_use(spec: ModuleSpec, case: dict, switches: tuple) -> _Use | None:
     x = np.asarray(case["x"])
     key = (id(spec), json_key(case["config"]), switches, x.shape, str(x.dtype))
-    return _LAYOUTS.get(key, lambda: _meta_layout(spec, case["config"], switches, x.shape, x.dtype))
+    return _LAYOUTS.get(key, lambda: _meta_use(spec, case["config"], switches, x.shape, x.dtype))
 
 
-def _meta_layout(spec: ModuleSpec, config, switches: tuple, shape: tuple, dtype) -> list | None:
-    """None when this variant cannot be built or run for the case."""
+def _meta_use(spec: ModuleSpec, config, switches: tuple, shape: tuple, dtype) -> _Use | None:
+    """The reference's use, traced on the meta device; None when this variant cannot be built or run."""
     try:
         with torch.device("meta"):
             module = spec.build(config, **dict(switches))
-            return layout(module, torch.empty(shape, dtype=torch.from_numpy(np.zeros(0, dtype)).dtype))
+            shapes, groups = use_order(module, torch.empty(shape, dtype=torch.from_numpy(np.zeros(0, dtype)).dtype))
     except (RuntimeError, ValueError, TypeError):
         if not switches or switches in spec.orders:
             raise
         return None
+    return _Use(tuple(map(tuple, shapes)), tuple(groups))
 
 
 _GENERAL = {

@@ -303,6 +303,8 @@ def _build_answer_index(course: Course, assignment: Assignment) -> AnswerIndex:
 # ---- shortcuts the statement forbids -----------------------------------------------------------------
 
 FORBIDDEN = "FORBIDDEN_SHORTCUT"
+# comments and literal text; from Python 3.12 on an f-string's text is its own token type (its {code} is not)
+_TEXT_TOKENS = {tokenize.COMMENT, tokenize.STRING, getattr(tokenize, "FSTRING_MIDDLE", tokenize.STRING)}
 
 
 def code_tokens(source: str) -> str:
@@ -310,7 +312,7 @@ def code_tokens(source: str) -> str:
     message is not using it); a cell that does not tokenize is kept as it is."""
     try:
         kept = [tok.string for tok in tokenize.generate_tokens(io.StringIO(source).readline)
-                if tok.type not in (tokenize.COMMENT, tokenize.STRING)]
+                if tok.type not in _TEXT_TOKENS]
     except (tokenize.TokenError, IndentationError, SyntaxError):
         return source
     return " ".join(kept)

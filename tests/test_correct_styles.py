@@ -788,6 +788,42 @@ DS_MODULE = {
                 y = F.conv2d(x, self.weight_dw, padding=self.padding, groups=x.shape[1])
                 return torch.matmul(y.movedim(1, -1), self.weight_pw).movedim(-1, 1)
     """,
+    'pointwise weight reshaped at the top of forward (before the depthwise conv)': """
+        class DepthwiseSeparableConv(nn.Module):
+            def __init__(self, in_channels, out_channels, kernel_size):
+                super().__init__()
+                self.depthwise = nn.Conv2d(in_channels, in_channels, kernel_size, padding=kernel_size // 2,
+                                           groups=in_channels, bias=False)
+                self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+
+            def forward(self, x):
+                w_mix = self.pointwise.weight.view(self.pointwise.out_channels, -1)     # (C_out, C_in)
+                out = self.depthwise(x)
+                return torch.einsum("oc,nchw->nohw", w_mix, out)
+    """,
+    'nn.Linear pointwise whose transposed weight is taken first': """
+        class DepthwiseSeparableConv(nn.Module):
+            def __init__(self, in_channels, out_channels, kernel_size):
+                super().__init__()
+                self.dw = nn.Conv2d(in_channels, in_channels, kernel_size, padding=kernel_size // 2,
+                                    groups=in_channels, bias=False)
+                self.pw = nn.Linear(in_channels, out_channels, bias=False)
+
+            def forward(self, x):
+                W = self.pw.weight.t()                       # (C_in, C_out)
+                return (self.dw(x).permute(0, 2, 3, 1) @ W).permute(0, 3, 1, 2)
+    """,
+    'pointwise as a 1x1 ConvTranspose2d (weight (C_in, C_out, 1, 1))': """
+        class DepthwiseSeparableConv(nn.Module):
+            def __init__(self, in_channels, out_channels, kernel_size):
+                super().__init__()
+                self.dw = nn.Conv2d(in_channels, in_channels, kernel_size, padding=kernel_size // 2,
+                                    groups=in_channels, bias=False)
+                self.pw = nn.ConvTranspose2d(in_channels, out_channels, 1, bias=False)
+
+            def forward(self, x):
+                return self.pw(self.dw(x))
+    """,
 }
 
 BLOCK = {
@@ -935,6 +971,49 @@ BLOCK = {
             def forward(self, x):
                 h = F.relu(self.bn_a(self.conv_a(x)))
                 return F.relu(self.shortcut(x) + self.bn_b(self.conv_b(h)))
+    """,
+    'downsample applied after conv2, before bn2 (torchvision-like layout)': """
+        class BasicBlock(nn.Module):
+            def __init__(self, in_channels, out_channels, stride=1):
+                super().__init__()
+                self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+                self.bn1 = nn.BatchNorm2d(out_channels)
+                self.relu = nn.ReLU(inplace=True)
+                self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+                self.bn2 = nn.BatchNorm2d(out_channels)
+                self.downsample = None
+                if stride != 1 or in_channels != out_channels:
+                    self.downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                                    nn.BatchNorm2d(out_channels))
+
+            def forward(self, x):
+                identity = x
+                out = self.relu(self.bn1(self.conv1(x)))
+                out = self.conv2(out)
+                if self.downsample is not None:
+                    identity = self.downsample(x)
+                out = self.bn2(out)
+                return self.relu(out + identity)
+    """,
+    'shortcut computed after conv1, before bn1': """
+        class BasicBlock(nn.Module):
+            def __init__(self, in_channels, out_channels, stride=1):
+                super().__init__()
+                self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+                self.bn1 = nn.BatchNorm2d(out_channels)
+                self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+                self.bn2 = nn.BatchNorm2d(out_channels)
+                self.shortcut = nn.Sequential()
+                if stride != 1 or in_channels != out_channels:
+                    self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                                  nn.BatchNorm2d(out_channels))
+
+            def forward(self, x):
+                out = self.conv1(x)
+                identity = self.shortcut(x)
+                out = torch.relu(self.bn1(out))
+                out = self.bn2(self.conv2(out))
+                return torch.relu(out + identity)
     """,
 }
 
@@ -1606,3 +1685,11 @@ def test_three_whole_notebooks_in_other_styles_earn_full_marks_in_the_sandbox(tm
         lost = [(part, score, note) for part, score, points, note, review in rows
                 if score < points and not (kinds[part] == "written" and score > 0 and review)]
         assert not lost, (sid, lost)
+
+
+def test_network_whose_blocks_project_between_conv2_and_bn2_earns_full_marks():
+    """The order of use may differ from the reference's wherever that changes nothing (here: the projection
+    shortcut used between the second conv and its BatchNorm, as torchvision's layout reads)."""
+    part, _ = _part("resnet", "resnet_model")
+    block = BLOCK["downsample applied after conv2, before bn2 (torchvision-like layout)"]
+    _assert_full_marks(part, _namespace(block, MODEL["one nn.Sequential ending in nn.Flatten and nn.Linear"]), [0])

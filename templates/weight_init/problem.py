@@ -223,8 +223,10 @@ def parts(params: dict) -> list[Part]:
              probe=lambda rng: read_variable("wi_why"), reference=lambda probe: MODEL_ANSWER_WHY,
              check=Rubric(concepts=(
                  ("symmetry", ("对称", "symmetr")),
-                 ("same_gradient", ("相同的梯度", "相同梯度", "梯度相同", "梯度都相同", "梯度一样", "same gradient",
-                                    "identical gradient", "same update", "identical update", "同样的梯度", "更新相同")),
+                 ("same_gradient", ("相同的梯度", "相同梯度", "梯度相同", "梯度都相同", "梯度一样", "梯度也相同", "梯度都一样",
+                                    "梯度也一样", "一样的梯度", "梯度一致", "同样的梯度", "更新相同", "更新也相同",
+                                    "same gradient", "identical gradient", "gradients are identical",
+                                    "gradients are the same", "same update", "identical update")),
                  ("exploding", ("爆炸", "explod", "饱和", "saturat")),
                  ("vanishing", ("消失", "vanish")),
              )), kind="written"),
