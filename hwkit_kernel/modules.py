@@ -91,18 +91,21 @@ class FirstUse(TorchFunctionMode):
         self.pending = {id(t): t for t in tensors if t.is_floating_point()}
         self.source = source
         self.layout: list[list[int]] = []
+        self.groups: list[int] = []          # per tensor in `layout`: the torch call that first read it
+        self.calls = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if self.pending and _reads_values(func):
-            for tensor in _tensors((args, kwargs)):
-                found = self.pending.pop(id(tensor), None)
-                if found is not None:
-                    self._first_use(found)
+            first = [self.pending.pop(id(t)) for t in _tensors((args, kwargs)) if id(t) in self.pending]
+            for tensor in first:
+                self._first_use(tensor)
+            self.calls += bool(first)
         return func(*args, **kwargs)
 
     def _first_use(self, tensor: torch.Tensor) -> None:
         self.layout.append(list(tensor.shape))
+        self.groups.append(self.calls)
         if self.source is not None:
             values = np.asarray(self.source(tuple(tensor.shape)))
             with torch.no_grad():
@@ -125,7 +128,7 @@ def run(module: torch.nn.Module, x, source, cotangent_seed: int) -> dict:
         cotangent = np.random.Generator(np.random.PCG64(cotangent_seed)).standard_normal(tuple(y.shape))
         (y * torch.from_numpy(cotangent).to(y.dtype)).sum().backward()
         grad = x.grad
-    return {"layout": first_use.layout, "y": y.detach(), "grad": grad}
+    return {"layout": first_use.layout, "groups": first_use.groups, "y": y.detach(), "grad": grad}
 
 
 def behaviour(module: torch.nn.Module, x, *, seed: int, cotangent_seed: int, zero=()) -> dict:
@@ -140,8 +143,13 @@ def behaviour(module: torch.nn.Module, x, *, seed: int, cotangent_seed: int, zer
 def layout(module: torch.nn.Module, x) -> list[list[int]]:
     """The shapes of `module`'s floating tensors in order of first use on x (any device, meta included:
     nothing is set)."""
+    return use_order(module, x)[0]
+
+
+def use_order(module: torch.nn.Module, x) -> tuple[list[list[int]], list[int]]:
+    """The layout and, per tensor, the torch call that first read it (tensors read together form a group)."""
     module.eval()
     recorder = FirstUse(module)
     with recorder, torch.no_grad():
         module(x)
-    return recorder.layout
+    return recorder.layout, recorder.groups
