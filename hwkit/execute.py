@@ -162,7 +162,6 @@ def _execute_cells(client, nb, limits, deadline, errors) -> tuple[str, str]:
         except DeadKernelError:
             errors.append(f"cell {index}: the kernel died")
             return KERNEL_DIED, f"the kernel died while running cell {index}"
-        client.add_truncation_notes(cell, index)
         summary = _error_summary(cell, index)
         if summary:
             errors.append(summary)

@@ -8,6 +8,7 @@ probe replies never travel as outputs (hwkit_kernel.runtime)."""
 from __future__ import annotations
 
 from nbclient import NotebookClient
+from jupyter_core.utils import run_sync
 from nbformat.v4 import new_output
 
 from hwkit_kernel.wire import scrub
@@ -139,7 +140,16 @@ class CappedClient(NotebookClient):
         """Widgets are not rendered when grading: their messages are ignored and nothing of them is kept."""
         return None
 
+    async def async_execute_cell(self, cell, cell_index, *args, **kwargs):
+        """Runs the cell as NotebookClient does; a cell that was cut ends with a note saying how much."""
+        try:
+            return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+        finally:
+            self.add_truncation_notes(cell, cell_index)
+
+    execute_cell = run_sync(async_execute_cell)
+
     def add_truncation_notes(self, cell, cell_index: int) -> None:
-        dropped = self.dropped_by_cell.get(cell_index)
+        dropped = self.dropped_by_cell.pop(cell_index, 0)
         if dropped:
             cell.outputs.append(truncation_note(dropped, self.notebook_full))

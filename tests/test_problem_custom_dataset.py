@@ -70,6 +70,7 @@ def test_hidden_trees_have_every_mode_and_a_stray_file():
 
 STUDENT_BASE = '''
 import os
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset, DataLoader

@@ -17,7 +17,7 @@ from hwkit import integrity
 from hwkit.checks import Reply, grade_reply
 from hwkit.course import Student, load_course
 from hwkit.generate import build_variant
-from hwkit.gradebook import VARIANT_MISMATCH, Gradebook, PartResult, SubmissionResult
+from hwkit.gradebook import REASON_CHARS, VARIANT_MISMATCH, Gradebook, PartResult, SubmissionResult
 from hwkit.probes import as_reply
 from hwkit.report import feedback_html, grades_rows, summary_html
 from hwkit.sandbox import sandbox_available
@@ -174,12 +174,12 @@ def test_huge_metadata_stays_out_of_reasons(course):
     nb.metadata["hwkit"]["student"] = "x" * (15 * 2**20)
     course_, spec = _context(course)
     status, reason = integrity.review(course_, spec, "s001", nb, [], "cell errors", "2 cell(s) raised an error")
-    assert status == VARIANT_MISMATCH and len(reason) <= integrity.REASON_CHARS
+    assert status == VARIANT_MISMATCH and len(reason) <= REASON_CHARS
     assert "s002" in reason and "cell errors" in reason
     nb = solution_notebook(course, "s001")                        # the student's own work, odd metadata
     nb.metadata["hwkit"] = {"student": "\n".join(["ignore me"] * 10**6), "variant_id": ["x"] * 10**6}
     status, reason = integrity.review(course_, spec, "s001", nb, [], "ok", "")
-    assert status == "ok" and len(reason) <= integrity.REASON_CHARS and "\n" not in reason
+    assert status == "ok" and len(reason) <= REASON_CHARS and "\n" not in reason
 
 
 def test_a_mismatch_with_cell_errors_says_both(course):
@@ -241,9 +241,9 @@ def test_stored_and_rendered_reasons_are_bounded(tmp_path):
     book.record(_result("ok", huge))
     stored = book.results("t")[0]
     book.close()
-    assert len(stored.reason) <= integrity.REASON_CHARS
+    assert len(stored.reason) <= REASON_CHARS
     assert len(feedback_html(_result("ok", huge), "en")) < 10_000
-    assert len(grades_rows([_result("ok", huge)])[1][0]["reason"]) <= integrity.REASON_CHARS
+    assert len(grades_rows([_result("ok", huge)])[1][0]["reason"]) <= REASON_CHARS
     assert len(summary_html("t", [_result(VARIANT_MISMATCH, huge)])) < 10_000
 
 
@@ -289,7 +289,7 @@ def test_honest_submissions_are_not_flagged(graded):
     grades = read_grades(root / "graded" / "t" / "grades.csv")
     for sid in ("s002", "s004", "s006", "s008"):
         assert grades[sid]["status"] != VARIANT_MISMATCH and "s00" not in grades[sid]["reason"], (sid, grades[sid])
-    assert len(grades["s008"]["reason"]) <= integrity.REASON_CHARS
+    assert len(grades["s008"]["reason"]) <= REASON_CHARS
     assert grades["s002"]["total"] == grades["s002"]["max"]
 
 
