@@ -102,7 +102,9 @@ def problems(lang: str):
 @click.option("--warm/--cold", default=True, show_default=True,
               help="Warm: fork each sandboxed kernel from a per-worker zygote that has imported torch (same "
                    "jail, same limits); cold: start every kernel from scratch.")
-def grade(assignment, course_dir, submissions_dir, jobs, force, students, no_sandbox, warm):
+@click.option("--similarity", "with_similarity", is_flag=True,
+              help="Afterwards, write the copying evidence report (as `hwkit similarity`).")
+def grade(assignment, course_dir, submissions_dir, jobs, force, students, no_sandbox, warm, with_similarity):
     """Grade a folder of submissions in sandboxed kernels; write the gradebook, feedback and grades.csv."""
     from hwkit.grade import main as grade_main
 
@@ -110,6 +112,10 @@ def grade(assignment, course_dir, submissions_dir, jobs, force, students, no_san
                          jobs=jobs, force=force, students=_ids(students), sandbox=not no_sandbox, console=console,
                          warm=warm)
     console.print(summary)
+    if with_similarity:
+        from hwkit.similarity import main as similarity_main
+
+        console.print(similarity_main(course_dir=course_dir, assignment_id=assignment), highlight=False)
 
 
 @main.command()
@@ -123,6 +129,17 @@ def export(assignment, course_dir, fmt, output):
 
     path = export_grades(load_course(course_dir), assignment, fmt, output)
     console.print(f"Wrote {path}")
+
+
+@main.command()
+@click.argument("assignment")
+@course_option
+def similarity(assignment, course_dir):
+    """Rank pairs of students by copying evidence (cross-variant answers, shared rare wrong answers, code and
+    written answers); writes graded/ASSIGNMENT/similarity.html and similarity.csv. Evidence, never a penalty."""
+    from hwkit.similarity import main as similarity_main
+
+    console.print(similarity_main(course_dir=course_dir, assignment_id=assignment), highlight=False)
 
 
 @main.command()

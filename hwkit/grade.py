@@ -24,7 +24,7 @@ from hwkit.course import Assignment, Course, HwkitError, Student, load_course
 from hwkit.execute import CELL_ERRORS, INVALID, OK, apply_run_report, kernel_for, run_notebook
 from hwkit.generate import build_variant
 from hwkit.gradebook import VARIANT_MISMATCH, Gradebook, PartResult, SubmissionResult
-from hwkit.integrity import FORBIDDEN, forbidden_shortcut
+from hwkit.integrity import FORBIDDEN, answer_record, forbidden_shortcut
 from hwkit.problem import Outcome
 from hwkit.notebooks import MAX_NOTEBOOK_BYTES, read_notebook
 
@@ -125,12 +125,14 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
     result.status, result.reason = status, reason
     t = time.perf_counter()
     for pv, part, probe in plan:
-        outcome = grade_reply(part, execution.replies[f"{pv.problem.id}/{part.id}"], probe)
+        reply = execution.replies[f"{pv.problem.id}/{part.id}"]
+        outcome = grade_reply(part, reply, probe)
         shortcut = forbidden_shortcut(part, nb) if outcome.fraction > 0 else None
         if shortcut is not None:     # right by behaviour, but by a means the statement forbids: a person decides
             outcome = Outcome(0.0, FORBIDDEN, shortcut, needs_review=True)
         result.parts.append(PartResult(pv.problem.id, part.id, part.title, round(outcome.fraction * part.points, 4),
-                                       part.points, outcome.note, outcome.feedback, outcome.needs_review))
+                                       part.points, outcome.note, outcome.feedback, outcome.needs_review,
+                                       answer_record(part, reply)))
     checks = time.perf_counter() - t
     _check_variant(course, assignment, student, nb, plan, execution.replies, result)
     result.timings = {**{k: round(v, 3) for k, v in execution.timings.items()},

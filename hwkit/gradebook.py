@@ -32,6 +32,9 @@ CREATE TABLE IF NOT EXISTS parts (
     position INTEGER NOT NULL, title_en TEXT NOT NULL, title_zh TEXT NOT NULL, score REAL NOT NULL,
     max_points REAL NOT NULL, note TEXT NOT NULL, feedback_en TEXT NOT NULL, feedback_zh TEXT NOT NULL,
     needs_review INTEGER NOT NULL, PRIMARY KEY (assignment, student_id, problem, part));
+CREATE TABLE IF NOT EXISTS answers (
+    assignment TEXT NOT NULL, student_id TEXT NOT NULL, problem TEXT NOT NULL, part TEXT NOT NULL,
+    answer TEXT NOT NULL, PRIMARY KEY (assignment, student_id, problem, part));
 """
 
 
@@ -45,6 +48,7 @@ class PartResult:
     note: str
     feedback: dict
     needs_review: bool = False
+    answer: dict = field(default_factory=dict)   # what was compared, kept for `hwkit similarity` (integrity.answer_record)
 
 
 @dataclass
@@ -102,6 +106,7 @@ class Gradebook:
         cur.execute("BEGIN IMMEDIATE")
         try:
             cur.execute("DELETE FROM parts WHERE assignment=? AND student_id=?", (result.assignment, result.student_id))
+            cur.execute("DELETE FROM answers WHERE assignment=? AND student_id=?", (result.assignment, result.student_id))
             cur.execute("INSERT OR REPLACE INTO submissions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
                 result.assignment, result.student_id, result.nb_hash, result.status, bounded(result.reason), result.score,
                 result.max_score, int(result.needs_review), result.graded_at, json.dumps(result.timings),
@@ -111,6 +116,9 @@ class Gradebook:
                  p.score, p.max_points, valid_text(p.note), valid_text(p.feedback.get("en", "")),
                  valid_text(p.feedback.get("zh", "")), int(p.needs_review))
                 for i, p in enumerate(result.parts)])
+            cur.executemany("INSERT INTO answers VALUES (?,?,?,?,?)", [
+                (result.assignment, result.student_id, p.problem, p.part, json.dumps(p.answer, ensure_ascii=False))
+                for p in result.parts if p.answer])
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -129,4 +137,12 @@ class Gradebook:
                          (assignment, sid)).fetchall()]
             out.append(SubmissionResult(assignment, sid, status, bounded(reason), nb_hash, parts, json.loads(timings),
                                         peak, cpu, graded_at))
+        return out
+
+    def answers(self, assignment: str) -> dict[str, dict[tuple[str, str], dict]]:
+        """student id -> (problem, part) -> the answer record kept at grading."""
+        out: dict[str, dict[tuple[str, str], dict]] = {}
+        for sid, problem, part, answer in self.db.execute(
+                "SELECT student_id, problem, part, answer FROM answers WHERE assignment=?", (assignment,)):
+            out.setdefault(sid, {})[(problem, part)] = json.loads(answer)
         return out

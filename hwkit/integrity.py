@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import reprlib
 import tokenize
 import random
 import threading
@@ -232,6 +233,30 @@ def _reply_prints(part, value) -> dict[str, list[str]]:
     return part.check.candidates(value)
 
 
+PRINT_CHARS = 200       # one fingerprint, as kept for the similarity report
+TEXT_CHARS = 4000       # a written answer, as kept for the similarity report
+
+
+def answer_record(part, reply) -> dict:
+    """What `hwkit similarity` needs of an answer without running anything again: the fingerprints the checks
+    compare (value, formula and choice parts whose reference depends on the variant only) and the text of a
+    written answer; bounded, and empty when there is nothing to compare."""
+    if not _answered(reply):
+        return {}
+    if part.kind == "written" and isinstance(reply.value, str):
+        return {"text": bounded(reply.value, TEXT_CHARS)}
+    if not _comparable(part):
+        return {}
+    try:
+        prints = _reply_prints(part, reply.value)
+    except Exception:   # a reply the checks cannot fingerprint is simply not compared
+        return {}
+    prints = {bounded(str(k), PRINT_CHARS): [bounded(str(v), PRINT_CHARS) for v in values[:8]]
+              for k, values in list(prints.items())[:8]}
+    value = reply.value if isinstance(reply.value, str) else reprlib.repr(reply.value)   # reprlib: bounded work
+    return {"prints": prints, "shown": shown(value)}
+
+
 class AnswerIndex:
     """Per part, every reference fingerprint of the roster (and of the background) and who holds it."""
 
@@ -239,6 +264,7 @@ class AnswerIndex:
         self._refs: dict[tuple, dict[str, tuple[int, set, list]]] = defaultdict(dict)   # print -> (keys, roster, [bg])
         self._pieces: dict[tuple, dict[tuple, list[str]]] = defaultdict(lambda: defaultdict(list))
         self._repeats: set[tuple] = set()    # parts whose background references repeat: too few possible answers
+        self._reference_of: dict[tuple, dict[str, str]] = defaultdict(dict)   # part -> roster student -> print
 
     def add(self, key: tuple, prints: dict[str, str], holder: str | None) -> None:
         name = json.dumps(sorted(prints.items()))
@@ -253,15 +279,19 @@ class AnswerIndex:
                 self._repeats.add(key)
         else:
             roster.add(holder)
+            self._reference_of[key][holder] = name
 
     def rare_holders(self, problem_id: str, part, value) -> set[str]:
         """Roster students whose reference the reply matches, if that reference is rare."""
-        key = (problem_id, part.id)
-        if key not in self._refs or key in self._repeats:
-            return set()
         try:
             candidates = _reply_prints(part, value)
         except Exception:
+            return set()
+        return self.rare_holders_of((problem_id, part.id), candidates)
+
+    def rare_holders_of(self, key: tuple, candidates: dict[str, list[str]]) -> set[str]:
+        """The same, for a reply's fingerprints (as `answer_record` keeps them)."""
+        if key not in self._refs or key in self._repeats:
             return set()
         hits = Counter()
         for k, values in candidates.items():
@@ -272,6 +302,16 @@ class AnswerIndex:
         if len(holders) + sum(bg[0] for _, _, bg in matched) > RARE_HOLDERS:
             return set()
         return holders
+
+
+    def same_reference(self, key: tuple, a: str, b: str) -> bool:
+        """Do two roster students have the same reference for this part (so the same answer is no coincidence)?"""
+        refs = self._reference_of.get(key, {})
+        return a in refs and refs.get(a) == refs.get(b)
+
+    def varies(self, key: tuple) -> bool:
+        """Is this part's reference drawn from many possible answers (no two background variants share one)?"""
+        return key in self._refs and key not in self._repeats
 
 
 def answer_index(course: Course, assignment: Assignment) -> AnswerIndex:
