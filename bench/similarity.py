@@ -23,7 +23,7 @@ from hwkit.checks import Reply  # noqa: E402
 from hwkit.course import load_course  # noqa: E402
 from hwkit.generate import build_variant, generate, write_generated  # noqa: E402
 from hwkit.gradebook import Gradebook, PartResult, SubmissionResult  # noqa: E402
-from hwkit.integrity import answer_record, answer_index  # noqa: E402
+from hwkit.integrity import answer_record  # noqa: E402
 from hwkit.scaffold import init_course  # noqa: E402
 
 
@@ -79,11 +79,8 @@ def main() -> None:
         works = similarity.load_works(course, args.assignment)
         stages["read gradebook and notebooks"] = time.perf_counter() - t0
         t = time.perf_counter()
-        answer_index(course, course.assignment(args.assignment))
-        stages["reference index (roster + background variants)"] = time.perf_counter() - t
-        t = time.perf_counter()
         pairs = similarity.find_pairs(course, args.assignment, works)
-        stages["evidence and ranking"] = time.perf_counter() - t
+        stages["reference index, evidence and ranking"] = time.perf_counter() - t
         t = time.perf_counter()
         folder = root / "graded" / args.assignment
         similarity.write_csv(folder / "similarity.csv", pairs)

@@ -254,7 +254,12 @@ def answer_record(part, reply) -> dict:
     prints = {bounded(str(k), PRINT_CHARS): [bounded(str(v), PRINT_CHARS) for v in values[:8]]
               for k, values in list(prints.items())[:8]}
     value = reply.value if isinstance(reply.value, str) else reprlib.repr(reply.value)   # reprlib: bounded work
-    return {"prints": prints, "shown": shown(value)}
+    record = {"prints": prints, "shown": shown(value)}
+    try:                    # the student's own reference, so that the report needs no variant built again
+        record["reference"] = _reference_prints(part)
+    except Exception:
+        pass
+    return record
 
 
 class AnswerIndex:
@@ -318,9 +323,19 @@ def answer_index(course: Course, assignment: Assignment) -> AnswerIndex:
     return _cached(("answers", *_course_key(course, assignment)), lambda: _build_answer_index(course, assignment))
 
 
-def _build_answer_index(course: Course, assignment: Assignment) -> AnswerIndex:
+def index_from_records(course: Course, assignment: Assignment, references: dict[str, dict[tuple, dict]]) -> AnswerIndex:
+    """The index from the references grading kept (student -> part -> reference prints), and the background:
+    students whose references were not kept are built from their variants."""
+    index = _build_answer_index(course, assignment, [s for s in course.roster if s.student_id not in references])
+    for sid, parts in references.items():
+        for key, prints in parts.items():
+            index.add(key, prints, sid)
+    return index
+
+
+def _build_answer_index(course: Course, assignment: Assignment, roster: list[Student] | None = None) -> AnswerIndex:
     index = AnswerIndex()
-    population = [(s, s.student_id) for s in course.roster]
+    population = [(s, s.student_id) for s in (course.roster if roster is None else roster)]
     population += [(Student(f"~background-{i:03d}"), None) for i in range(BACKGROUND)]
     for student, holder in population:
         try:

@@ -39,8 +39,8 @@ from copydetect.utils import get_token_coverage, highlight_overlap
 from hwkit.course import Course, HwkitError, load_course
 from hwkit.generate import CELLS_INDEX, cell_digest
 from hwkit.gradebook import GRADEBOOK_NAME, Gradebook
-from hwkit.integrity import answer_index
-from hwkit.notebooks import read_notebook
+from hwkit.integrity import index_from_records
+from hwkit.notebooks import MAX_NOTEBOOK_BYTES
 
 CODE_K, CODE_WINDOW = 25, 6        # copydetect's defaults: matches of 25+ characters of normalised code are kept
 TEXT_K, TEXT_WINDOW = 12, 4        # written answers: shorter grams (a Chinese character carries a word)
@@ -51,6 +51,7 @@ MIN_OWN_CHARS = 40                 # normalised characters of one's own (uncommo
 MIN_CODE_SIMILARITY = 0.25         # copydetect similarity (copied tokens / own tokens) worth reporting
 MIN_TEXT_SIMILARITY = 0.5
 MIN_TEXT_CHARS = 20
+RARE_WRONG = 3                     # a wrong value more students gave is a common mistake, not shared work
 CROSS_VARIANT_WEIGHT = 3.0         # per part: an answer that is another student's reference
 CODE_WEIGHT, TEXT_WEIGHT = 10.0, 3.0
 CELL_JOINER = "\n\n"
@@ -131,17 +132,30 @@ def _released_cells(course: Course, assignment_id: str) -> set[str]:
 
 def own_code(path: Path, released: set[str]) -> list[str]:
     """The code a student wrote: the answer cells, and code cells they added (not a statement or given cell)."""
-    nb, _ = read_notebook(path)
-    if nb is None:
-        return []
     kept = []
-    for cell in nb.cells:
-        if cell.get("cell_type") != "code":
-            continue
-        tagged = bool(((cell.get("metadata") or {}).get("hwkit") or {}).get("parts"))
+    for cell in _code_cells(path):
+        meta = cell.get("metadata")
+        tagged = isinstance(meta, dict) and isinstance(meta.get("hwkit"), dict) and bool(meta["hwkit"].get("parts"))
         if tagged or cell_digest(cell) not in released:
-            kept.append(str(cell.get("source", "")))
+            kept.append(_source(cell))
     return kept
+
+
+def _code_cells(path: Path) -> list[dict]:
+    """The code cells of a notebook grading wrote (plain JSON: nbformat's validation costs more than the
+    whole comparison); anything unreadable has none."""
+    try:
+        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+            return []
+        cells = json.loads(path.read_bytes().decode("utf-8", errors="replace")).get("cells")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return []
+    return [c for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"] if isinstance(cells, list) else []
+
+
+def _source(cell: dict) -> str:
+    source = cell.get("source", "")
+    return "".join(map(str, source)) if isinstance(source, list) else str(source)
 
 
 def release_answer_code(course: Course, assignment_id: str, samples: int = 3) -> list[str]:
@@ -149,10 +163,7 @@ def release_answer_code(course: Course, assignment_id: str, samples: int = 3) ->
     folder = course.root / "release" / assignment_id
     texts = []
     for path in sorted(folder.glob("*/*.ipynb"))[:samples]:
-        nb, _ = read_notebook(path)
-        if nb is not None:
-            texts += [str(c.get("source", "")) for c in nb.cells if c.get("cell_type") == "code"
-                      and ((c.get("metadata") or {}).get("hwkit") or {}).get("parts")]
+        texts += [_source(c) for c in _code_cells(path) if ((c.get("metadata") or {}).get("hwkit") or {}).get("parts")]
     return texts
 
 
@@ -290,9 +301,11 @@ def cross_variant(works: list[Work], index) -> list[tuple[str, str, Evidence]]:
 
 
 def shared_wrong(works: list[Work], index) -> list[tuple[str, str, Evidence]]:
-    """Pairs giving the same wrong value on a part where their references differ, weighted by -log10 of the
-    chance that a student of this class gives that value (k of n answers gave it: about (k-1)/(n-1))."""
+    """Pairs giving the same rare wrong value (at most RARE_WRONG holders) on a part where their references
+    differ, weighted by -log10 of the chance that a student of this class gives that value (k of n answers
+    gave it: about (k-1)/(n-1))."""
     found = []
+    answers_of = {w.student_id: w.answers for w in works}
     by_part: dict[tuple, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     answered: Counter = Counter()
     for w in works:
@@ -308,14 +321,14 @@ def shared_wrong(works: list[Work], index) -> list[tuple[str, str, Evidence]]:
             continue
         for value, holders in values.items():
             k = len(holders)
-            if not 2 <= k <= max(2, n // 10):
+            if not 2 <= k <= RARE_WRONG:
                 continue
             chance = (k - 1) / (n - 1)
             weight = round(-math.log10(chance), 2)
             for a, b in combinations(sorted(holders), 2):
                 if index.same_reference(key, a, b):
                     continue
-                shown = next(w.answers[key].get("shown", "") for w in works if w.student_id == a)
+                shown = answers_of[a][key].get("shown", "")
                 found.append((a, b, Evidence(
                     "shared-wrong", key[1], weight,
                     f"{key[1]}: both gave the same wrong answer {shown} for different variants "
@@ -353,7 +366,9 @@ def code_matches(works: list[Work], starter: list[str]) -> dict[tuple[str, str],
 
 
 def find_pairs(course: Course, assignment_id: str, works: list[Work]) -> list[Pair]:
-    index = answer_index(course, course.assignment(assignment_id))
+    references = {w.student_id: refs for w in works
+                  if (refs := {key: r["reference"] for key, r in w.answers.items() if "reference" in r})}
+    index = index_from_records(course, course.assignment(assignment_id), references)
     pairs: dict[tuple[str, str], Pair] = {}
 
     def pair(a: str, b: str) -> Pair:
