@@ -24,7 +24,6 @@ import io
 import json
 import keyword
 import math
-import re
 import tokenize
 import unicodedata
 from collections import Counter, defaultdict
@@ -170,9 +169,10 @@ def release_answer_code(course: Course, assignment_id: str, samples: int = 3) ->
 # ---- documents, fingerprints and the candidate pairs ---------------------------------------------------
 
 def normalised_text(text: str) -> str:
-    """Case, full/half width and spacing do not make two written answers different."""
+    """Case, full/half width, spacing and punctuation (Chinese or ASCII) do not make two written answers
+    different: what is left are the letters, digits and symbols, in order."""
     text = unicodedata.normalize("NFKC", text).casefold()
-    return re.sub(r"\s+", " ", text).strip()
+    return "".join(ch for ch in text if not ch.isspace() and not unicodedata.category(ch).startswith("P"))
 
 
 _KEPT_NAMES = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins))

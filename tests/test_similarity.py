@@ -25,7 +25,24 @@ from tests.support import hwkit, make_course, read_grades, release_notebook, set
 
 PROBLEMS = ["receptive-field", "conv-cost", "depthwise-separable"]
 INDEPENDENT = ["ind1", "ind2", "ind3", "ind4"]
-STUDENTS = INDEPENDENT + ["copier", "retyper", "rare1", "rare2", "starter1", "starter2"]
+STUDENTS = INDEPENDENT + ["copier", "retyper", "rare1", "rare2", "writer1", "writer2", "starter1", "starter2"]
+# Everyone explains depthwise-separable convolution in their own words, except writer2, who took writer1's
+# text and changed only its spacing, punctuation width and letter case.
+PRINCIPLES = {
+    "ind1": "深度卷积对每个通道单独做空间滤波，逐点卷积再用 1×1 卷积混合通道，所以参数少很多。",
+    "ind2": "It splits a convolution into a per-channel spatial filter and a 1x1 channel mixer, saving parameters.",
+    "ind3": "先按通道分别卷积（depthwise），再做 1×1 的 pointwise 卷积融合通道信息；计算量约为原来的 1/C_out + 1/K²。",
+    "ind4": "Spatial filtering and channel mixing are decoupled: each input channel gets its own K×K kernel, then a "
+            "pointwise convolution combines them.",
+    "copier": "把标准卷积拆成两步：逐通道的空间卷积和跨通道的 1×1 卷积。",
+    "retyper": "Depthwise then pointwise: fewer multiplications than a full convolution.",
+    "rare1": "每个通道先独立卷积，然后 1×1 卷积负责组合通道，节省参数与计算。",
+    "rare2": "A depthwise layer filters every channel on its own and a 1x1 layer mixes them.",
+    "writer1": "MobileNet 的做法：第一步 depthwise，每个输入通道配一个 3×3 核只管空间；第二步 pointwise，"
+               "用 1×1 核把通道线性组合起来。这样空间和通道两件事分开做，参数量大约降到原来的九分之一。",
+}
+PRINCIPLES["writer2"] = ("mobilenet的做法: 第一步Depthwise,每个输入通道配一个 3×3 核只管空间; 第二步 POINTWISE,"
+                         "用1×1核把通道线性组合起来.  这样空间和通道两件事分开做,参数量大约降到原来的九分之一.")
 
 RF_STYLES = {
     "ind1": '''
@@ -142,6 +159,8 @@ def report(tmp_path_factory):
                                                        ("conv_out_hw", "conv_params", "conv_macs", "conv_flops")}))
         if sid in ("rare1", "rare2"):
             values[SHARED_WRONG[0]] = SHARED_WRONG[1]
+        if sid in PRINCIPLES:
+            values["ds_principle"] = PRINCIPLES[sid]
         if sid.startswith("starter"):
             values, nb = {}, release_notebook(root, sid)
         _record(root, course, sid, values, nb)
@@ -155,10 +174,13 @@ def _pair(row) -> frozenset:
     return frozenset((row["student_a"], row["student_b"]))
 
 
+PLANTED = {frozenset({"copier", "ind1"}), frozenset({"retyper", "ind2"}), frozenset({"rare1", "rare2"}),
+           frozenset({"writer1", "writer2"})}
+
+
 def test_planted_copies_rank_on_top(report):
     _, rows = report
-    top = {_pair(r) for r in rows[:3]}
-    assert top == {frozenset({"copier", "ind1"}), frozenset({"retyper", "ind2"}), frozenset({"rare1", "rare2"})}, rows
+    assert {_pair(r) for r in rows[:4]} == PLANTED, rows
 
 
 def test_each_pair_says_what_its_evidence_is(report):
@@ -173,14 +195,15 @@ def test_each_pair_says_what_its_evidence_is(report):
     rare = by_pair[frozenset({"rare1", "rare2"})]
     assert float(rare["shared_wrong"]) > 0 and "chance about 1 in" in rare["evidence_en"]
     assert "conv_params" in rare["evidence_en"] and "123457" in rare["evidence_en"]
+    written = by_pair[frozenset({"writer1", "writer2"})]
+    assert float(written["text"]) >= 2 and "ds_principle: written answers" in written["evidence_en"]
+    assert "书面回答" in written["evidence_zh"]
 
 
 def test_independent_work_and_the_starter_name_nobody(report):
     _, rows = report
-    innocent = set(INDEPENDENT) | {"starter1", "starter2"}
     for row in rows:
-        pair = _pair(row)
-        if pair <= innocent:
+        if _pair(row) not in PLANTED:
             assert float(row["score"]) == 0, row
     assert not any(pair & {"starter1", "starter2"} for pair in map(_pair, rows))
 
