@@ -30,7 +30,7 @@ from hwkit.scaffold import init_course  # noqa: E402
 def make_class(folder: Path, n: int, assignment: str, notebooks: int = 20) -> Path:
     """Every student's answer records come from their own variant; the executed notebooks are the solution
     notebooks of the first `notebooks` students, handed round (generating 1,000 notebooks would take longer
-    than the report): the code is as alike as it gets, the hardest case for pruning."""
+    than the report), each made the student's own by _make_own."""
     root = init_course(folder / "course", lang="en")
     ids = [f"s{i:04d}" for i in range(n)]
     (root / "roster.csv").write_text("student_id,name\n" + "".join(f"{s},S {s}\n" for s in ids), encoding="utf-8")
@@ -57,11 +57,26 @@ def make_class(folder: Path, n: int, assignment: str, notebooks: int = 20) -> Pa
                                                {"en": "", "zh": ""}, answer=answer_record(part, Reply(True, value))))
         book.record(result)
         nb = nbformat.read(str(root / "source" / assignment / written / f"{assignment}-solution.ipynb"), as_version=4)
+        _make_own(nb, random.Random(source))
         folder_out = root / "graded" / assignment / sid
         folder_out.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, str(folder_out / f"{assignment}.ipynb"))
     book.close()
     return root
+
+
+def _make_own(nb, rng: random.Random) -> None:
+    """Each student's own hand in the answer cells: a line of their own before every line (the same line for a
+    notebook handed on to a friend, whose rng is seeded by the original's id), so that only copies share code
+    beyond the task's common idioms."""
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not cell.get("metadata", {}).get("hwkit", {}).get("parts"):
+            continue
+        lines = []
+        for line in cell.source.split("\n"):
+            indent = line[:len(line) - len(line.lstrip())]
+            lines += [f"{indent}note_{rng.randrange(10**6)} = {rng.randrange(10**6)}", line]
+        cell.source = "\n".join(lines)
 
 
 def main() -> None:

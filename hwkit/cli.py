@@ -133,6 +133,17 @@ def export(assignment, course_dir, fmt, output):
 
 @main.command()
 @click.argument("assignment")
+@click.argument("download", type=click.Path(path_type=Path))
+@course_option
+def collect(assignment, download, course_dir):
+    """File an LMS's submission download (Canvas or Moodle zip, or its folder) into submitted/ASSIGNMENT/."""
+    from hwkit.collect import main as collect_main
+
+    sys.exit(collect_main(course_dir=course_dir, assignment_id=assignment, download=download, console=console))
+
+
+@main.command()
+@click.argument("assignment")
 @course_option
 def similarity(assignment, course_dir):
     """Rank pairs of students by copying evidence (cross-variant answers, shared rare wrong answers, code and

@@ -62,6 +62,11 @@ class SandboxLimits:
 class Student:
     student_id: str
     name: str = ""
+    # Further roster columns, kept as written: the LMS's ids (canvas_id, sis_id, moodle_participant, email), ...
+    columns: tuple[tuple[str, str], ...] = ()
+
+    def column(self, name: str) -> str:
+        return dict(self.columns).get(name, "")
 
 
 @dataclass(frozen=True)
@@ -164,7 +169,9 @@ def load_roster(path: Path) -> list[Student]:
             raise HwkitError(f"{path}:{line_no}: duplicate student_id {sid!r}; each student must appear once")
         seen.add(sid)
         name = row[name_col].strip() if name_col is not None and name_col < len(row) else ""
-        students.append(Student(sid, name))
+        columns = tuple((h, row[i].strip()) for i, h in enumerate(header)
+                        if i < len(row) and h and h not in ("student_id", "name"))
+        students.append(Student(sid, name, columns))
     return students
 
 
