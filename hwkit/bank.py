@@ -11,7 +11,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-from hwkit.course import HwkitError
+from hwkit.course import HwkitError, did_you_mean
 from hwkit.problem import Problem
 
 BANK_ENV = "HWKIT_BANK"
@@ -63,4 +63,7 @@ def known_problem_ids() -> set[str]:
 
 
 def get_problem(problem_id: str) -> Problem:
-    return load_bank()[problem_id]
+    bank = load_bank()
+    if problem_id not in bank:
+        raise HwkitError(f"unknown problem id {problem_id!r}{did_you_mean(problem_id, bank)}; `hwkit problems` lists the bank")
+    return bank[problem_id]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hwkit.course import HwkitError, check_lang, load_course
@@ -29,7 +30,7 @@ class HwkitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except HwkitError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             sys.exit(2)
 
 
@@ -95,7 +96,7 @@ def problems(lang: str):
 @course_option
 @click.option("--submissions", "submissions_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of <student_id>/*.ipynb (default: COURSE/submitted/ASSIGNMENT).")
-@click.option("--jobs", type=int, default=None, help="Submissions graded at once (default: number of cores).")
+@click.option("--jobs", type=int, default=None, help="Submissions graded at once (default: the number of cores + 1).")
 @click.option("--force", is_flag=True, help="Regrade submissions that are already graded and unchanged.")
 @click.option("--students", default=None, help="Comma-separated student ids to grade.")
 @click.option("--no-sandbox", is_flag=True, help="Run student code without the sandbox (trusted code only).")

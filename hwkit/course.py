@@ -5,6 +5,7 @@ and exits non-zero, so bad input never becomes a traceback."""
 from __future__ import annotations
 
 import csv
+import difflib
 import os
 import re
 import secrets
@@ -101,7 +102,8 @@ class Course:
         path = self.assignments_dir / f"{assignment_id}.toml"
         if not path.is_file():
             have = sorted(p.stem for p in self.assignments_dir.glob("*.toml")) if self.assignments_dir.is_dir() else []
-            raise HwkitError(f"{path}: no such assignment; available: {', '.join(have) or 'none'}")
+            raise HwkitError(f"{path}: no such assignment{did_you_mean(assignment_id, have)}; "
+                             f"available: {', '.join(have) or 'none'}")
         return load_assignment(path)
 
     def students(self, only: list[str] | None = None) -> list[Student]:
@@ -142,6 +144,12 @@ def load_course(root: Path) -> Course:
     limits = SandboxLimits.from_mapping(sandbox, str(path))
     return Course(root=root, name=str(course.get("name", root.name)), secret=secret.encode(),
                   lang=lang, limits=limits, roster=load_roster(root / ROSTER_NAME))
+
+
+def did_you_mean(name: str, known) -> str:
+    """' (did you mean 'x'?)' for the closest known names, or nothing."""
+    close = difflib.get_close_matches(name, sorted(known), n=2, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def load_roster(path: Path) -> list[Student]:
@@ -189,7 +197,8 @@ def load_assignment(path: Path) -> Assignment:
             raise HwkitError(f"{path}: [[problems]] entry {i} needs id = \"...\"")
         pid = entry["id"]
         if pid not in known:
-            raise HwkitError(f"{path}: unknown problem id {pid!r}; `hwkit problems` lists the bank")
+            raise HwkitError(f"{path}: unknown problem id {pid!r}{did_you_mean(pid, known)}; "
+                             "`hwkit problems` lists the bank")
         points = entry.get("points")
         if points is not None and (not isinstance(points, (int, float)) or points <= 0):
             raise HwkitError(f"{path}: points for {pid!r} must be a positive number")

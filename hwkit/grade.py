@@ -4,6 +4,7 @@ hidden inputs, check the replies here (outside the sandbox), and record the resu
 Parameters are re-derived from the roster and the course secret, never read from the notebook."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -12,6 +13,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -349,10 +351,6 @@ def _atomic_write(path: Path, text: str) -> None:
 def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None = None, jobs: int | None = None,
          force: bool = False, students: list[str] | None = None, sandbox: bool = True, console=None,
          warm: bool = False) -> str:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from hwkit.report import mismatch_count, write_reports
-
     course = load_course(course_dir)
     if not (course.root / "source" / assignment_id / "answers.json").is_file():
         raise HwkitError(f"{course.root / 'source' / assignment_id}: not generated yet; run `hwkit generate {assignment_id}` first")
@@ -366,6 +364,40 @@ def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None =
         if not ok:
             raise HwkitError(f"the sandbox cannot run here: {why}. Run `hwkit sandbox doctor`; or pass --no-sandbox "
                              "to run student code unsandboxed (only for code you trust)")
+    with grading_lock(course, assignment_id):
+        return _grade_all(course, assignment_id, folder, jobs, force, students, sandbox, console, warm)
+
+
+@contextmanager
+def grading_lock(course: Course, assignment_id: str):
+    """One `hwkit grade` per course and assignment at a time: a second one refuses, naming the first's pid.
+    An advisory lock on a file, so a grader that was killed holds nothing."""
+    folder = course.root / "graded" / assignment_id
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".grading.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise HwkitError(f"{assignment_id} is already being graded in this course (pid {holder}); wait for it "
+                             "to finish, or stop it, then run again (finished submissions are kept)") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            f.truncate(0)
+
+
+def _grade_all(course: Course, assignment_id: str, folder: Path, jobs, force, students, sandbox, console,
+               warm) -> str:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hwkit.report import mismatch_count, write_reports
+
     subs, unknown = find_submissions(folder, course, assignment_id, students)
     if console is not None:
         for sid in unknown:
