@@ -60,13 +60,18 @@ def init(directory: Path, lang: str, name: str | None, example: bool):
 @course_option
 @click.option("--lang", default=None, help="zh or en (default: the course's language).")
 @click.option("--students", default=None, help="Comma-separated student ids (default: the whole roster).")
-def generate(assignment: str, course_dir: Path, lang: str | None, students: str | None):
+@click.option("--force", is_flag=True, help="Replace a release made in the other language.")
+def generate(assignment: str, course_dir: Path, lang: str | None, students: str | None, force: bool):
     """Write every student's notebook, solution notebook and the answer key."""
-    from hwkit.generate import generate as build, write_generated
+    from hwkit.generate import generate as build, released_language, write_generated
 
     course = load_course(course_dir)
     lang = check_lang(lang, course)
     spec = course.assignment(assignment)
+    before = released_language(course, assignment)
+    if before and before != lang and not force:
+        raise HwkitError(f"{course_dir / 'release' / assignment}: already released in {before}; generating in {lang} "
+                         "would replace the notebooks students may already have. Pass --force to do it anyway")
     roster = course.students(_ids(students))
     if not roster:
         raise HwkitError(f"{course_dir / 'roster.csv'}: the roster is empty; add students first")

@@ -220,6 +220,17 @@ def _write_data(assignment: Assignment, course: Course, target: Path) -> None:
             problem.data(target)
 
 
+def released_language(course: Course, assignment_id: str) -> str | None:
+    """The language of the release already in place, if any (read from one release notebook's metadata)."""
+    for path in sorted((course.root / "release" / assignment_id).glob("*/*.ipynb"))[:1]:
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("hwkit", {})
+        except (OSError, ValueError, AttributeError):
+            return None
+        return meta.get("lang") if isinstance(meta, dict) else None
+    return None
+
+
 def write_generated(course: Course, assignment: Assignment, generated: list[GeneratedStudent]) -> None:
     aid = assignment.assignment_id
     release_root, source_root = course.root / "release" / aid, course.root / "source" / aid
