@@ -63,18 +63,19 @@ def init(directory: Path, lang: str, name: str | None, example: bool):
 @click.option("--force", is_flag=True, help="Replace a release made in the other language.")
 def generate(assignment: str, course_dir: Path, lang: str | None, students: str | None, force: bool):
     """Write every student's notebook, solution notebook and the answer key."""
-    from hwkit.generate import generate as build, released_language, write_generated
+    from hwkit.generate import generate as build, released_languages, write_generated
 
     course = load_course(course_dir)
     lang = check_lang(lang, course)
     spec = course.assignment(assignment)
-    before = released_language(course, assignment)
-    if before and before != lang and not force:
-        raise HwkitError(f"{course_dir / 'release' / assignment}: already released in {before}; generating in {lang} "
-                         "would replace the notebooks students may already have. Pass --force to do it anyway")
     roster = course.students(_ids(students))
     if not roster:
         raise HwkitError(f"{course_dir / 'roster.csv'}: the roster is empty; add students first")
+    other = released_languages(course, assignment, roster) - {lang}
+    if other and not force:
+        raise HwkitError(f"{course_dir / 'release' / assignment}: already released in {', '.join(sorted(other))}; "
+                         f"generating in {lang} would replace notebooks students may already have. "
+                         "Pass --force to do it anyway")
     start = time.perf_counter()
     generated = build(course, spec, lang, roster)
     write_generated(course, spec, generated)

@@ -220,15 +220,18 @@ def _write_data(assignment: Assignment, course: Course, target: Path) -> None:
             problem.data(target)
 
 
-def released_language(course: Course, assignment_id: str) -> str | None:
-    """The language of the release already in place, if any (read from one release notebook's metadata)."""
-    for path in sorted((course.root / "release" / assignment_id).glob("*/*.ipynb"))[:1]:
+def released_languages(course: Course, assignment_id: str, students: list[Student]) -> set[str]:
+    """The languages these students' release notebooks are already in (read from their metadata)."""
+    found = set()
+    for student in students:
+        path = course.root / "release" / assignment_id / student.student_id / f"{assignment_id}.ipynb"
         try:
             meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("hwkit", {})
         except (OSError, ValueError, AttributeError):
-            return None
-        return meta.get("lang") if isinstance(meta, dict) else None
-    return None
+            continue
+        if isinstance(meta, dict) and isinstance(meta.get("lang"), str):
+            found.add(meta["lang"])
+    return found
 
 
 def write_generated(course: Course, assignment: Assignment, generated: list[GeneratedStudent]) -> None:
