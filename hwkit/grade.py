@@ -26,7 +26,7 @@ from hwkit.generate import build_variant
 from hwkit.gradebook import VARIANT_MISMATCH, Gradebook, PartResult, SubmissionResult
 from hwkit.integrity import FORBIDDEN, forbidden_shortcut
 from hwkit.problem import Outcome
-from hwkit.notebooks import MAX_NOTEBOOK_BYTES, read_notebook
+from hwkit.notebooks import MAX_NOTEBOOK_BYTES, answer_fingerprint, answer_text, read_notebook
 
 NO_SUBMISSION, AMBIGUOUS, GRADER_ERROR = "no submission", "ambiguous submission", "grader error"
 
@@ -125,12 +125,15 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
     result.status, result.reason = status, reason
     t = time.perf_counter()
     for pv, part, probe in plan:
-        outcome = grade_reply(part, execution.replies[f"{pv.problem.id}/{part.id}"], probe)
+        reply = execution.replies[f"{pv.problem.id}/{part.id}"]
+        outcome = grade_reply(part, reply, probe)
         shortcut = forbidden_shortcut(part, nb) if outcome.fraction > 0 else None
         if shortcut is not None:     # right by behaviour, but by a means the statement forbids: a person decides
             outcome = Outcome(0.0, FORBIDDEN, shortcut, needs_review=True)
         result.parts.append(PartResult(pv.problem.id, part.id, part.title, round(outcome.fraction * part.points, 4),
-                                       part.points, outcome.note, outcome.feedback, outcome.needs_review))
+                                       part.points, outcome.note, outcome.feedback, outcome.needs_review,
+                                       answer_text(nb, part.id, reply.value if reply.ok else None),
+                                       answer_fingerprint(nb, part.id)))
     checks = time.perf_counter() - t
     _check_variant(course, assignment, student, nb, plan, execution.replies, result)
     result.timings = {**{k: round(v, 3) for k, v in execution.timings.items()},
@@ -318,24 +321,24 @@ def _keep(course: Course, book: Gradebook, result: SubmissionResult, executed: s
     """Write one result's files and its gradebook row. A result that cannot be kept (whatever a submission put
     in it) is kept as a grader error with the reason, retried by the next run: it never stops the batch."""
     try:
-        write_outputs(course, result, executed)
+        write_outputs(course, book.final(result), executed)    # the page shows what people decided
         book.record(result)
     except Exception as exc:  # noqa: BLE001 (one submission's files or row must not cost the others theirs)
         student = next(s for s in course.roster if s.student_id == result.student_id)
         failed = _grader_error(course, course.assignment(result.assignment), student, None,
                                f"its results could not be written ({type(exc).__name__}: {str(exc)[:200]})")
-        write_outputs(course, failed, None)
+        write_outputs(course, book.final(failed), None)
         book.record(failed)
 
 
 def write_outputs(course: Course, result: SubmissionResult, executed: str | None) -> None:
-    from hwkit.report import feedback_html
+    from hwkit.report import write_feedback
 
     folder = course.root / "graded" / result.assignment / result.student_id
     folder.mkdir(parents=True, exist_ok=True)
     if executed is not None:
         _atomic_write(folder / f"{result.assignment}.ipynb", executed)
-    _atomic_write(folder / "feedback.html", feedback_html(result, course.lang))
+    write_feedback(course, result)
 
 
 def _atomic_write(path: Path, text: str) -> None:
