@@ -95,7 +95,7 @@ def counts(items: list[ReviewItem]) -> dict[str, Counter]:
 
 def answer_groups(items: list[ReviewItem]) -> list[AnswerGroup]:
     """Written answers of each part grouped: identical after normalisation, then near-duplicates of a group's
-    first answer; every other item is a group of its own. Largest groups first within a part."""
+    first answer; every other item is a group of its own. Parts in the gradebook's order, largest groups first."""
     groups: list[AnswerGroup] = []
     by_part: dict[tuple, list[ReviewItem]] = {}
     for item in items:
@@ -116,9 +116,9 @@ def answer_groups(items: list[ReviewItem]) -> list[AnswerGroup]:
                 merged[text] = AnswerGroup(problem, part, list(same))
             else:
                 merged[match[0]].items.extend(same)
-        groups.extend(sorted(merged.values(), key=lambda g: -len(g.items)))
+        groups.extend(merged.values())
     order = {key: i for i, key in enumerate(dict.fromkeys((i.part.problem, i.part.part) for i in items))}
-    return sorted(groups, key=lambda g: order[(g.problem, g.part)])     # stable: parts in the gradebook's order
+    return sorted(groups, key=lambda g: (order[(g.problem, g.part)], -len(g.items)))   # parts in gradebook order
 
 
 @dataclass(frozen=True)
