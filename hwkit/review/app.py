@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from hwkit.course import Course, HwkitError
 from hwkit.gradebook import Gradebook
+from hwkit.notebooks import answer_sources, read_notebook
 from hwkit.overrides import Decision, decide
 from hwkit.review import queue as rq
 
@@ -45,6 +46,7 @@ class ReviewServer:
         self.lock = threading.Lock()                 # one writer: decisions are saved one at a time
         self.histogram_due = threading.Event()
         self.answers = _load_answers(self.course, self.assignment)
+        self.solutions: dict[str, dict] = {}
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                       undefined=jinja2.StrictUndefined)
         self.env.globals.update(token=self.token, assignment=self.assignment, link=self.link,
@@ -64,6 +66,14 @@ class ReviewServer:
             return book.results(self.assignment, students)
         finally:
             book.close()
+
+    def solution(self, student_id: str) -> dict:
+        """The student's solution notebook (source/ASSIGNMENT/STUDENT/), read once; {} when there is none."""
+        if student_id not in self.solutions:
+            path = self.course.root / "source" / self.assignment / student_id / f"{self.assignment}-solution.ipynb"
+            nb, _ = read_notebook(path) if path.is_file() else (None, "")
+            self.solutions[student_id] = nb or {}
+        return self.solutions[student_id]
 
     def render(self, name: str, **context) -> HTMLResponse:
         return HTMLResponse(self.env.get_template(name).render(**context))
@@ -110,7 +120,7 @@ class Guard:
                 ms = (time.perf_counter() - start) * 1000
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"server-timing", f"app;dur={ms:.1f}".encode()),
-                                      (b"referrer-policy", b"no-referrer"), (b"cache-control", b"no-store")]
+                                      (b"referrer-policy", b"same-origin"), (b"cache-control", b"no-store")]
             await send(message)
 
         await self.app(scope, receive, timed)
@@ -155,7 +165,11 @@ def queue_page(server: ReviewServer, request: Request) -> Response:
 
 
 def model_answer(server: ReviewServer, student_id: str, problem: str, part: str) -> str:
-    """The written part's model answer from the bank, else the student's own reference from answers.json."""
+    """The part's answer cells in the student's own solution notebook (their variant, the course's language),
+    else the rubric's reference, else the student's reference value from answers.json."""
+    text = "\n\n".join(answer_sources(server.solution(student_id), part)).strip()
+    if text:
+        return text
     view = rq.rubric_view(problem, part)
     if view is not None:
         return view.model_answer
