@@ -10,6 +10,7 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from decimal import Decimal
 
 import numpy as np
@@ -408,6 +409,12 @@ def normalise_text(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+@lru_cache(maxsize=256)
+def _plain_concepts(concepts: tuple) -> tuple:
+    """((name, ((synonym, its normalised form), ...)), ...): each rubric's synonyms normalised once."""
+    return tuple((name, tuple((w, normalise_text(w)) for w in words)) for name, words in concepts)
+
+
 @dataclass(frozen=True)
 class Rubric(Check):
     """A short written answer scored provisionally by key concepts (each a list of synonyms in Chinese
@@ -433,7 +440,7 @@ class Rubric(Check):
     def concept_hits(self, text: str) -> dict[str, list[str]]:
         """{concept: the synonyms found in the normalised text (empty: missing)}, in the rubric's order."""
         text = normalise_text(text)
-        return {name: [w for w in words if normalise_text(w) in text] for name, words in self.concepts}
+        return {name: [w for w, plain in words if plain in text] for name, words in _plain_concepts(self.concepts)}
 
     def well_formed(self, got) -> bool:
         return isinstance(got, str) and len(got.strip()) >= self.min_chars

@@ -85,25 +85,35 @@ def plan_overrides(results: dict[str, SubmissionResult], assignment: str, decisi
     return planned
 
 
-def decide(course: Course, assignment: str, decisions: list[Decision], grader: str | None = None,
-           histogram: bool = True) -> list[Override]:
+def decide(course: Course, assignment: str, decisions: list[Decision], grader: str | None = None) -> list[Override]:
     """Check every decision, record them in one transaction, then rewrite the outputs they change."""
-    from hwkit.report import write_feedback, write_reports
-
-    name = grader_name(grader)
     book = Gradebook(course.root)
     try:
-        results = {r.student_id: r for r in book.results(assignment)}
+        results = book.results(assignment)
         if not results:
             raise HwkitError(f"{book.path}: no grades for {assignment}; run `hwkit grade {assignment}` first")
-        overrides = plan_overrides(results, assignment, decisions, name)
-        book.add_overrides(overrides)
-        final = book.results(assignment)
+        return record_decisions(course, book, results, decisions, grader)[0]
     finally:
         book.close()
-    changed = {o.student_id for o in overrides}
-    for result in final:
-        if result.student_id in changed:
-            write_feedback(course, result)
+
+
+def record_decisions(course: Course, book: Gradebook, results: list[SubmissionResult], decisions: list[Decision],
+                     grader: str | None, histogram: bool = True) -> tuple[list[Override], list[SubmissionResult]]:
+    """Decisions on `results` (the assignment's final results, as read from `book`): checked, recorded, written
+    through to the changed students' feedback pages, grades.csv and the summary (and the histogram unless the
+    caller redraws it later). Returns the overrides and the results with them applied."""
+    from hwkit.report import write_feedback, write_reports
+
+    if not results:
+        raise HwkitError(f"{book.path}: no graded submissions to decide on")
+    name = grader_name(grader)
+    assignment = results[0].assignment
+    overrides = plan_overrides({r.student_id: r for r in results}, assignment, decisions, name)
+    book.add_overrides(overrides)
+    changed = sorted({o.student_id for o in overrides})
+    fresh = {r.student_id: r for r in book.results(assignment, changed)}
+    final = [fresh.get(r.student_id, r) for r in results]
+    for sid in changed:
+        write_feedback(course, fresh[sid])
     write_reports(course, assignment, final, histogram=histogram)
-    return overrides
+    return overrides, final

@@ -26,10 +26,10 @@ from starlette.routing import Route
 from hwkit.course import Course, HwkitError
 from hwkit.gradebook import Gradebook
 from hwkit.notebooks import answer_sources, read_notebook
-from hwkit.overrides import Decision, decide
+from hwkit.overrides import Decision, record_decisions
 from hwkit.review import queue as rq
 
-PAGE_GROUPS = 60          # answer groups per queue page
+PAGE_GROUPS = 20          # answer groups per queue page (a page stays fast at 1,000 students)
 TEMPLATES = Path(__file__).with_name("templates")
 
 
@@ -43,7 +43,11 @@ class ReviewServer:
     grader: str | None = None
 
     def __post_init__(self):
-        self.lock = threading.Lock()                 # one writer: decisions are saved one at a time
+        # One connection, used under the lock: it writes the decisions and caches what it read. Its data_version
+        # changes only when another process commits (a regrade, `hwkit override`), which drops the cache.
+        self.lock = threading.RLock()
+        self.book = Gradebook(self.course.root, threads=True)
+        self.cached: tuple = (None, [], {})            # (data_version, final results, {filters: answer groups})
         self.histogram_due = threading.Event()
         self.answers = _load_answers(self.course, self.assignment)
         self.solutions: dict[str, dict] = {}
@@ -60,12 +64,36 @@ class ReviewServer:
     def origins(self) -> set[str]:
         return {f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}"}
 
-    def results(self, students: list[str] | None = None):
-        book = Gradebook(self.course.root)
-        try:
-            return book.results(self.assignment, students)
-        finally:
-            book.close()
+    def results(self) -> list:
+        """The assignment's final results, read again only when another process changed the gradebook."""
+        with self.lock:
+            version = self.book.data_version()
+            if self.cached[0] != version:
+                self.cached = (version, self.book.results(self.assignment), {})
+            return self.cached[1]
+
+    def groups(self, problem: str, part: str, flag: str) -> tuple[list, list]:
+        """(every item awaiting review, the answer groups of those matching the filters), cached with the results."""
+        with self.lock:
+            results = self.results()
+            key = (problem, part, flag)
+            if key not in self.cached[2]:
+                self.cached[2][key] = (rq.review_items(results),
+                                       rq.answer_groups(rq.review_items(results, problem, part, flag)))
+            return self.cached[2][key]
+
+    def history(self, student_id: str) -> list:
+        with self.lock:
+            return self.book.override_history(self.assignment, student_id)
+
+    def save(self, decisions: list[Decision]) -> tuple[list, int]:
+        """Record decisions (all or none); returns the overrides and how many parts still await review."""
+        with self.lock:
+            saved, final = record_decisions(self.course, self.book, self.results(), decisions, self.grader,
+                                            histogram=False)
+            self.cached = (self.book.data_version(), final, {})
+        self.histogram_due.set()      # the histogram (matplotlib, slow) is redrawn in the background
+        return saved, len(rq.review_items(final))
 
     def solution(self, student_id: str) -> dict:
         """The student's solution notebook (source/ASSIGNMENT/STUDENT/), read once; {} when there is none."""
@@ -152,9 +180,8 @@ def queue_page(server: ReviewServer, request: Request) -> Response:
     except ValueError:
         page = 0
     results = server.results()
-    every = rq.review_items(results)
-    items = rq.review_items(results, problem, part, flag)
-    groups = rq.answer_groups(items)
+    every, groups = server.groups(problem, part, flag)
+    items = [i for g in groups for i in g.items]
     shown = groups[page * PAGE_GROUPS:(page + 1) * PAGE_GROUPS]
     views = {g.key: rq.rubric_view(g.problem, g.part) for g in shown}
     return server.render("queue.html", groups=shown, views=views, left=len(every), matching=len(items),
@@ -179,16 +206,11 @@ def model_answer(server: ReviewServer, student_id: str, problem: str, part: str)
 
 def student_page(server: ReviewServer, request: Request) -> Response:
     sid = request.path_params["student"]
-    found = server.results([sid])
-    if not found:
+    result = next((r for r in server.results() if r.student_id == sid), None)
+    if result is None:
         return PlainTextResponse(f"{sid[:60]!r} has no graded submission of {server.assignment}", status_code=404)
-    book = Gradebook(server.course.root)
-    try:
-        history = book.override_history(server.assignment, sid)
-    finally:
-        book.close()
-    result = found[0]
-    return server.render("student.html", result=result, history=history, flag=lambda p: rq.review_flag(result, p),
+    return server.render("student.html", result=result, history=server.history(sid),
+                         flag=lambda p: rq.review_flag(result, p),
                          hits=rq.concept_hits, view=rq.rubric_view,
                          model=lambda p: model_answer(server, sid, p.problem, p.part))
 
@@ -201,13 +223,12 @@ async def save_override(server: ReviewServer, request: Request) -> Response:
     decisions = [Decision(s, str(form.get("part", "")), str(form.get("score", "")), str(form.get("comment", "")))
                  for s in students]
     try:
-        saved = await run_in_threadpool(_decide, server, decisions)
+        saved, left = await run_in_threadpool(server.save, decisions)
     except HwkitError as exc:
         if wants_json:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
         return PlainTextResponse(f"not saved: {exc}", status_code=400)
     if wants_json:
-        left = len(rq.review_items(await run_in_threadpool(server.results)))
         return JSONResponse({"ok": True, "saved": len(saved), "score": saved[0].score, "left": left})
     target = str(form.get("next", "/"))
     if not target.startswith("/") or target.startswith("//"):
@@ -221,13 +242,6 @@ def _query(target: str) -> list[tuple[str, str]]:
     return [(k, v) for k, v in parse_qsl(urlsplit(target).query) if k != "token"]
 
 
-def _decide(server: ReviewServer, decisions: list[Decision]):
-    with server.lock:
-        saved = decide(server.course, server.assignment, decisions, server.grader, histogram=False)
-    server.histogram_due.set()      # the histogram (matplotlib, slow) is redrawn in the background
-    return saved
-
-
 def _histogram_worker(server: ReviewServer) -> None:
     from hwkit.report import write_histogram
 
@@ -236,9 +250,7 @@ def _histogram_worker(server: ReviewServer) -> None:
         time.sleep(1.0)             # a burst of decisions redraws once
         server.histogram_due.clear()
         try:
-            with server.lock:
-                results = server.results()
-            write_histogram(server.course, server.assignment, results)
+            write_histogram(server.course, server.assignment, server.results())
         except Exception:  # noqa: BLE001 - the next decision or `hwkit grade` redraws it
             pass
 

@@ -107,18 +107,28 @@ def answer_groups(items: list[ReviewItem]) -> list[AnswerGroup]:
         exact: dict[str, list[ReviewItem]] = {}
         for item in members:
             exact.setdefault(normalise_text(item.part.answer), []).append(item)
-        leaders: list[str] = []
-        merged: dict[str, AnswerGroup] = {}
-        for text, same in sorted(exact.items(), key=lambda kv: -len(kv[1])):
-            match = process.extractOne(text, leaders, scorer=fuzz.ratio, score_cutoff=NEAR_DUPLICATE) if text else None
-            if match is None:
-                leaders.append(text)
-                merged[text] = AnswerGroup(problem, part, list(same))
-            else:
-                merged[match[0]].items.extend(same)
-        groups.extend(merged.values())
+        texts = sorted(exact, key=lambda t: -len(exact[t]))
+        for family in _near_duplicates(tuple(texts)):
+            groups.append(AnswerGroup(problem, part, [i for t in family for i in exact[texts[t]]]))
     order = {key: i for i, key in enumerate(dict.fromkeys((i.part.problem, i.part.part) for i in items))}
     return sorted(groups, key=lambda g: (order[(g.problem, g.part)], -len(g.items)))   # parts in gradebook order
+
+
+@lru_cache(maxsize=64)
+def _near_duplicates(texts: tuple) -> list[list[int]]:
+    """Families of indexes into `texts` (distinct normalised answers, most frequent first): each text joins the
+    first family whose first text is at least NEAR_DUPLICATE similar. Cached: the answers change only when a
+    submission is graded again, the queue is drawn after every decision."""
+    leaders: list[str] = []
+    families: list[list[int]] = []
+    for i, text in enumerate(texts):
+        match = process.extractOne(text, leaders, scorer=fuzz.ratio, score_cutoff=NEAR_DUPLICATE) if text else None
+        if match is None:
+            leaders.append(text)
+            families.append([i])
+        else:
+            families[match[2]].append(i)
+    return families
 
 
 @dataclass(frozen=True)
