@@ -44,11 +44,11 @@ def test_the_os_user_is_the_grader_by_default(course):
     root, ids = course
     import getpass
 
-    hwkit("override", ASSIGNMENT, ids[1], "depthwise_separable/ds_standard_formula", "0", "--course", root)
+    hwkit("override", ASSIGNMENT, ids[1], "depthwise-separable/ds_standard_formula", "0", "--course", root)
     book = Gradebook(root)
     [o] = book.override_history(ASSIGNMENT, ids[1])
     book.close()
-    assert o.grader == getpass.getuser() and o.problem == "depthwise_separable" and o.score == 0
+    assert o.grader == getpass.getuser() and o.problem == "depthwise-separable" and o.score == 0
 
 
 @pytest.mark.parametrize("args, says", [
@@ -70,7 +70,7 @@ def test_review_list_names_what_needs_a_person(course):
     root, ids = course
     hwkit("override", ASSIGNMENT, ids[2], "ds_principle", "2", "--course", root)
     lines = hwkit("review", ASSIGNMENT, "--course", root, "--list").stdout.splitlines()
-    assert lines[:-1] == [f"{sid}\tds_principle\tdepthwise_separable\twritten answer\t1/2" for sid in ids[:2]]
+    assert lines[:-1] == [f"{sid}\tds_principle\tdepthwise-separable\twritten answer\t1/2" for sid in ids[:2]]
     assert lines[-1] == "# 2 part(s) of 2 submission(s) need review"
 
 
@@ -110,4 +110,19 @@ def test_a_regrade_keeps_decisions_on_unchanged_answers_and_flags_changed_ones(c
     assert asked.score == 1.0 and asked.needs_review and "answer changed" in asked.stale_override
     assert [o.score for o in history] == [1.5]                           # the decision itself is never lost
     lines = hwkit("review", ASSIGNMENT, "--course", root, "--list").stdout
-    assert f"{ids[1]}\tds_principle\tdepthwise_separable\tanswer changed after an override" in lines
+    assert f"{ids[1]}\tds_principle\tdepthwise-separable\tanswer changed after an override" in lines
+
+
+def test_a_variant_mismatch_awaits_a_decision_on_every_part(course, tmp_path):
+    root, ids = course
+    book = Gradebook(root)
+    [raw] = book.results(ASSIGNMENT, [ids[0]], final=False)
+    book.record(replace(raw, status="variant mismatch", reason="parameter cells match s0001's variant"))
+    book.close()
+    hwkit("override", ASSIGNMENT, ids[0], "ds_principle", "1", "--course", root)
+    listed = hwkit("review", ASSIGNMENT, "--course", root, "--list").stdout
+    assert f"{ids[0]}\tds_standard_formula\tdepthwise-separable\tvariant mismatch\t1/1" in listed
+    hwkit("override", ASSIGNMENT, ids[0], "ds_standard_formula", "0", "--course", root, "--comment", "Not your own.")
+    assert ids[0] not in hwkit("review", ASSIGNMENT, "--course", root, "--list").stdout
+    row = _grades(root)[ids[0]]
+    assert row["status"] == "variant mismatch" and row["needs_review"] == "" and row["total"] == "1"

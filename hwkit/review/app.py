@@ -287,4 +287,10 @@ def serve(course: Course, assignment: str, port: int = 0, grader: str | None = N
     echo(f"Reviewing {assignment}: open http://127.0.0.1:{server.port}/?token={server.token}")
     echo("Only this URL (with its token) opens the page. Press Ctrl+C to stop.")
     config = uvicorn.Config(build_app(server), log_level="warning", access_log=False, lifespan="off")
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        if server.histogram_due.is_set():           # a redraw still pending at ^C
+            from hwkit.report import write_histogram
+
+            write_histogram(course, assignment, server.results())
