@@ -21,12 +21,12 @@ WRITTEN_ANSWERS = [
 
 
 def written_part(text: str, score: float = 1.0) -> PartResult:
-    return PartResult("depthwise_separable", "ds_principle", {"en": "Principle", "zh": "原理"}, score, 2.0,
+    return PartResult("depthwise-separable", "ds_principle", {"en": "Principle", "zh": "原理"}, score, 2.0,
                       "WRITTEN_MISSING_COST", {"en": "Provisional.", "zh": "暂定。"}, True, text, f"fp-{text}")
 
 
 def code_part(score: float = 1.0) -> PartResult:
-    return PartResult("depthwise_separable", "ds_standard_formula", {"en": "Standard formula", "zh": "公式"}, score,
+    return PartResult("depthwise-separable", "ds_standard_formula", {"en": "Standard formula", "zh": "公式"}, score,
                       1.0, "CORRECT" if score else "WRONG", {"en": "Checked.", "zh": "已检查。"}, False,
                       "ds_standard_formula = 'K**2*C_in*C_out'", "fp-code")
 
@@ -38,7 +38,7 @@ def synthetic_course(tmp_path: Path, students: int = 8) -> tuple[Path, list[str]
     (root / "roster.csv").write_text("student_id,name\n" + "".join(f"{s},Student {s}\n" for s in ids),
                                      encoding="utf-8")
     (root / "assignments" / f"{ASSIGNMENT}.toml").write_text(
-        'title = "Test"\n\n[[problems]]\nid = "depthwise_separable"\n', encoding="utf-8")
+        'title = "Test"\n\n[[problems]]\nid = "depthwise-separable"\n', encoding="utf-8")
     book = Gradebook(root)
     results = []
     for i, sid in enumerate(ids):

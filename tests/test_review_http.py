@@ -71,7 +71,7 @@ def test_one_decision_scores_a_whole_answer_group(site):
     assert queue.count('class="group"') == 4          # 8 answers: 4 families of near-duplicates
     members = [ids[0], ids[4]]                        # the same answer, one with a trailing remark
     reply = client.post(f"/override?token={server.token}", headers={"origin": ORIGIN, "accept": "application/json"},
-                        data={"student": members, "part": "depthwise_separable/ds_principle", "score": "1.5",
+                        data={"student": members, "part": "depthwise-separable/ds_principle", "score": "1.5",
                               "comment": "Good; say why it is cheaper."})
     assert reply.json() == {"ok": True, "saved": 2, "score": 1.5, "left": 6}
     grades = read_grades(root / "graded" / ASSIGNMENT / "grades.csv")
@@ -88,7 +88,7 @@ def test_any_part_is_overridden_from_the_student_page(site):
     page = client.get(f"/student/{ids[2]}?token={server.token}")
     assert page.status_code == 200 and "ds_standard_formula" in page.text and "None yet." in page.text
     reply = client.post(f"/override?token={server.token}", headers={"origin": ORIGIN}, follow_redirects=False,
-                        data={"student": ids[2], "part": "depthwise_separable/ds_standard_formula", "score": "0",
+                        data={"student": ids[2], "part": "depthwise-separable/ds_standard_formula", "score": "0",
                               "comment": "Regrade request: the bias is counted.", "next": f"/student/{ids[2]}"})
     assert reply.status_code == 303 and reply.headers["location"] == f"/student/{ids[2]}?token={server.token}"
     page = client.get(reply.headers["location"]).text
