@@ -352,7 +352,7 @@ def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None =
          warm: bool = False) -> str:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from hwkit.report import mismatch_count, write_reports
+    from hwkit.report import mismatch_count, review_count, write_reports
 
     course = load_course(course_dir)
     if not (course.root / "source" / assignment_id / "answers.json").is_file():
@@ -409,10 +409,12 @@ def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None =
     book.close()
     skipped, left = len(subs) - len(todo), len(todo) - graded
     flagged = sum(r.status == VARIANT_MISMATCH for r in results)
+    waiting = review_count(results)[0]
     return (f"Graded {graded} submission(s) of {assignment_id} in {time.perf_counter() - start:.1f}s"
             + (f", {skipped} unchanged skipped" if skipped else "")
             + (f", {left} not reached (the grading workers stopped; run again to grade them)" if left else "")
             + f" ({plan.lanes} at once, {plan.torch_threads} torch thread(s) each)."
             + (f" {mismatch_count(results)} to review (another student's variant; see the summary)." if flagged else "")
+            + (f" {waiting} part(s) await review: `hwkit review {assignment_id}`." if waiting else "")
             + f" Grades: {paths['grades']}  "
             f"Summary: {paths['summary']}  Feedback: {course.root / 'graded' / assignment_id}/<student>/feedback.html")
