@@ -54,7 +54,7 @@ def make_class(folder: Path, n: int, assignment: str, notebooks: int = 20) -> Pa
                 if rng.random() < 0.1 and isinstance(value, int) and not isinstance(value, bool):
                     value += rng.randint(1, 50)          # an honest mistake now and then
                 result.parts.append(PartResult(pv.problem.id, part.id, part.title, 0.0, part.points, "",
-                                               {"en": "", "zh": ""}, answer=answer_record(part, Reply(True, value))))
+                                               {"en": "", "zh": ""}, compared=answer_record(part, Reply(True, value))))
         book.record(result)
         nb = nbformat.read(str(root / "source" / assignment / written / f"{assignment}-solution.ipynb"), as_version=4)
         _make_own(nb, random.Random(source))

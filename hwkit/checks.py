@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from decimal import Decimal
 
 import numpy as np
@@ -394,8 +396,23 @@ class Cases(Check):
         return isinstance(got, list)
 
 
-def _normalise_words(text: str) -> str:
-    return re.sub(r"\s+", " ", text.lower())
+# Punctuation that NFKC leaves in its Chinese or typographic form, mapped to the plain ASCII one.
+_PLAIN_PUNCTUATION = str.maketrans({"。": ".", "、": ",", "“": '"', "”": '"', "„": '"', "‘": "'", "’": "'",
+                                    "–": "-", "—": "-", "―": "-", "‐": "-", "‑": "-", "・": " ", "·": " ",
+                                    "「": '"', "」": '"', "『": '"', "』": '"', "《": '"', "》": '"'})
+
+
+def normalise_text(text: str) -> str:
+    """Text as a rubric compares it: full-width forms folded to half width (NFKC), case folded, typographic
+    punctuation made plain, runs of white space one space."""
+    text = unicodedata.normalize("NFKC", text).casefold().translate(_PLAIN_PUNCTUATION)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+@lru_cache(maxsize=256)
+def _plain_concepts(concepts: tuple) -> tuple:
+    """((name, ((synonym, its normalised form), ...)), ...): each rubric's synonyms normalised once."""
+    return tuple((name, tuple((w, normalise_text(w)) for w in words)) for name, words in concepts)
 
 
 @dataclass(frozen=True)
@@ -409,9 +426,9 @@ class Rubric(Check):
         if not isinstance(got, str) or len(got.strip()) < self.min_chars:
             return Outcome(0.0, "WRITTEN_TOO_SHORT", say("The written answer is missing or too short.",
                                                           "书面回答缺失或过短。"), needs_review=True)
-        text = _normalise_words(got)
-        found = [name for name, words in self.concepts if any(w.lower() in text for w in words)]
-        missing = [name for name, _ in self.concepts if name not in found]
+        hits = self.concept_hits(got)
+        found = [name for name, _ in self.concepts if hits[name]]
+        missing = [name for name, _ in self.concepts if not hits[name]]
         fraction = len(found) / len(self.concepts)
         note = "WRITTEN_ALL_CONCEPTS" if not missing else f"WRITTEN_MISSING_{missing[0].upper()}"
         return Outcome(fraction, note, say(
@@ -419,6 +436,11 @@ class Rubric(Check):
             + (f"; not found: {', '.join(missing)}" if missing else "") + ". An instructor reviews written answers.",
             f"暂定:涉及 {len(found)}/{len(self.concepts)} 个要点" + (f";未提到:{'、'.join(missing)}" if missing else "")
             + "。书面回答将由教师复核。"), needs_review=True)
+
+    def concept_hits(self, text: str) -> dict[str, list[str]]:
+        """{concept: the synonyms found in the normalised text (empty: missing)}, in the rubric's order."""
+        text = normalise_text(text)
+        return {name: [w for w, plain in words if plain in text] for name, words in _plain_concepts(self.concepts)}
 
     def well_formed(self, got) -> bool:
         return isinstance(got, str) and len(got.strip()) >= self.min_chars

@@ -130,12 +130,57 @@ def grade(assignment, course_dir, submissions_dir, jobs, force, students, no_san
 @course_option
 @click.option("--format", "fmt", type=click.Choice(["csv", "canvas", "moodle"]), default="csv")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def export(assignment, course_dir, fmt, output):
-    """Export grades in an LMS's import layout."""
+@click.option("--allow-provisional", is_flag=True,
+              help="Export even while parts still need review (their scores are provisional).")
+def export(assignment, course_dir, fmt, output, allow_provisional):
+    """Export final grades in an LMS's import layout (refused while parts still need review)."""
     from hwkit.report import export_grades
 
-    path = export_grades(load_course(course_dir), assignment, fmt, output)
+    path, warning = export_grades(load_course(course_dir), assignment, fmt, output, allow_provisional)
+    if warning:
+        err_console.print(f"[yellow]warning:[/yellow] {warning}; the export holds provisional scores",
+                          highlight=False, soft_wrap=True)
     console.print(f"Wrote {path}")
+
+
+# "-1" must reach the score's own check (a clear message), not be read as an option.
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("assignment")
+@click.argument("student")
+@click.argument("part")
+@click.argument("score")
+@course_option
+@click.option("--comment", default="", help="Shown to the student on the feedback page.")
+@click.option("--grader", default=None, help="Who decides (default: the OS user).")
+def override(assignment, student, part, score, course_dir, comment, grader):
+    """Set the final score of one part (PART: a part id, or problem/part); kept across regrades while the
+    answer is unchanged."""
+    from hwkit.overrides import Decision, decide
+
+    [saved] = decide(load_course(course_dir), assignment, [Decision(student, part, score, comment)], grader)
+    click.echo(f"{assignment} {saved.student_id} {saved.problem}/{saved.part}: {saved.replaced_score:g} -> "
+               f"{saved.score:g} (by {saved.grader}); grades.csv and the feedback page are updated")
+
+
+@main.command()
+@click.argument("assignment")
+@course_option
+@click.option("--list", "as_list", is_flag=True, help="Print what needs review, one part a line, and exit.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port on 127.0.0.1 (default: a free one).")
+@click.option("--grader", default=None, help="Who decides (default: the OS user).")
+def review(assignment, course_dir, as_list, port, grader):
+    """Review what needs a person: a local web page (127.0.0.1, with a token), or --list."""
+    course = load_course(course_dir)
+    if as_list:
+        from hwkit.review.listing import review_list
+
+        lines, code = review_list(course, assignment)
+        for line in lines:
+            click.echo(line)
+        sys.exit(code)
+    from hwkit.review.app import serve
+
+    serve(course, assignment, port, grader, echo=click.echo)
 
 
 @main.command()

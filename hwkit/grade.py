@@ -28,7 +28,7 @@ from hwkit.generate import build_variant
 from hwkit.gradebook import VARIANT_MISMATCH, Gradebook, PartResult, SubmissionResult
 from hwkit.integrity import FORBIDDEN, answer_record, forbidden_shortcut
 from hwkit.problem import Outcome
-from hwkit.notebooks import MAX_NOTEBOOK_BYTES, read_notebook
+from hwkit.notebooks import MAX_NOTEBOOK_BYTES, answer_fingerprint, answer_text, read_notebook
 
 NO_SUBMISSION, AMBIGUOUS, GRADER_ERROR = "no submission", "ambiguous submission", "grader error"
 
@@ -134,7 +134,9 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
             outcome = Outcome(0.0, FORBIDDEN, shortcut, needs_review=True)
         result.parts.append(PartResult(pv.problem.id, part.id, part.title, round(outcome.fraction * part.points, 4),
                                        part.points, outcome.note, outcome.feedback, outcome.needs_review,
-                                       answer_record(part, reply)))
+                                       answer_text(nb, part.id, reply.value if reply.ok else None),
+                                       answer_fingerprint(nb, part.id),
+                                       compared=answer_record(part, reply)))
     checks = time.perf_counter() - t
     _check_variant(course, assignment, student, nb, plan, execution.replies, result)
     result.timings = {**{k: round(v, 3) for k, v in execution.timings.items()},
@@ -322,24 +324,24 @@ def _keep(course: Course, book: Gradebook, result: SubmissionResult, executed: s
     """Write one result's files and its gradebook row. A result that cannot be kept (whatever a submission put
     in it) is kept as a grader error with the reason, retried by the next run: it never stops the batch."""
     try:
-        write_outputs(course, result, executed)
+        write_outputs(course, book.final(result), executed)    # the page shows what people decided
         book.record(result)
     except Exception as exc:  # noqa: BLE001 (one submission's files or row must not cost the others theirs)
         student = next(s for s in course.roster if s.student_id == result.student_id)
         failed = _grader_error(course, course.assignment(result.assignment), student, None,
                                f"its results could not be written ({type(exc).__name__}: {str(exc)[:200]})")
-        write_outputs(course, failed, None)
+        write_outputs(course, book.final(failed), None)
         book.record(failed)
 
 
 def write_outputs(course: Course, result: SubmissionResult, executed: str | None) -> None:
-    from hwkit.report import feedback_html
+    from hwkit.report import write_feedback
 
     folder = course.root / "graded" / result.assignment / result.student_id
     folder.mkdir(parents=True, exist_ok=True)
     if executed is not None:
         _atomic_write(folder / f"{result.assignment}.ipynb", executed)
-    _atomic_write(folder / "feedback.html", feedback_html(result, course.lang))
+    write_feedback(course, result)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -396,7 +398,7 @@ def _grade_all(course: Course, assignment_id: str, folder: Path, jobs, force, st
                warm) -> str:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from hwkit.report import mismatch_count, write_reports
+    from hwkit.report import mismatch_count, review_count, write_reports
 
     subs, unknown = find_submissions(folder, course, assignment_id, students)
     if console is not None:
@@ -440,10 +442,12 @@ def _grade_all(course: Course, assignment_id: str, folder: Path, jobs, force, st
     book.close()
     skipped, left = len(subs) - len(todo), len(todo) - graded
     flagged = sum(r.status == VARIANT_MISMATCH for r in results)
+    waiting = review_count(results)[0]
     return (f"Graded {graded} submission(s) of {assignment_id} in {time.perf_counter() - start:.1f}s"
             + (f", {skipped} unchanged skipped" if skipped else "")
             + (f", {left} not reached (the grading workers stopped; run again to grade them)" if left else "")
             + f" ({plan.lanes} at once, {plan.torch_threads} torch thread(s) each)."
             + (f" {mismatch_count(results)} to review (another student's variant; see the summary)." if flagged else "")
+            + (f" {waiting} part(s) await review: `hwkit review {assignment_id}`." if waiting else "")
             + f" Grades: {paths['grades']}  "
             f"Summary: {paths['summary']}  Feedback: {course.root / 'graded' / assignment_id}/<student>/feedback.html")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from hwkit_kernel.wire import valid_text
@@ -31,11 +31,23 @@ CREATE TABLE IF NOT EXISTS parts (
     assignment TEXT NOT NULL, student_id TEXT NOT NULL, problem TEXT NOT NULL, part TEXT NOT NULL,
     position INTEGER NOT NULL, title_en TEXT NOT NULL, title_zh TEXT NOT NULL, score REAL NOT NULL,
     max_points REAL NOT NULL, note TEXT NOT NULL, feedback_en TEXT NOT NULL, feedback_zh TEXT NOT NULL,
-    needs_review INTEGER NOT NULL, PRIMARY KEY (assignment, student_id, problem, part));
+    needs_review INTEGER NOT NULL, answer TEXT NOT NULL DEFAULT '', fingerprint TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (assignment, student_id, problem, part));
+CREATE TABLE IF NOT EXISTS overrides (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, assignment TEXT NOT NULL, student_id TEXT NOT NULL, problem TEXT NOT NULL,
+    part TEXT NOT NULL, score REAL NOT NULL, comment TEXT NOT NULL, grader TEXT NOT NULL, created_at TEXT NOT NULL,
+    replaced_score REAL NOT NULL, nb_hash TEXT NOT NULL, fingerprint TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS overrides_by_part ON overrides (assignment, student_id, problem, part, id);
 CREATE TABLE IF NOT EXISTS answers (
     assignment TEXT NOT NULL, student_id TEXT NOT NULL, problem TEXT NOT NULL, part TEXT NOT NULL,
     answer TEXT NOT NULL, PRIMARY KEY (assignment, student_id, problem, part));
 """
+# Columns added to `parts` after gradebooks were in use: added in place when an older gradebook is opened.
+_ADDED_PART_COLUMNS = {"answer": "TEXT NOT NULL DEFAULT ''", "fingerprint": "TEXT NOT NULL DEFAULT ''"}
+_PART_COLUMNS = ("assignment, student_id, problem, part, position, title_en, title_zh, score, max_points, note, "
+                 "feedback_en, feedback_zh, needs_review, answer, fingerprint")
+_OVERRIDE_COLUMNS = ("assignment, student_id, problem, part, score, comment, grader, created_at, replaced_score, "
+                     "nb_hash, fingerprint")
 
 
 @dataclass
@@ -48,7 +60,55 @@ class PartResult:
     note: str
     feedback: dict
     needs_review: bool = False
-    answer: dict = field(default_factory=dict)   # what was compared, kept for `hwkit similarity` (integrity.answer_record)
+    answer: str = ""                # what the student gave for this part (bounded), shown to reviewers
+    fingerprint: str = ""           # hash of the part's answer as submitted: an override holds while it is unchanged
+    automatic_score: float | None = None    # the grader's score, when a person's override replaced it
+    reviewer: str = ""              # who overrode the score ("" = the grader's score stands)
+    comment: str = ""               # the reviewer's comment for the student
+    stale_override: str = ""        # an override made for an earlier answer: kept, shown, no longer applied
+    compared: dict = field(default_factory=dict)   # what the checks compared, for `hwkit similarity` (integrity.answer_record)
+
+    @property
+    def overridden(self) -> bool:
+        return bool(self.reviewer)
+
+
+@dataclass(frozen=True)
+class Override:
+    """A person's decision on one part: kept forever (a later one supersedes it, never deletes it). It applies
+    while the part's answer has the fingerprint it was made for."""
+    assignment: str
+    student_id: str
+    problem: str
+    part: str
+    score: float
+    comment: str
+    grader: str
+    created_at: str
+    replaced_score: float
+    nb_hash: str
+    fingerprint: str
+
+
+def apply_overrides(result: "SubmissionResult", latest: dict) -> "SubmissionResult":
+    """The result with its final scores: each part's latest override where the answer is unchanged. An override
+    made for another answer is kept aside and the part flagged for review; a variant mismatch flags every part
+    that no person has decided."""
+    parts = []
+    mismatch = result.status == VARIANT_MISMATCH
+    for p in result.parts:
+        o = latest.get((p.problem, p.part))
+        if o is None and (p.needs_review or not mismatch):
+            parts.append(p)                 # most parts: nothing to change (and no copy: 12,000 parts add up)
+        elif o is not None and o.fingerprint == p.fingerprint:
+            parts.append(replace(p, score=o.score, automatic_score=p.score, reviewer=o.grader, comment=o.comment,
+                                 needs_review=False))
+        elif o is not None:
+            parts.append(replace(p, needs_review=True, stale_override=(
+                f"the answer changed after {o.grader}'s override ({o.score:g} on {o.created_at}): decide again")))
+        else:
+            parts.append(replace(p, needs_review=p.needs_review or mismatch))
+    return replace(result, parts=parts)
 
 
 @dataclass
@@ -74,7 +134,8 @@ class SubmissionResult:
 
     @property
     def needs_review(self) -> bool:
-        return self.status == VARIANT_MISMATCH or any(p.needs_review for p in self.parts)
+        decided = bool(self.parts) and all(p.overridden for p in self.parts)
+        return any(p.needs_review for p in self.parts) or (self.status == VARIANT_MISMATCH and not decided)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -86,15 +147,24 @@ class SubmissionResult:
 
 
 class Gradebook:
-    def __init__(self, course_root: Path):
+    def __init__(self, course_root: Path, threads: bool = False):
+        """threads=True: the connection may be used from several threads, one at a time (the caller locks)."""
         self.path = Path(course_root) / GRADEBOOK_NAME
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=not threads)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(parts)")}
+        for name, decl in _ADDED_PART_COLUMNS.items():
+            if name not in have:
+                self.db.execute(f"ALTER TABLE parts ADD COLUMN {name} {decl}")
 
     def close(self) -> None:
         self.db.close()
+
+    def data_version(self) -> int:
+        """Changes whenever another connection (another process: `hwkit grade`, `hwkit override`) commits."""
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
 
     def graded_hash(self, assignment: str, student_id: str) -> str | None:
         row = self.db.execute("SELECT nb_hash FROM submissions WHERE assignment=? AND student_id=?",
@@ -111,33 +181,80 @@ class Gradebook:
                 result.assignment, result.student_id, result.nb_hash, result.status, bounded(result.reason), result.score,
                 result.max_score, int(result.needs_review), result.graded_at, json.dumps(result.timings),
                 result.peak_memory_mb, result.cpu_seconds))
-            cur.executemany("INSERT INTO parts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", [
+            cur.executemany(f"INSERT INTO parts ({_PART_COLUMNS}) VALUES ({','.join('?' * 15)})", [
                 (result.assignment, result.student_id, p.problem, p.part, i, p.title.get("en", ""), p.title.get("zh", ""),
                  p.score, p.max_points, valid_text(p.note), valid_text(p.feedback.get("en", "")),
-                 valid_text(p.feedback.get("zh", "")), int(p.needs_review))
+                 valid_text(p.feedback.get("zh", "")), int(p.needs_review), valid_text(p.answer), p.fingerprint)
                 for i, p in enumerate(result.parts)])
             cur.executemany("INSERT INTO answers VALUES (?,?,?,?,?)", [
-                (result.assignment, result.student_id, p.problem, p.part, json.dumps(p.answer, ensure_ascii=False))
-                for p in result.parts if p.answer])
+                (result.assignment, result.student_id, p.problem, p.part, json.dumps(p.compared, ensure_ascii=False))
+                for p in result.parts if p.compared])
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
 
-    def results(self, assignment: str) -> list[SubmissionResult]:
+    def results(self, assignment: str, students: list[str] | None = None, final: bool = True) -> list[SubmissionResult]:
+        """Every graded submission of the assignment (or of `students`), with final scores unless final=False."""
+        where, args = "assignment=?", [assignment]
+        if students is not None:
+            where += f" AND student_id IN ({','.join('?' * len(students))})"
+            args += list(students)
+        parts: dict[str, list[PartResult]] = {}
+        for (sid, problem, part, t_en, t_zh, score, max_points, note, f_en, f_zh, review, answer,
+             fingerprint) in self.db.execute(
+                "SELECT student_id, problem, part, title_en, title_zh, score, max_points, note, feedback_en, "
+                f"feedback_zh, needs_review, answer, fingerprint FROM parts WHERE {where} ORDER BY student_id, position",
+                args):
+            parts.setdefault(sid, []).append(PartResult(problem, part, {"en": t_en, "zh": t_zh}, score, max_points,
+                                                        note, {"en": f_en, "zh": f_zh}, bool(review), answer,
+                                                        fingerprint))
         out = []
         rows = self.db.execute("SELECT student_id, nb_hash, status, reason, graded_at, timings, peak_memory_mb, "
-                               "cpu_seconds FROM submissions WHERE assignment=? ORDER BY student_id", (assignment,))
+                               f"cpu_seconds FROM submissions WHERE {where} ORDER BY student_id", args)
         for sid, nb_hash, status, reason, graded_at, timings, peak, cpu in rows.fetchall():
-            parts = [PartResult(problem, part, {"en": t_en, "zh": t_zh}, score, max_points, note,
-                                {"en": f_en, "zh": f_zh}, bool(review))
-                     for problem, part, t_en, t_zh, score, max_points, note, f_en, f_zh, review in self.db.execute(
-                         "SELECT problem, part, title_en, title_zh, score, max_points, note, feedback_en, feedback_zh, "
-                         "needs_review FROM parts WHERE assignment=? AND student_id=? ORDER BY position",
-                         (assignment, sid)).fetchall()]
-            out.append(SubmissionResult(assignment, sid, status, bounded(reason), nb_hash, parts, json.loads(timings),
-                                        peak, cpu, graded_at))
-        return out
+            out.append(SubmissionResult(assignment, sid, status, bounded(reason), nb_hash, parts.get(sid, []),
+                                        json.loads(timings), peak, cpu, graded_at))
+        if not final:
+            return out
+        latest = self.latest_overrides(assignment, students)
+        return [apply_overrides(r, latest.get(r.student_id, {})) for r in out]
+
+    def final(self, result: SubmissionResult) -> SubmissionResult:
+        """One freshly graded result with the overrides recorded for its student applied."""
+        return apply_overrides(result, self.latest_overrides(result.assignment, [result.student_id])
+                               .get(result.student_id, {}))
+
+    def _overrides(self, sql: str, args: list) -> list[Override]:
+        return [Override(*row) for row in self.db.execute(f"SELECT {_OVERRIDE_COLUMNS} FROM overrides {sql}", args)]
+
+    def latest_overrides(self, assignment: str, students: list[str] | None = None) -> dict[str, dict]:
+        """{student: {(problem, part): the latest Override}}."""
+        where, args = "assignment=?", [assignment]
+        if students is not None:
+            where += f" AND student_id IN ({','.join('?' * len(students))})"
+            args += list(students)
+        latest: dict[str, dict] = {}
+        for o in self._overrides(f"WHERE id IN (SELECT MAX(id) FROM overrides WHERE {where} "
+                                 "GROUP BY student_id, problem, part)", args):
+            latest.setdefault(o.student_id, {})[(o.problem, o.part)] = o
+        return latest
+
+    def override_history(self, assignment: str, student_id: str) -> list[Override]:
+        """Every override ever made for the student, oldest first."""
+        return self._overrides("WHERE assignment=? AND student_id=? ORDER BY id", [assignment, student_id])
+
+    def add_overrides(self, overrides: list[Override]) -> None:
+        """Record decisions in one transaction: all of them or none."""
+        cur = self.db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.executemany(f"INSERT INTO overrides ({_OVERRIDE_COLUMNS}) VALUES ({','.join('?' * 11)})",
+                            [tuple(asdict(o).values()) for o in overrides])
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
 
     def answers(self, assignment: str) -> dict[str, dict[tuple[str, str], dict]]:
         """student id -> (problem, part) -> the answer record kept at grading."""

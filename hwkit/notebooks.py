@@ -3,6 +3,7 @@
 Used by grading and by the student's self-check; every failure is a reason in words, never an exception."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -38,3 +39,33 @@ def read_notebook(path: Path) -> tuple[nbformat.NotebookNode | None, str]:
     if not isinstance(nb.get("cells"), list):
         return None, "the notebook has no cell list"
     return nb, ""
+
+
+ANSWER_CHARS = 4000     # what a reviewer is shown of one part's answer
+
+
+def _tagged_parts(cell) -> list:
+    parts = ((cell.get("metadata") or {}).get("hwkit") or {}).get("parts", [])
+    return parts if isinstance(parts, list) else []
+
+
+def answer_sources(nb, part_id: str) -> list[str]:
+    """The sources of the code cells tagged as the part's answer, as submitted."""
+    return [str(c.get("source", "")) for c in nb.get("cells", [])
+            if c.get("cell_type") == "code" and part_id in _tagged_parts(c)]
+
+
+def answer_fingerprint(nb, part_id: str) -> str:
+    """A hash of everything that can change the part's answer: its own answer cells and every code cell that is
+    no part's answer (setup cells, cells the student added, which may redefine anything). Other parts' answer
+    cells do not count, so changing one answer does not unsettle the decisions on the others."""
+    own = answer_sources(nb, part_id)
+    shared = [str(c.get("source", "")) for c in nb.get("cells", [])
+              if c.get("cell_type") == "code" and not _tagged_parts(c)]
+    return hashlib.sha256(json.dumps([own, shared], ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def answer_text(nb, part_id: str, value) -> str:
+    """What a reviewer reads: a written answer's text, else the code of the part's answer cells (bounded)."""
+    text = value if isinstance(value, str) else "\n\n".join(answer_sources(nb, part_id))
+    return text if len(text) <= ANSWER_CHARS else text[:ANSWER_CHARS - 1] + "…"

@@ -18,10 +18,13 @@ _STYLE = ("body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;
 _LABELS = {
     "en": {"title": "Feedback", "student": "Student", "status": "Status", "total": "Total", "part": "Part",
            "score": "Score", "feedback": "Feedback", "review": "provisional, reviewed by an instructor",
-           "problem": "Problem",
+           "problem": "Problem", "reviewed": "set by {who} (the grader gave {auto})", "comment": "Comment",
+           "automatic": "automatic score", "final": "final score", "provisional": "provisional score",
            "mismatch": "this notebook does not look like your own variant; an instructor will review it"},
     "zh": {"title": "评分反馈", "student": "学号", "status": "状态", "total": "总分", "part": "小题",
            "score": "得分", "feedback": "反馈", "review": "暂定分数,将由教师复核", "problem": "题目",
+           "reviewed": "由 {who} 评定(自动评分为 {auto})", "comment": "评语", "automatic": "自动评分",
+           "final": "最终分数", "provisional": "暂定分数",
            "mismatch": "该笔记本似乎不是你本人的题目版本,将由教师复核"},
 }
 
@@ -36,6 +39,11 @@ def feedback_html(result: SubmissionResult, lang: str) -> str:
     rows = []
     for p in result.parts:
         review = f'<div class="review">{t["review"]}</div>' if p.needs_review else ""
+        if p.overridden:
+            who = t["reviewed"].format(who=html.escape(p.reviewer), auto=f"{p.automatic_score:g}")
+            review += f'<div class="review">{who}</div>'
+            if p.comment:
+                review += f'<div class="comment"><b>{t["comment"]}:</b> {html.escape(p.comment)}</div>'
         rows.append(f'<tr><td>{html.escape(p.problem)}</td><td>{html.escape(p.title.get(lang) or p.part)}</td>'
                     f'<td class="{_css_class(p.score, p.max_points)}">{p.score:g} / {p.max_points:g}</td>'
                     f'<td>{html.escape(p.feedback.get(lang, ""))}{review}</td></tr>')
@@ -46,9 +54,22 @@ def feedback_html(result: SubmissionResult, lang: str) -> str:
             f'{html.escape(result.assignment)} {html.escape(result.student_id)}</title><style>{_STYLE}</style></head><body>'
             f'<h1>{t["title"]}: {html.escape(result.assignment)}</h1>'
             f'<p>{t["student"]}: <b>{html.escape(result.student_id)}</b><br>{t["status"]}: {status}<br>'
-            f'{t["total"]}: <b>{result.score:g} / {result.max_score:g}</b></p>'
+            f'{t["total"]}: <b>{result.score:g} / {result.max_score:g}</b> ({t[score_kind(result)]})</p>'
             f'<table><tr><th>{t["problem"]}</th><th>{t["part"]}</th><th>{t["score"]}</th><th>{t["feedback"]}</th></tr>'
             + "".join(rows) + "</table></body></html>\n")
+
+
+def score_kind(result: SubmissionResult) -> str:
+    """Which score a total is: "provisional" (a part awaits a person), "final" (a person changed or confirmed a
+    part, none awaits) or "automatic" (the grader's alone)."""
+    if result.needs_review:
+        return "provisional"
+    return "final" if any(p.overridden for p in result.parts) else "automatic"
+
+
+def review_count(results: list[SubmissionResult]) -> tuple[int, int]:
+    """(parts that need review, submissions they belong to), of final results."""
+    return sum(p.needs_review for r in results for p in r.parts), sum(r.needs_review for r in results)
 
 
 def _problems(results: list[SubmissionResult]) -> list[str]:
@@ -61,7 +82,8 @@ def _problems(results: list[SubmissionResult]) -> list[str]:
 
 def grades_rows(results: list[SubmissionResult]) -> tuple[list[str], list[dict]]:
     problems = _problems(results)
-    header = ["student_id", *problems, "total", "max", "status", "needs_review", "reason"]
+    header = ["student_id", *problems, "total", "max", "status", "needs_review", "reason", "score_kind",
+              "overridden"]
     rows = []
     for r in results:
         per = defaultdict(float)
@@ -69,7 +91,9 @@ def grades_rows(results: list[SubmissionResult]) -> tuple[list[str], list[dict]]
             per[p.problem] += p.score
         rows.append({"student_id": r.student_id, **{k: f"{per[k]:g}" if k in per else "" for k in problems},
                      "total": f"{r.score:g}", "max": f"{r.max_score:g}", "status": r.status,
-                     "needs_review": "yes" if r.needs_review else "", "reason": bounded(r.reason)})
+                     "needs_review": "yes" if r.needs_review else "", "reason": bounded(r.reason),
+                     "score_kind": score_kind(r),
+                     "overridden": " ".join(f"{p.part}={p.score:g}" for p in r.parts if p.overridden)})
     return header, rows
 
 
@@ -78,8 +102,19 @@ def _write_csv(path: Path, header: list[str], rows: list[dict]) -> Path:
     writer = csv.DictWriter(buf, fieldnames=header, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
+    return _atomic_text(path, buf.getvalue())
+
+
+def write_feedback(course: Course, result: SubmissionResult) -> Path:
+    """graded/<assignment>/<student>/feedback.html, replaced atomically."""
+    folder = course.root / "graded" / result.assignment / result.student_id
+    folder.mkdir(parents=True, exist_ok=True)
+    return _atomic_text(folder / "feedback.html", feedback_html(result, course.lang))
+
+
+def _atomic_text(path: Path, text: str) -> Path:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8", errors="replace")
     tmp.replace(path)
     return path
 
@@ -124,33 +159,52 @@ def summary_html(assignment: str, results: list[SubmissionResult], top: int = 5)
     rows = "".join(f"<tr><td>{html.escape(pr)}</td><td>{html.escape(pa)}</td><td>"
                    + ", ".join(f"{html.escape(n)} ({c})" for n, c in counter.most_common(top)) + "</td></tr>"
                    for (pr, pa), counter in notes.items())
+    waiting, waiting_students = review_count(results)
+    overridden = sum(p.overridden for r in results for p in r.parts)
+    review = (f"<p>Scores: {overridden} part(s) set by a person; "
+              + (f"<b>{waiting} part(s) of {waiting_students} submission(s) still need review: totals are "
+                 f"provisional</b> (<code>hwkit review {html.escape(assignment)}</code>)" if waiting
+                 else "nothing awaits review: totals are final") + ".</p>")
     return (f'<!doctype html><html><head><meta charset="utf-8"><title>Summary {html.escape(assignment)}</title>'
             f"<style>{_STYLE}</style></head><body><h1>{html.escape(assignment)}: summary</h1>"
             f"<p>{len(results)} students; mean score {mean:.2f}; statuses: "
             + ", ".join(f"{html.escape(s)} {c}" for s, c in statuses.most_common()) + "</p>"
-            + mismatches +
+            + review + mismatches +
             '<img src="histogram.png" alt="score histogram">'
             "<h2>Most frequent answer notes per part</h2><table><tr><th>problem</th><th>part</th><th>notes (count)</th></tr>"
             + rows + "</table></body></html>\n")
 
 
-def write_reports(course: Course, assignment: str, results: list[SubmissionResult]) -> dict[str, Path]:
+def write_reports(course: Course, assignment: str, results: list[SubmissionResult],
+                  histogram: bool = True) -> dict[str, Path]:
     folder = course.root / "graded" / assignment
     folder.mkdir(parents=True, exist_ok=True)
     header, rows = grades_rows(results)
     grades = _write_csv(folder / "grades.csv", header, rows)
-    _histogram(results, folder / "histogram.png")
-    summary = folder / "summary.html"
-    summary.write_text(summary_html(assignment, results), encoding="utf-8")
+    if histogram:
+        write_histogram(course, assignment, results)
+    summary = _atomic_text(folder / "summary.html", summary_html(assignment, results))
     return {"grades": grades, "summary": summary}
 
 
-def export_grades(course: Course, assignment: str, fmt: str, output: Path | None = None) -> Path:
+def write_histogram(course: Course, assignment: str, results: list[SubmissionResult]) -> None:
+    _histogram(results, course.root / "graded" / assignment / "histogram.png")
+
+
+def export_grades(course: Course, assignment: str, fmt: str, output: Path | None = None,
+                  allow_provisional: bool = False) -> tuple[Path, str]:
+    """Write the export; returns its path and a warning ("" when every score is final)."""
     book = Gradebook(course.root)
     results = book.results(assignment)
     book.close()
     if not results:
         raise HwkitError(f"{course.root / 'gradebook.sqlite'}: no grades for {assignment}; run `hwkit grade {assignment}` first")
+    waiting, students = review_count(results)
+    warning = (f"{waiting} part(s) of {students} submission(s) of {assignment} still need review "
+               f"(`hwkit review {assignment}`, or `--list`)") if waiting else ""
+    if warning and not allow_provisional:
+        raise HwkitError(f"{warning}; nothing exported. Decide them, or pass --allow-provisional to export "
+                         "provisional scores")
     names = {s.student_id: s.name for s in course.roster}
     folder = course.root / "graded" / assignment
     folder.mkdir(parents=True, exist_ok=True)
@@ -166,7 +220,16 @@ def export_grades(course: Course, assignment: str, fmt: str, output: Path | None
         # Moodle "Import grades from CSV": map "ID number" to the user field of the same name.
         header = ["ID number", "Full name", assignment, "Feedback"]
         rows = [{"ID number": r.student_id, "Full name": names.get(r.student_id, ""), assignment: f"{r.score:g}",
-                 "Feedback": r.status if r.status != "ok" else ""} for r in results]
+                 "Feedback": _moodle_feedback(r)} for r in results]
     else:
         raise HwkitError(f"--format {fmt!r}: use csv, canvas or moodle")
-    return _write_csv(output or folder / f"grades-{fmt}.csv", header, rows)
+    return _write_csv(output or folder / f"grades-{fmt}.csv", header, rows), warning
+
+
+def _moodle_feedback(result: SubmissionResult) -> str:
+    """The status when not ok, whether the total is provisional, and the reviewers' comments per part."""
+    said = [result.status] if result.status != "ok" else []
+    if result.needs_review:
+        said.append("provisional")
+    said += [f"{p.part}: {p.comment}" for p in result.parts if p.overridden and p.comment]
+    return bounded("; ".join(said), 2000)

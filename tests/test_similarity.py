@@ -118,7 +118,7 @@ def _record(root, course, sid: str, values: dict, notebook) -> None:
             right = part.check.matches(value, _reference(part)) if part.kind != "written" else True
             result.parts.append(PartResult(pv.problem.id, part.id, part.title, part.points if right else 0.0,
                                            part.points, "CORRECT" if right else "WRONG_VALUE", {"en": "", "zh": ""},
-                                           answer=answer_record(part, Reply(True, value))))
+                                           compared=answer_record(part, Reply(True, value))))
     book = Gradebook(root)
     book.record(result)
     book.close()

@@ -123,9 +123,12 @@ def parts(p: dict) -> list[Part]:
         Part("conv1x1_role", 2, say("The roles of a 1×1 convolution", "1×1 卷积的核心作用"),
              probe=lambda rng: read_variable("conv1x1_role"), reference=lambda probe: MODEL_ROLE_1X1,
              check=Rubric(concepts=(
-                 ("channels", ("降维", "升维", "通道数", "维度", "reduce", "dimension", "number of channels", "channel count", "bottleneck", "瓶颈")),
-                 ("cross_channel", ("跨通道", "通道间", "融合", "组合", "交互", "cross-channel", "across channels", "between channels", "mix", "combin")),
-                 ("nonlinearity", ("非线性", "nonlinear", "non-linear", "relu", "激活")),
+                 ("channels", ("降维", "升维", "通道数", "维度", "reduce", "dimension", "number of channels", "channel count", "bottleneck", "瓶颈",
+                                "change the channel", "changes the channel", "compress", "expand", "shrink the channel",
+                                "more or fewer channels", "压缩通道", "改变通道")),
+                 ("cross_channel", ("跨通道", "通道间", "融合", "组合", "交互", "cross-channel", "across channels", "between channels", "mix", "combin",
+                                     "blend", "linear combination", "weighted sum", "线性组合", "加权")),
+                 ("nonlinearity", ("非线性", "nonlinear", "non-linear", "non linear", "relu", "激活", "activation", "rectif")),
              )), kind="written"),
     ]
 

@@ -1,0 +1,128 @@
+"""A TA decides scores from the command line: `hwkit override` reaches grades.csv, the feedback page, the summary
+and the LMS exports; bad input is refused with a clear message and nothing written; a regrade keeps every decision
+whose answer is unchanged and asks again where the answer changed; export waits until nothing needs review."""
+import csv
+import sqlite3
+from dataclasses import replace
+
+import pytest
+
+from hwkit.gradebook import Gradebook
+from tests.review_support import ASSIGNMENT, course_state, synthetic_course
+from tests.support import hwkit, read_grades
+
+
+@pytest.fixture
+def course(tmp_path):
+    return synthetic_course(tmp_path, students=3)
+
+
+def _grades(root):
+    return read_grades(root / "graded" / ASSIGNMENT / "grades.csv")
+
+
+def test_override_reaches_every_output_and_is_recorded(course):
+    root, ids = course
+    proc = hwkit("override", ASSIGNMENT, ids[0], "ds_principle", "1.75", "--course", root,
+                 "--comment", "Right idea; the cost argument is missing.", "--grader", "ta-ben")
+    assert "1 -> 1.75 (by ta-ben)" in proc.stdout
+    row = _grades(root)[ids[0]]
+    assert row["total"] == "2.75" and row["overridden"] == "ds_principle=1.75" and row["score_kind"] == "final"
+    page = (root / "graded" / ASSIGNMENT / ids[0] / "feedback.html").read_text()
+    assert "Right idea; the cost argument is missing." in page and "1.75 / 2" in page and "final score" in page
+    assert "1 part(s) set by a person" in (root / "graded" / ASSIGNMENT / "summary.html").read_text()
+    db = sqlite3.connect(root / "gradebook.sqlite")
+    [stored] = db.execute("SELECT student_id, part, score, comment, grader, replaced_score, nb_hash, fingerprint, "
+                          "created_at FROM overrides").fetchall()
+    assert stored[:8] == (ids[0], "ds_principle", 1.75, "Right idea; the cost argument is missing.", "ta-ben", 1.0,
+                          f"hash-{ids[0]}", stored[7]) and stored[7] and stored[8]
+    # the automatic score stays in the gradebook; the override is a record of its own
+    assert db.execute("SELECT score FROM parts WHERE student_id=? AND part='ds_principle'", (ids[0],)).fetchone() == (1.0,)
+
+
+def test_the_os_user_is_the_grader_by_default(course):
+    root, ids = course
+    import getpass
+
+    hwkit("override", ASSIGNMENT, ids[1], "depthwise-separable/ds_standard_formula", "0", "--course", root)
+    book = Gradebook(root)
+    [o] = book.override_history(ASSIGNMENT, ids[1])
+    book.close()
+    assert o.grader == getpass.getuser() and o.problem == "depthwise-separable" and o.score == 0
+
+
+@pytest.mark.parametrize("args, says", [
+    (["s0000", "ds_principle", "-1"], "out of range"), (["s0000", "ds_principle", "1e9"], "out of range"),
+    (["s0000", "ds_principle", "abc"], "not a number"), (["s0000", "ds_principle", "nan"], "out of range"),
+    (["s0000", "ds_principle", "inf"], "out of range"), (["s0000", "ds_principle", "2.5"], "from 0 to 2"),
+    (["s0000", "no_such_part", "1"], "has no part 'no_such_part'"),
+    (["nobody", "ds_principle", "1"], "'nobody' has no graded submission"),
+])
+def test_bad_input_is_refused_clearly_and_nothing_is_written(course, args, says):
+    root, _ = course
+    before = course_state(root)
+    proc = hwkit("override", ASSIGNMENT, *args, "--course", root, "--comment", "must not be saved", check=False)
+    assert proc.returncode != 0 and says in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+    assert course_state(root) == before
+
+
+def test_review_list_names_what_needs_a_person(course):
+    root, ids = course
+    hwkit("override", ASSIGNMENT, ids[2], "ds_principle", "2", "--course", root)
+    lines = hwkit("review", ASSIGNMENT, "--course", root, "--list").stdout.splitlines()
+    assert lines[:-1] == [f"{sid}\tds_principle\tdepthwise-separable\twritten answer\t1/2" for sid in ids[:2]]
+    assert lines[-1] == "# 2 part(s) of 2 submission(s) need review"
+
+
+def test_export_waits_for_every_decision(course, tmp_path):
+    root, ids = course
+    out = tmp_path / "moodle.csv"
+    proc = hwkit("export", ASSIGNMENT, "--course", root, "--format", "moodle", "--output", out, check=False)
+    assert proc.returncode != 0 and "3 part(s) of 3 submission(s)" in proc.stderr and not out.exists()
+    proc = hwkit("export", ASSIGNMENT, "--course", root, "--format", "moodle", "--output", out, "--allow-provisional")
+    assert "warning" in proc.stderr and "provisional" in out.read_text()
+    for sid in ids:
+        hwkit("override", ASSIGNMENT, sid, "ds_principle", "2", "--course", root, "--comment", f"ok {sid}")
+    proc = hwkit("export", ASSIGNMENT, "--course", root, "--format", "moodle", "--output", out)
+    assert "warning" not in proc.stderr
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [(r["ID number"], r[ASSIGNMENT], r["Feedback"]) for r in rows] == [
+        (sid, "3", f"ds_principle: ok {sid}") for sid in ids]
+
+
+def test_a_regrade_keeps_decisions_on_unchanged_answers_and_flags_changed_ones(course):
+    root, ids = course
+    for sid in ids[:2]:
+        hwkit("override", ASSIGNMENT, sid, "ds_principle", "1.5", "--course", root, "--comment", "kept?")
+    book = Gradebook(root)
+    raw = {r.student_id: r for r in book.results(ASSIGNMENT, final=False)}
+    # the grader runs again: the same answer for ids[0], a new answer for ids[1] (another fingerprint)
+    book.record(replace(raw[ids[0]], graded_at="later"))
+    changed = raw[ids[1]]
+    changed.parts[0] = replace(changed.parts[0], answer="A new answer.", fingerprint="fp-new")
+    book.record(replace(changed, graded_at="later"))
+    final = {r.student_id: r for r in book.results(ASSIGNMENT)}
+    history = book.override_history(ASSIGNMENT, ids[1])
+    book.close()
+    kept = final[ids[0]].parts[0]
+    assert kept.score == 1.5 and kept.comment == "kept?" and not kept.needs_review and kept.automatic_score == 1.0
+    asked = final[ids[1]].parts[0]
+    assert asked.score == 1.0 and asked.needs_review and "answer changed" in asked.stale_override
+    assert [o.score for o in history] == [1.5]                           # the decision itself is never lost
+    lines = hwkit("review", ASSIGNMENT, "--course", root, "--list").stdout
+    assert f"{ids[1]}\tds_principle\tdepthwise-separable\tanswer changed after an override" in lines
+
+
+def test_a_variant_mismatch_awaits_a_decision_on_every_part(course, tmp_path):
+    root, ids = course
+    book = Gradebook(root)
+    [raw] = book.results(ASSIGNMENT, [ids[0]], final=False)
+    book.record(replace(raw, status="variant mismatch", reason="parameter cells match s0001's variant"))
+    book.close()
+    hwkit("override", ASSIGNMENT, ids[0], "ds_principle", "1", "--course", root)
+    listed = hwkit("review", ASSIGNMENT, "--course", root, "--list").stdout
+    assert f"{ids[0]}\tds_standard_formula\tdepthwise-separable\tvariant mismatch\t1/1" in listed
+    hwkit("override", ASSIGNMENT, ids[0], "ds_standard_formula", "0", "--course", root, "--comment", "Not your own.")
+    assert ids[0] not in hwkit("review", ASSIGNMENT, "--course", root, "--list").stdout
+    row = _grades(root)[ids[0]]
+    assert row["status"] == "variant mismatch" and row["needs_review"] == "" and row["total"] == "1"

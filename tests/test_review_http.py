@@ -1,0 +1,124 @@
+"""A TA reviews in the browser page: it answers only with its token, refuses changes from other origins and bad
+scores (nothing written), scores an answer group in one decision and overrides any part from a student's page."""
+import pytest
+from starlette.testclient import TestClient
+
+from hwkit.course import load_course
+from hwkit.review.app import ReviewServer, build_app
+from hwkit.review.queue import ReviewItem, WRITTEN, answer_groups
+from tests.review_support import ASSIGNMENT, course_state as _state, synthetic_course, written_part
+from tests.support import read_grades
+
+PORT = 8765
+ORIGIN = f"http://127.0.0.1:{PORT}"
+
+
+@pytest.fixture
+def site(tmp_path):
+    root, ids = synthetic_course(tmp_path, students=8)
+    server = ReviewServer(load_course(root), ASSIGNMENT, "tok" + "x" * 30, PORT, grader="ta-anna")
+    client = TestClient(build_app(server), base_url=ORIGIN)
+    return root, ids, server, client
+
+
+def test_pages_need_the_token(site):
+    root, ids, server, client = site
+    for url in ("/", f"/student/{ids[0]}", "/nowhere", "/?token=wrong"):
+        reply = client.get(url)
+        assert reply.status_code == 403 and "token" in reply.text, url
+    queue = client.get(f"/?token={server.token}")
+    assert queue.status_code == 200 and queue.text.startswith("<!doctype html>")
+    assert "8</b> part(s) left" in queue.text and "ds_principle" in queue.text
+    assert client.get(f"/?token={server.token}", headers={"host": "evil.example:8765"}).status_code == 403
+
+
+def test_a_post_without_the_token_or_from_another_origin_is_refused(site):
+    root, ids, server, client = site
+    before = _state(root)
+    form = {"student": ids[0], "part": "ds_principle", "score": "2"}
+    assert client.post("/override", data=form, headers={"origin": ORIGIN}).status_code == 403
+    forged = client.post(f"/override?token={server.token}", data=form, headers={"origin": "http://evil.example"})
+    assert forged.status_code == 403 and "origin" in forged.text
+    cross = client.post(f"/override?token={server.token}", data=form, headers={"sec-fetch-site": "cross-site"})
+    assert cross.status_code == 403
+    assert _state(root) == before
+
+
+@pytest.mark.parametrize("score", ["-1", "1e9", "abc", "nan", "inf", "2.5", ""])
+def test_a_bad_score_is_refused_with_a_reason_and_nothing_written(site, score):
+    root, ids, server, client = site
+    before = _state(root)
+    reply = client.post(f"/override?token={server.token}", headers={"origin": ORIGIN, "accept": "application/json"},
+                        data={"student": [ids[0], ids[1]], "part": "ds_principle", "score": score})
+    assert reply.status_code == 400 and not reply.json()["ok"]
+    assert "from 0 to 2" in reply.json()["error"] or "not a number" in reply.json()["error"]
+    assert _state(root) == before
+
+
+@pytest.mark.parametrize("student, part", [("s0000", "no_such_part"), ("nobody", "ds_principle")])
+def test_an_unknown_part_or_student_is_refused(site, student, part):
+    root, ids, server, client = site
+    before = _state(root)
+    reply = client.post(f"/override?token={server.token}", headers={"origin": ORIGIN},
+                        data={"student": [ids[1], student], "part": part, "score": "1"})
+    assert reply.status_code == 400 and ("no part" in reply.text or "no graded submission" in reply.text)
+    assert _state(root) == before
+
+
+def test_one_decision_scores_a_whole_answer_group(site):
+    root, ids, server, client = site
+    queue = client.get(f"/?token={server.token}").text
+    assert queue.count('class="group"') == 4          # 8 answers: 4 families of near-duplicates
+    members = [ids[0], ids[4]]                        # the same answer, one with a trailing remark
+    reply = client.post(f"/override?token={server.token}", headers={"origin": ORIGIN, "accept": "application/json"},
+                        data={"student": members, "part": "depthwise-separable/ds_principle", "score": "1.5",
+                              "comment": "Good; say why it is cheaper."})
+    assert reply.json() == {"ok": True, "saved": 2, "score": 1.5, "left": 6}
+    grades = read_grades(root / "graded" / ASSIGNMENT / "grades.csv")
+    for sid in members:
+        assert grades[sid]["total"] == "2.5" and grades[sid]["overridden"] == "ds_principle=1.5"
+        page = (root / "graded" / ASSIGNMENT / sid / "feedback.html").read_text()
+        assert "Good; say why it is cheaper." in page and "1.5 / 2" in page and "set by ta-anna" in page
+    assert grades[ids[1]]["total"] == "2" and grades[ids[1]]["score_kind"] == "provisional"
+    assert "6</b> part(s) left" in client.get(f"/?token={server.token}").text
+
+
+def test_any_part_is_overridden_from_the_student_page(site):
+    root, ids, server, client = site
+    page = client.get(f"/student/{ids[2]}?token={server.token}")
+    assert page.status_code == 200 and "ds_standard_formula" in page.text and "None yet." in page.text
+    reply = client.post(f"/override?token={server.token}", headers={"origin": ORIGIN}, follow_redirects=False,
+                        data={"student": ids[2], "part": "depthwise-separable/ds_standard_formula", "score": "0",
+                              "comment": "Regrade request: the bias is counted.", "next": f"/student/{ids[2]}"})
+    assert reply.status_code == 303 and reply.headers["location"] == f"/student/{ids[2]}?token={server.token}"
+    page = client.get(reply.headers["location"]).text
+    assert "Regrade request: the bias is counted." in page and "ta-anna" in page
+    grades = read_grades(root / "graded" / ASSIGNMENT / "grades.csv")
+    assert grades[ids[2]]["total"] == "1"           # 1 (written, provisional) + 0 (code, overridden)
+
+
+def test_answers_are_escaped(site):
+    root, ids, server, client = site
+    from hwkit.gradebook import Gradebook, SubmissionResult
+
+    book = Gradebook(root)
+    book.record(SubmissionResult(ASSIGNMENT, ids[3], "ok", "", "h", [written_part("<script>alert(1)</script> ok ok ok")]))
+    book.close()
+    for url in ("/", f"/student/{ids[3]}"):
+        text = client.get(f"{url}?token={server.token}").text
+        assert "<script>alert(1)" not in text and "&lt;script&gt;alert(1)" in text
+
+
+def _item(sid, text):
+    return ReviewItem(sid, WRITTEN, written_part(text))
+
+
+def test_answer_groups_exact_after_normalisation_then_near_duplicates():
+    items = [_item("a", "Each channel is filtered on its own, then a 1x1 conv mixes them."),
+             _item("b", "EACH channel is filtered on its own，then a 1x1 conv mixes them。"),   # case, full width
+             _item("c", "Each channel is filtered on its own, then a 1x1 conv mixes them!!"),  # near-duplicate
+             _item("d", "It is cheaper because the parameters are fewer."),
+             ReviewItem("e", "undecided formula", written_part("K**2*C_in"))]
+    groups = answer_groups(items)
+    assert [sorted(i.student_id for i in g.items) for g in groups][0] == ["a", "b", "c"]     # largest first
+    assert sorted(sorted(i.student_id for i in g.items) for g in groups) == [["a", "b", "c"], ["d"], ["e"]]
