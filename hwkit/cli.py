@@ -132,14 +132,18 @@ def grade(assignment, course_dir, submissions_dir, jobs, force, students, no_san
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--allow-provisional", is_flag=True,
               help="Export even while parts still need review (their scores are provisional).")
-def export(assignment, course_dir, fmt, output, allow_provisional):
+@click.option("--template", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Fill the LMS's own file: Canvas's gradebook export, or Moodle's grading worksheet; every "
+                   "other column and row is kept.")
+@click.option("--column", default=None, help="The template's column for this assignment (default: found by name).")
+def export(assignment, course_dir, fmt, output, allow_provisional, template, column):
     """Export final grades in an LMS's import layout (refused while parts still need review)."""
     from hwkit.report import export_grades
 
-    path, warning = export_grades(load_course(course_dir), assignment, fmt, output, allow_provisional)
+    path, warning = export_grades(load_course(course_dir), assignment, fmt, output, allow_provisional,
+                                  template, column)
     if warning:
-        err_console.print(f"[yellow]warning:[/yellow] {warning}; the export holds provisional scores",
-                          highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
     console.print(f"Wrote {path}")
 
 

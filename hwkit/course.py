@@ -83,6 +83,7 @@ class Assignment:
     problems: tuple[AssignmentProblem, ...]
     selfcheck: str = "exact"      # "exact": confirm answers offline; "format": only presence and form
     quiz_draw: int = 0            # >0: each student gets this many of the listed problems, drawn per student
+    canvas_assignment_id: str = ""   # the assignment's id in Canvas (its gradebook column is "Title (id)")
 
 
 @dataclass
@@ -211,8 +212,11 @@ def load_assignment(path: Path) -> Assignment:
     draw = data.get("draw", 0)
     if not isinstance(draw, int) or draw < 0 or draw > len(problems):
         raise HwkitError(f"{path}: draw must be an integer between 0 and the number of problems")
+    canvas_id = str(data.get("canvas_assignment_id", "")).strip()
+    if canvas_id and not canvas_id.isdigit():
+        raise HwkitError(f"{path}: canvas_assignment_id must be the number Canvas shows in the assignment's URL")
     return Assignment(assignment_id=path.stem, title=str(data.get("title", path.stem)),
-                      problems=tuple(problems), selfcheck=selfcheck, quiz_draw=draw)
+                      problems=tuple(problems), selfcheck=selfcheck, quiz_draw=draw, canvas_assignment_id=canvas_id)
 
 
 def check_lang(lang: str | None, course: Course) -> str:

@@ -192,8 +192,12 @@ def write_histogram(course: Course, assignment: str, results: list[SubmissionRes
 
 
 def export_grades(course: Course, assignment: str, fmt: str, output: Path | None = None,
-                  allow_provisional: bool = False) -> tuple[Path, str]:
-    """Write the export; returns its path and a warning ("" when every score is final)."""
+                  allow_provisional: bool = False, template: Path | None = None,
+                  column: str | None = None) -> tuple[Path, str]:
+    """Write the export; returns its path and a warning ("" when every score is final). With a template (the
+    LMS's own gradebook export or grading worksheet), that file's layout is kept and filled (hwkit/lms.py)."""
+    from hwkit import lms
+
     book = Gradebook(course.root)
     results = book.results(assignment)
     book.close()
@@ -205,17 +209,25 @@ def export_grades(course: Course, assignment: str, fmt: str, output: Path | None
     if warning and not allow_provisional:
         raise HwkitError(f"{warning}; nothing exported. Decide them, or pass --allow-provisional to export "
                          "provisional scores")
+    if warning:
+        warning += "; the export holds provisional scores"
     names = {s.student_id: s.name for s in course.roster}
     folder = course.root / "graded" / assignment
     folder.mkdir(parents=True, exist_ok=True)
+    spec = course.assignment(assignment)
+    path = output or folder / f"grades-{fmt}.csv"
+    if template is not None:
+        text, missing = lms.export_with_template(course, spec, fmt, template, results, column, _moodle_feedback)
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            warning = "; ".join(w for w in (warning, f"{len(missing)} graded student(s) have no row in the "
+                                                     f"template ({shown})") if w)
+        return _atomic_text(path, text), warning
     if fmt == "csv":
         header, rows = grades_rows(results)
     elif fmt == "canvas":
-        # Canvas gradebook import: identity columns, then one column per assignment with its points possible.
-        column = f"{assignment} ({results[0].max_score:g})"
-        header = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", column]
-        rows = [{"Student": names.get(r.student_id, ""), "ID": "", "SIS User ID": r.student_id, "SIS Login ID": "",
-                 "Section": "", column: f"{r.score:g}"} for r in results]
+        return _atomic_text(path, lms.write_rows(lms.canvas_minimal(spec, course.roster, results), "\r\n", False)), \
+            warning
     elif fmt == "moodle":
         # Moodle "Import grades from CSV": map "ID number" to the user field of the same name.
         header = ["ID number", "Full name", assignment, "Feedback"]
@@ -223,7 +235,7 @@ def export_grades(course: Course, assignment: str, fmt: str, output: Path | None
                  "Feedback": _moodle_feedback(r)} for r in results]
     else:
         raise HwkitError(f"--format {fmt!r}: use csv, canvas or moodle")
-    return _write_csv(output or folder / f"grades-{fmt}.csv", header, rows), warning
+    return _write_csv(path, header, rows), warning
 
 
 def _moodle_feedback(result: SubmissionResult) -> str:
