@@ -412,15 +412,15 @@ _GENERAL = {
     NO_GRADIENT: ("The output is right but the gradient with respect to the input is not: something in the forward "
                   "pass stops or changes the gradient (.detach(), torch.no_grad(), .data, an in-place change of a "
                   "tensor autograd needs, or numpy).",
-                  "输出正确,但对输入的梯度不对:前向计算中有操作阻断或改变了梯度(.detach()、torch.no_grad()、.data、"
-                  "对 autograd 需要的张量做了原地修改,或转成了 numpy)。"),
-    WRONG_SHAPE: ("The output has the wrong shape for the hidden test inputs.", "在隐藏测试输入上,输出的形状不对。"),
+                  "输出正确，但对输入的梯度不对：前向计算中有操作阻断或改变了梯度(.detach()、torch.no_grad()、.data、"
+                  "对 autograd 需要的张量做了原地修改，或转成了 numpy)。"),
+    WRONG_SHAPE: ("The output has the wrong shape for the hidden test inputs.", "在隐藏测试输入上，输出的形状不对。"),
     WRONG_PARAMETERS: ("Its learnable parameters are not those of the asked-for architecture (their number, shapes "
                        "or order of use differ); check every layer against the statement.",
-                       "可学习参数与题目要求的结构不一致(数量、形状或使用顺序不同);请逐层对照题目检查。"),
+                       "可学习参数与题目要求的结构不一致（数量、形状或使用顺序不同）；请逐层对照题目检查。"),
     WRONG_OUTPUT: ("Its parameters have the right shapes, but with the same parameters its output differs from the "
                    "asked-for module's: check the order of the operations, the activations and the connections.",
-                   "参数形状正确,但在相同参数下输出与题目要求的模块不同:请检查运算顺序、激活函数和连接方式。"),
+                   "参数形状正确，但在相同参数下输出与题目要求的模块不同：请检查运算顺序、激活函数和连接方式。"),
     RAISED: ("Building or running it raised an error on a hidden test case.", "在隐藏测试用例上构建或运行时出错。"),
 }
 
@@ -440,7 +440,7 @@ class ModuleCheck(Check):
             return Outcome(0.0, "WRONG_TYPE", say("The module could not be tested.", "无法测试该模块。"))
         if got and all(n == NOT_ANSWERED for n in got):
             return Outcome(0.0, NOT_ANSWERED, say(f"Not answered: {self.name} still raises NotImplementedError.",
-                                                  f"未作答:{self.name} 仍抛出 NotImplementedError。"))
+                                                  f"未作答：{self.name} 仍抛出 NotImplementedError。"))
         known = {note: (fraction, en, zh) for note, fraction, en, zh in self.mistakes}
         credit = [1.0 if n == CORRECT else 0.5 if n == NO_GRADIENT else known.get(n, (0.0,))[0] for n in got]
         if all(n == CORRECT for n in got):

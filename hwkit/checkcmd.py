@@ -22,8 +22,8 @@ _TEXT = {
     "en": {"warn": "warning: no sandbox on this machine; your notebook runs in a plain local kernel",
            "hidden": "Hidden tests with other inputs also run at grading; passing here does not guarantee full marks there.",
            "summary": "{passed} of {total} public checks pass"},
-    "zh": {"warn": "警告:本机无法使用沙箱,笔记本将在普通本地内核中运行",
-           "hidden": "评分时还会用其他输入运行隐藏测试;这里通过并不保证评分时满分。",
+    "zh": {"warn": "警告：本机无法使用沙箱，笔记本将在普通本地内核中运行",
+           "hidden": "评分时还会用其他输入运行隐藏测试；这里通过并不保证评分时满分。",
            "summary": "公开检查通过 {passed}/{total} 项"},
 }
 

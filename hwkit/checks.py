@@ -138,7 +138,7 @@ class Exact(Check):
         value = _as_int(got)
         if value is None:
             return wrong("NOT_AN_INTEGER", f"Expected an integer, got {type(got).__name__}.",
-                         f"应为整数,实际为 {type(got).__name__}。")
+                         f"应为整数，实际为 {type(got).__name__}。")
         if value == int(want):
             return correct()
         return wrong("WRONG_VALUE", "The number is not correct.", "数值不正确。")
@@ -168,7 +168,7 @@ class Number(Check):
         value = _as_number(got)
         if value is None or not math.isfinite(value):
             return wrong("NOT_A_NUMBER", f"Expected a number, got {type(got).__name__}.",
-                         f"应为数值,实际为 {type(got).__name__}。")
+                         f"应为数值，实际为 {type(got).__name__}。")
         if math.isclose(value, float(want), rel_tol=self.rel, abs_tol=self.abs):
             return correct()
         return wrong("WRONG_VALUE", f"The number is not within {self.rel:g} (relative) of the expected value.",
@@ -212,19 +212,19 @@ class Array(Check):
         arr = self._coerce(got)
         if arr is None:
             return wrong("NOT_AN_ARRAY", f"Expected an array or tensor, got {type(got).__name__}.",
-                         f"应为数组或张量,实际为 {type(got).__name__}。")
+                         f"应为数组或张量，实际为 {type(got).__name__}。")
         if arr.shape != want.shape:
             return wrong("WRONG_SHAPE", f"Shape {tuple(arr.shape)} where {tuple(want.shape)} was expected.",
-                         f"形状为 {tuple(arr.shape)},应为 {tuple(want.shape)}。")
+                         f"形状为 {tuple(arr.shape)}，应为 {tuple(want.shape)}。")
         if arr.dtype.kind not in "biuf":
             return wrong("WRONG_DTYPE", f"Values have dtype {arr.dtype}, expected numbers.",
-                         f"数据类型为 {arr.dtype},应为数值。")
+                         f"数据类型为 {arr.dtype}，应为数值。")
         if not np.all(np.isfinite(arr)) and np.all(np.isfinite(want)):
             return wrong("NOT_FINITE", "The values contain NaN or infinity.", "结果中含有 NaN 或无穷大。")
         if np.allclose(arr.astype(np.float64), want.astype(np.float64), rtol=self.rtol, atol=self.atol):
             return correct()
         return wrong("WRONG_VALUES", "Shape is right but the values differ from the expected ones.",
-                     "形状正确,但数值与正确结果不同。")
+                     "形状正确，但数值与正确结果不同。")
 
     def canonical(self, want) -> dict[str, str]:
         want = np.asarray(want, dtype=np.float64)
@@ -364,7 +364,7 @@ class Cases(Check):
             return wrong("WRONG_TYPE", "The function did not answer every test case.", "函数未能处理所有测试用例。")
         if cases_unanswered(got):
             return wrong(NOT_ANSWERED, "Not answered: the function still raises NotImplementedError.",
-                         "未作答:函数仍抛出 NotImplementedError。")
+                         "未作答：函数仍抛出 NotImplementedError。")
         outcomes = [self._one(g, w) for g, w in zip(got, want)]
         passed = sum(o.fraction >= 1 for o in outcomes)
         if passed == len(outcomes):
@@ -434,7 +434,7 @@ class Rubric(Check):
         return Outcome(fraction, note, say(
             f"Provisional: mentions {len(found)} of {len(self.concepts)} key ideas"
             + (f"; not found: {', '.join(missing)}" if missing else "") + ". An instructor reviews written answers.",
-            f"暂定:涉及 {len(found)}/{len(self.concepts)} 个要点" + (f";未提到:{'、'.join(missing)}" if missing else "")
+            f"暂定：涉及 {len(found)}/{len(self.concepts)} 个要点" + (f"；未提到：{'、'.join(missing)}" if missing else "")
             + "。书面回答将由教师复核。"), needs_review=True)
 
     def concept_hits(self, text: str) -> dict[str, list[str]]:
@@ -460,7 +460,7 @@ class Choice(Check):
     def grade(self, got, want) -> Outcome:
         letter = self.letter(got)
         if letter is None:
-            return wrong("NOT_A_CHOICE", "Answer with one option letter, e.g. \"B\".", "请只填写一个选项字母,例如 \"B\"。")
+            return wrong("NOT_A_CHOICE", "Answer with one option letter, e.g. \"B\".", "请只填写一个选项字母，例如 \"B\"。")
         return correct() if letter == want else wrong("WRONG_CHOICE", "That option is not correct.", "所选选项不正确。")
 
     # No self-check fingerprint: with four options an offline oracle would give the answer away.
@@ -485,13 +485,13 @@ def _grade_reply(part: Part, reply: Reply, probe: Probe) -> Outcome:
     if not reply.ok:
         if unanswered(reply.error_type):
             if reply.error_message:
-                return wrong(NOT_ANSWERED, "Not answered: " + reply.error_message, "未作答:" + reply.error_message)
+                return wrong(NOT_ANSWERED, "Not answered: " + reply.error_message, "未作答：" + reply.error_message)
             return wrong(NOT_ANSWERED, f"Not answered: the code still raises {reply.error_type}.",
-                         f"未作答:代码仍抛出 {reply.error_type}。")
+                         f"未作答：代码仍抛出 {reply.error_type}。")
         return wrong("RAISED", f"Your code raised {reply.error_type}: {reply.error_message}",
                      f"代码抛出异常 {reply.error_type}:{reply.error_message}")
     if reply.value is None:
-        return wrong(NOT_ANSWERED, "Not answered (the answer is still None).", "未作答(答案仍为 None)。")
+        return wrong(NOT_ANSWERED, "Not answered (the answer is still None).", "未作答（答案仍为 None）。")
     value = reply.value
     if part.interpret is not None:
         value = part.interpret(value, probe)

@@ -1,6 +1,6 @@
 """Multiple-choice items with options shuffled per student, and known-mistake lists without duplicates.
 
-A choice item is a dict: `title`, `question` and `options` (each with its text in both languages; option 0
+A choice item is a dict: `title`，`question` and `options` (each with its text in both languages; option 0
 is the right one), and per wrong option i a stable answer `notes[i]` and a `feedback[i]`."""
 from __future__ import annotations
 

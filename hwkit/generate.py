@@ -152,8 +152,8 @@ def _notebook(course: Course, assignment: Assignment, variant: StudentVariant, l
     sid = variant.student.student_id
     total = sum(pv.points for pv in variant.problems)
     if lang == "zh":
-        intro = (f"# {assignment.title}\n\n学号:`{sid}`　总分:{total:g}\n\n"
-                 "每位同学的题目参数不同,请按本笔记本中的参数作答。在标有 `YOUR CODE HERE` 或 `None` 的单元格中填写答案,"
+        intro = (f"# {assignment.title}\n\n学号：`{sid}`　总分：{total:g}\n\n"
+                 "每位同学的题目参数不同，请按本笔记本中的参数作答。在标有 `YOUR CODE HERE` 或 `None` 的单元格中填写答案，"
                  "不要修改变量名和函数名。提交前可运行 `hwkit check 本文件.ipynb` 自检。")
     else:
         intro = (f"# {assignment.title}\n\nStudent: `{sid}`　Total points: {total:g}\n\n"

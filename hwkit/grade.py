@@ -98,13 +98,13 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
         missing = sub.problem.startswith("no folder") or sub.problem.startswith("the folder holds no")
         result.status, result.reason = (NO_SUBMISSION if missing else AMBIGUOUS), sub.problem
         result.parts = _zero_parts(variant, "NO_SUBMISSION", "No notebook was graded: " + sub.problem,
-                                   "未评分:" + sub.problem)
+                                   "未评分：" + sub.problem)
         return result, None
     nb, problem = read_notebook(sub.path)
     if nb is None:
         result.status, result.reason = INVALID, problem
         result.parts = _zero_parts(variant, "INVALID_NOTEBOOK", "The notebook could not be read: " + problem,
-                                   "无法读取笔记本:" + problem)
+                                   "无法读取笔记本：" + problem)
         return result, None
     rng = random.Random(secrets.randbits(128))  # fresh hidden inputs for every grading run
     probes, plan = {}, []
@@ -209,7 +209,7 @@ def _grader_error(course: Course, assignment: Assignment, student: Student, path
     result = SubmissionResult(assignment.assignment_id, student.student_id, GRADER_ERROR, reason[:300],
                               "retry:" + file_hash(path))
     result.parts = _zero_parts(build_variant(course, assignment, student), "GRADER_ERROR",
-                               "The grader failed on this submission; it will be graded again.", "评分程序出错,将重新评分。")
+                               "The grader failed on this submission; it will be graded again.", "评分程序出错，将重新评分。")
     return result
 
 

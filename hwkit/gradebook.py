@@ -163,7 +163,7 @@ class Gradebook:
         self.db.close()
 
     def data_version(self) -> int:
-        """Changes whenever another connection (another process: `hwkit grade`, `hwkit override`) commits."""
+        """Changes whenever another connection (another process: `hwkit grade`，`hwkit override`) commits."""
         return self.db.execute("PRAGMA data_version").fetchone()[0]
 
     def graded_hash(self, assignment: str, student_id: str) -> str | None:

@@ -2,7 +2,7 @@
 
 A template is a text file of cells. A line `#%% markdown` or `#%% code` starts a cell; a code cell may
 carry `answer=PART[,PART]` (the cell where the student answers, tagged in its metadata). The template
-sees `lang`, `solution` (render reference code instead of the starter), `number`, `params` and
+sees `lang`，`solution` (render reference code instead of the starter), `number`，`params` and
 whatever the problem's `context(params)` adds."""
 from __future__ import annotations
 

@@ -22,10 +22,10 @@ _LABELS = {
            "automatic": "automatic score", "final": "final score", "provisional": "provisional score",
            "mismatch": "this notebook does not look like your own variant; an instructor will review it"},
     "zh": {"title": "评分反馈", "student": "学号", "status": "状态", "total": "总分", "part": "小题",
-           "score": "得分", "feedback": "反馈", "review": "暂定分数,将由教师复核", "problem": "题目",
-           "reviewed": "由 {who} 评定(自动评分为 {auto})", "comment": "评语", "automatic": "自动评分",
+           "score": "得分", "feedback": "反馈", "review": "暂定分数，将由教师复核", "problem": "题目",
+           "reviewed": "由 {who} 评定（自动评分为 {auto}）", "comment": "评语", "automatic": "自动评分",
            "final": "最终分数", "provisional": "暂定分数",
-           "mismatch": "该笔记本似乎不是你本人的题目版本,将由教师复核"},
+           "mismatch": "该笔记本似乎不是你本人的题目版本，将由教师复核"},
 }
 
 

@@ -98,12 +98,12 @@ def judge_part(entry: dict, reply: Reply, salt: str, mode: str, lang: str) -> Pu
         return result("fail", "the answer does not have the expected form", "答案形式不符合要求")
     if mode != "exact":
         return result("pass", "answered and well-formed (this assignment does not confirm answers offline)",
-                      "已作答且格式正确(本作业的自检不核对答案)")
+                      "已作答且格式正确（本作业的自检不核对答案）")
     alternatives = entry.get("hashes") or []
     if not alternatives:
         if entry.get("kind") == "written":
-            return result("answered", "answered; written answers are reviewed by an instructor", "已作答;书面回答由教师复核")
-        return result("answered", "answered; this part is checked only at grading", "已作答;该部分仅在评分时检查")
+            return result("answered", "answered; written answers are reviewed by an instructor", "已作答；书面回答由教师复核")
+        return result("answered", "answered; this part is checked only at grading", "已作答；该部分仅在评分时检查")
     candidates = check.candidates(reply.value)
     failing = min(([key for key, digest in hashes.items()
                     if not any(_hash(salt, entry["problem"], entry["part"], key, c) == digest

@@ -179,7 +179,7 @@ def normalised_text(text: str) -> str:
 _KEPT_NAMES = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
 # One pass of one compiled pattern over a cell (strings first, so that '#' or a name inside a string is text).
 _PYTHON_TOKEN = re.compile(r"""
-    (?P<string>(?:[rRbBuUfF]{1,2})?(?:'\'\'[\s\S]*?'\'\'|\"\"\"[\s\S]*?\"\"\"|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*"))
+    (?P<string>(?:[rRbBuUfF]{1,2})?(?:'\'\'[\s\S]*？'\'\'|\"\"\"[\s\S]*?\"\"\"|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*"))
   | (?P<comment>\#[^\n]*)
   | (?P<name>[^\W\d]\w*)
   | (?P<space>\s+)
@@ -293,7 +293,7 @@ def cross_variant(works: list[Work], index) -> list[tuple[str, str, Evidence]]:
                     "cross-variant", part, CROSS_VARIANT_WEIGHT,
                     f"{part}: {w.student_id}'s answer {record.get('shown', '')} is {other}'s reference, "
                     f"not {w.student_id}'s own",
-                    f"{part}:{w.student_id} 的答案 {record.get('shown', '')} 是 {other} 的参考答案,"
+                    f"{part}:{w.student_id} 的答案 {record.get('shown', '')} 是 {other} 的参考答案，"
                     f"而不是其本人的")))
     return found
 
@@ -331,8 +331,8 @@ def shared_wrong(works: list[Work], index) -> list[tuple[str, str, Evidence]]:
                     "shared-wrong", key[1], weight,
                     f"{key[1]}: both gave the same wrong answer {shown} for different variants "
                     f"({k} of {n} students gave it: chance about 1 in {round(1 / chance)})",
-                    f"{key[1]}:两人的题目版本不同,却给出相同的错误答案 {shown}"
-                    f"({n} 名学生中有 {k} 名给出该答案:偶然相同的概率约为 1/{round(1 / chance)})")))
+                    f"{key[1]}：两人的题目版本不同，却给出相同的错误答案 {shown}"
+                    f"({n} 名学生中有 {k} 名给出该答案：偶然相同的概率约为 1/{round(1 / chance)})")))
     return found
 
 
@@ -350,7 +350,7 @@ def written_matches(works: list[Work]) -> list[tuple[str, str, Evidence]]:
             pct = round(100 * match.similarity)
             found.append((a, b, Evidence("text", key[1], round(TEXT_WEIGHT * match.similarity, 2),
                                          f"{key[1]}: written answers {pct}% the same (after normalising)",
-                                         f"{key[1]}:书面回答在规范化后有 {pct}% 相同")))
+                                         f"{key[1]}：书面回答在规范化后有 {pct}% 相同")))
     return found
 
 
@@ -381,7 +381,7 @@ def find_pairs(course: Course, assignment_id: str, works: list[Work]) -> list[Pa
         pct = round(100 * match.similarity)
         p.evidence.append(Evidence("code", "", round(CODE_WEIGHT * match.similarity, 2),
                                    f"code: {pct}% of the own code matches (names and layout ignored, starter excluded)",
-                                   f"代码:自己编写的代码有 {pct}% 相同(忽略命名与排版,不含初始代码)"))
+                                   f"代码：自己编写的代码有 {pct}% 相同（忽略命名与排版，不含初始代码）"))
     return sorted(pairs.values(), key=lambda p: (-p.score, p.a, p.b))
 
 

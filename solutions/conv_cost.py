@@ -48,6 +48,6 @@ def solve(p: dict) -> dict:
     }
 
 
-MODEL_ROLE_1X1 = ("1×1 卷积 (1x1 convolution): 在不改变特征图宽高的情况下改变通道数,实现降维/升维 (reduce or increase the "
-                  "number of channels, e.g. a bottleneck that cuts cost); 对每个位置做跨通道的线性组合,融合通道间信息 "
-                  "(cross-channel mixing); 后接 ReLU 等激活可增加非线性 (adds nonlinearity without changing the receptive field).")
+MODEL_ROLE_1X1 = ("1×1 卷积 (1x1 convolution)：在不改变特征图宽高的情况下改变通道数，实现降维/升维 (reduce or increase the "
+                  "number of channels, e.g. a bottleneck that cuts cost)；对每个位置做跨通道的线性组合，融合通道间信息 "
+                  "(cross-channel mixing)；后接 ReLU 等激活可增加非线性 (adds nonlinearity without changing the receptive field).")

@@ -81,9 +81,9 @@ def module_configs(rng) -> list[tuple[list[int], tuple[int, int, int, int]]]:
 
 
 MODEL_PRINCIPLE = {
-    "zh": ("深度可分离卷积把标准卷积拆分为两步,将空间特征提取与通道融合解耦:(1) 深度卷积(depthwise):对每个输入通道"
-           "单独使用一个 K×K 卷积核,只做空间滤波,不混合通道,参数量 K²·C_in;(2) 逐点卷积(pointwise,1×1 卷积):用 1×1 卷积"
-           "在通道维度上做线性组合,把 C_in 个通道映射为 C_out 个,参数量 C_in·C_out。标准卷积的 K²·C_in·C_out 变为 "
+    "zh": ("深度可分离卷积把标准卷积拆分为两步，将空间特征提取与通道融合解耦:(1) 深度卷积（depthwise）：对每个输入通道"
+           "单独使用一个 K×K 卷积核，只做空间滤波，不混合通道，参数量 K²·C_in;(2) 逐点卷积（pointwise,1×1 卷积）：用 1×1 卷积"
+           "在通道维度上做线性组合，把 C_in 个通道映射为 C_out 个，参数量 C_in·C_out。标准卷积的 K²·C_in·C_out 变为 "
            "K²·C_in + C_in·C_out,参数量和计算量都降为原来的约 1/C_out + 1/K²。"),
     "en": ("A depthwise separable convolution splits a standard convolution into two steps, decoupling spatial filtering "
            "from channel mixing: (1) a depthwise convolution applies one K×K filter to each input channel separately "

@@ -86,7 +86,7 @@ def activation_stds(widths, scheme: str, seed: int, *, batch: int = 256, mode: s
 
 
 MODEL_ANSWER_WHY = (
-    "全零初始化 (all-zero init): 同一层的所有神经元计算完全相同的输出, 反向传播时得到相同的梯度 (the same gradient) 并做相同的更新, "
-    "对称性 (symmetry) 永远无法打破, 整层退化成一个神经元. 较大的随机值 (large random weights): 每层把激活值和梯度的方差放大, "
-    "经过多层后前向激活和反向梯度指数增长, 出现梯度爆炸 (exploding gradients), sigmoid/tanh 还会饱和; 反之随机值过小则方差逐层缩小, "
-    "出现梯度消失 (vanishing gradients). 所以要按扇入/扇出选择方差 (Xavier, He), 让各层方差保持稳定.")
+    "全零初始化 (all-zero init)：同一层的所有神经元计算完全相同的输出，反向传播时得到相同的梯度 (the same gradient) 并做相同的更新，"
+    "对称性 (symmetry) 永远无法打破，整层退化成一个神经元. 较大的随机值 (large random weights)：每层把激活值和梯度的方差放大，"
+    "经过多层后前向激活和反向梯度指数增长，出现梯度爆炸 (exploding gradients), sigmoid/tanh 还会饱和；反之随机值过小则方差逐层缩小，"
+    "出现梯度消失 (vanishing gradients). 所以要按扇入/扇出选择方差 (Xavier, He)，让各层方差保持稳定.")

@@ -36,9 +36,9 @@ def parts(p: dict) -> list[Part]:
     def fixed(part_id):
         return lambda probe: ref[part_id]
 
-    no_bias = say("Every conv has a bias here: add C per layer.", "本题每个卷积都有偏置:每层加 C。")
+    no_bias = say("Every conv has a bias here: add C per layer.", "本题每个卷积都有偏置：每层加 C。")
     same_cin = say("Only the FIRST conv of the stack sees C_in channels; the next ones map C → C.",
-                   "只有堆叠中的第一个卷积输入 C_in 个通道,之后的卷积是 C → C。")
+                   "只有堆叠中的第一个卷积输入 C_in 个通道，之后的卷积是 C → C。")
     all_c = say("The first conv of the stack maps C_in → C, not C → C.", "堆叠中的第一个卷积是 C_in → C,而不是 C → C。")
 
     def stack_mistakes(n: int, key: str) -> list[Mistake]:
@@ -72,20 +72,20 @@ def parts(p: dict) -> list[Part]:
              probe=lambda rng: read_variable("vgg_rf"), reference=fixed("vgg_rf"), check=Array(rtol=0, atol=0),
              mistakes=lambda probe: [
                  Mistake("RF_SUMMED_KERNELS", [6, 9], say("Each extra 3×3 layer (stride 1) adds K − 1 = 2, not 3: R = 1 + n·2.",
-                                                          "每增加一层 3×3(步幅 1)感受野增加 K − 1 = 2,而不是 3:R = 1 + 2n。")),
+                                                          "每增加一层 3×3（步幅 1）感受野增加 K − 1 = 2，而不是 3:R = 1 + 2n。")),
                  Mistake("RF_SINGLE_LAYER", [3, 3], say("Stacking grows the receptive field: R = 1 + n·(K − 1).", "堆叠会扩大感受野:R = 1 + n·(K − 1)。"))]),
         Part("vgg_ratio5", 1, say("Parameter ratio two 3×3 / one 5×5", "参数量之比 两层 3×3 / 一层 5×5"),
              probe=lambda rng: read_variable("vgg_ratio5"), reference=fixed("vgg_ratio5"), check=RATIO,
              mistakes=lambda probe: distinct_mistakes(ref["vgg_ratio5"], [
                  Mistake("RATIO_INVERTED", 1 / ref["vgg_ratio5"], inverted),
                  Mistake("RATIO_SQUARE_CHANNELS", 18 / 25, say("18/25 holds only when C_in = C and without biases; use this problem's layers.",
-                                                               "18/25 只在 C_in = C 且无偏置时成立;请按本题的层计算。"))], RATIO)),
+                                                               "18/25 只在 C_in = C 且无偏置时成立；请按本题的层计算。"))], RATIO)),
         Part("vgg_ratio7", 1, say("Parameter ratio three 3×3 / one 7×7", "参数量之比 三层 3×3 / 一层 7×7"),
              probe=lambda rng: read_variable("vgg_ratio7"), reference=fixed("vgg_ratio7"), check=RATIO,
              mistakes=lambda probe: distinct_mistakes(ref["vgg_ratio7"], [
                  Mistake("RATIO_INVERTED", 1 / ref["vgg_ratio7"], inverted),
                  Mistake("RATIO_SQUARE_CHANNELS", 27 / 49, say("27/49 holds only when C_in = C and without biases; use this problem's layers.",
-                                                               "27/49 只在 C_in = C 且无偏置时成立;请按本题的层计算。"))], RATIO)),
+                                                               "27/49 只在 C_in = C 且无偏置时成立；请按本题的层计算。"))], RATIO)),
         Part("vgg_three3_flops", 1, say("FLOPs of three 3×3 convs", "三层 3×3 卷积的 FLOPs"),
              probe=lambda rng: read_variable("vgg_three3_flops"), reference=fixed("vgg_three3_flops"), check=Exact(),
              mistakes=lambda probe: distinct_mistakes(ref["vgg_three3_flops"], [

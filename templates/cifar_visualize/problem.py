@@ -179,9 +179,9 @@ def parts(params: dict) -> list[Part]:
         return [concat_grid(x, nrow, **switches) for x, nrow in probe.inputs["cases"]]
 
     no_denorm = say("The images are still normalised: de-normalise with x·std + mean (and clip to [0, 1]) before showing them.",
-                    "图像仍是归一化后的数值:显示前需要反归一化 x·std + mean(并裁剪到 [0, 1])。")
+                    "图像仍是归一化后的数值：显示前需要反归一化 x·std + mean（并裁剪到 [0, 1]）。")
     swapped = say("nrow is the number of images per row (columns); you used it as the number of rows.",
-                  "nrow 是每行的图像数(列数);你把它当成了行数。")
+                  "nrow 是每行的图像数（列数）；你把它当成了行数。")
 
     def fig_no_denorm(probe):
         return {"images": hwc_list(np.clip(_figure_batch(probe), 0, 1))}
@@ -203,7 +203,7 @@ def parts(params: dict) -> list[Part]:
                Mistake("GRID_ROW_COL_SWAPPED", grid_image(params, swap=True), swapped),
                Mistake("CIFAR_WRONG_BATCH", grid_image(params, index=0 if k else 1),
                        say(f"Use batch number {k} (counting from 0) of the DataLoader with batch_size={b}, shuffle=False.",
-                           f"应使用 DataLoader(batch_size={b}, shuffle=False)的第 {k} 个批次(从 0 开始计数)。"))]
+                           f"应使用 DataLoader(batch_size={b}, shuffle=False)的第 {k} 个批次（从 0 开始计数）。"))]
         check = Array(rtol=1e-5, atol=1e-5)
         return [m for m in out if not check.matches(m.value, want)]
 
@@ -215,10 +215,10 @@ def parts(params: dict) -> list[Part]:
              mistakes=lambda probe: [
                  Mistake("CIFAR_RESHAPE_HWC", to_tensor_ref(probe, hwc=True),
                          say("Each row holds the 1024 red values, then green, then blue: reshape to (N, 3, 32, 32) directly, not (N, 32, 32, 3).",
-                             "每行依次是 1024 个红色值、绿色值、蓝色值:应直接 reshape 为 (N, 3, 32, 32),而不是 (N, 32, 32, 3)。")),
+                             "每行依次是 1024 个红色值、绿色值、蓝色值：应直接 reshape 为 (N, 3, 32, 32)，而不是 (N, 32, 32, 3)。")),
                  Mistake("CIFAR_NOT_NORMALIZED", to_tensor_ref(probe, normalize=False),
                          say("Scaled to [0, 1] but not normalised: subtract the mean and divide by the std per channel.",
-                             "只缩放到了 [0, 1],没有归一化:还需按通道减去均值、除以标准差。")),
+                             "只缩放到了 [0, 1]，没有归一化：还需按通道减去均值、除以标准差。")),
                  Mistake("CIFAR_NORMALIZE_NO_SCALE", to_tensor_ref(probe, scale=False),
                          say("Divide the 0-255 bytes by 255 before normalising.", "归一化之前要先把 0-255 的字节值除以 255。"))],
              kind="code", hidden_inputs=True),
@@ -228,9 +228,9 @@ def parts(params: dict) -> list[Part]:
                  Mistake("DENORM_NO_CLAMP", denorm_ref(probe, clamp=False),
                          say("Clip the result to [0, 1] (torch.clamp).", "需要把结果裁剪到 [0, 1](torch.clamp)。")),
                  Mistake("DENORM_INVERTED", denorm_ref(probe, inverted=True),
-                         say("You normalised again: de-normalising is x·std + mean.", "你又做了一次归一化:反归一化是 x·std + mean。")),
+                         say("You normalised again: de-normalising is x·std + mean.", "你又做了一次归一化：反归一化是 x·std + mean。")),
                  Mistake("DENORM_MEAN_STD_SWAPPED", denorm_ref(probe, swapped=True),
-                         say("Mean and std are swapped: x·std + mean.", "均值和标准差用反了:应为 x·std + mean。"))],
+                         say("Mean and std are swapped: x·std + mean.", "均值和标准差用反了：应为 x·std + mean。"))],
              kind="code", hidden_inputs=True),
         Part("cifar_show_subplots", 3, say("Method 1: a grid of matplotlib subplots", "方法一:matplotlib 子图"),
              probe=subplots_probe, reference=subplots_ref, interpret=_figure_data,
@@ -239,15 +239,15 @@ def parts(params: dict) -> list[Part]:
                  Mistake("GRID_NO_DENORMALIZE", fig_no_denorm(probe), no_denorm),
                  Mistake("FIG_TITLES_NOT_NAMES", {"titles": [str(int(y)) for y in probe.inputs["labels"]]},
                          say("Title each image with its class name, cifar_label_names[label], not the number.",
-                             "每幅图的标题应为类别名 cifar_label_names[label],而不是数字。"))],
+                             "每幅图的标题应为类别名 cifar_label_names[label]，而不是数字。"))],
              kind="code", hidden_inputs=True),
-        Part("cifar_make_grid", 4, say("Method 2: make_grid with torchvision's layout", "方法二:按 torchvision 规则实现 make_grid"),
+        Part("cifar_make_grid", 4, say("Method 2: make_grid with torchvision's layout", "方法二：按 torchvision 规则实现 make_grid"),
              probe=grid_probe, reference=grid_ref, check=Cases(Array(rtol=0, atol=1e-6)),
              mistakes=lambda probe: [
                  Mistake("GRID_ROW_COL_SWAPPED", grid_ref(probe, swap=True), swapped),
                  Mistake("GRID_WRONG_PADDING", grid_ref(probe, outer=False),
                          say("torchvision's grid also has padding around the outside: its size is (ymaps·(H+p) + p, xmaps·(W+p) + p).",
-                             "torchvision 的网格外圈也有填充:尺寸为 (ymaps·(H+p) + p, xmaps·(W+p) + p)。"))],
+                             "torchvision 的网格外圈也有填充：尺寸为 (ymaps·(H+p) + p, xmaps·(W+p) + p)。"))],
              kind="code", hidden_inputs=True),
         Part("cifar_show_imagegrid", 3, say("Method 3: mpl_toolkits ImageGrid", "方法三:mpl_toolkits 的 ImageGrid"),
              probe=imagegrid_probe, reference=imagegrid_ref, interpret=_figure_data,
@@ -256,11 +256,11 @@ def parts(params: dict) -> list[Part]:
                  Mistake("GRID_NO_DENORMALIZE", fig_no_denorm(probe), no_denorm),
                  Mistake("GRID_ROW_COL_SWAPPED", {"cells": grid_positions(len(probe.inputs["images"]), probe.inputs["extra"][0], swap=True)}, swapped)],
              kind="code", hidden_inputs=True),
-        Part("cifar_concat_grid", 3, say("Method 4: a grid by numpy concatenation", "方法四:用 numpy 拼接成网格"),
+        Part("cifar_concat_grid", 3, say("Method 4: a grid by numpy concatenation", "方法四：用 numpy 拼接成网格"),
              probe=concat_probe, reference=concat_ref, check=Cases(Array(rtol=0, atol=1e-6)),
              mistakes=lambda probe: [
                  Mistake("GRID_CHW_NOT_HWC", concat_ref(probe, hwc=False),
-                         say("Return an H×W×C array (channels last), ready for plt.imshow.", "应返回 H×W×C(通道在最后)的数组,可直接用于 plt.imshow。")),
+                         say("Return an H×W×C array (channels last), ready for plt.imshow.", "应返回 H×W×C（通道在最后）的数组，可直接用于 plt.imshow。")),
                  Mistake("GRID_ROW_COL_SWAPPED", concat_ref(probe, swap=True), swapped)],
              kind="code", hidden_inputs=True),
         Part("cifar_grid_image", 2, say("The displayed grid of your batch", "你的批次的网格图像"),

@@ -39,14 +39,14 @@ def parts(p: dict) -> list[Part]:
 
     no_bias = say("You left out the biases.", "遗漏了偏置。")
     inverted = say("Put the larger layer on top: the ratio asked for is how many times more parameters it has.",
-                   "比值应为较大的层除以卷积层:即它的参数量是卷积层的多少倍。")
+                   "比值应为较大的层除以卷积层：即它的参数量是卷积层的多少倍。")
     return [
         Part("fcconv_fc_params", 1, say("FC layer parameters", "全连接层参数量"),
              probe=lambda rng: read_variable("fcconv_fc_params"), reference=fixed("fcconv_fc_params"), check=Exact(),
              mistakes=lambda probe: distinct_mistakes(ref["fcconv_fc_params"], [
                  Mistake("FC_NO_BIAS", n_in * d, no_bias),
                  Mistake("FC_NO_CHANNELS", h * w * d + d, say("The flattened image has C·H·W inputs, channels included.",
-                                                             "展平后的输入有 C·H·W 个元素,要包括通道数。"))])),
+                                                             "展平后的输入有 C·H·W 个元素，要包括通道数。"))])),
         Part("fcconv_conv_params", 1, say("Conv layer parameters", "卷积层参数量"),
              probe=lambda rng: read_variable("fcconv_conv_params"), reference=fixed("fcconv_conv_params"), check=Exact(),
              mistakes=lambda probe: distinct_mistakes(ref["fcconv_conv_params"], [
@@ -57,17 +57,17 @@ def parts(p: dict) -> list[Part]:
              mistakes=lambda probe: distinct_mistakes(ref["fcconv_fc_same_params"], [
                  Mistake("FC_NO_BIAS", n_in * n_out, no_bias),
                  Mistake("FC_BIAS_PER_CHANNEL", n_in * n_out + co,
-                         say("A fully connected layer has one bias per output unit: C_out·H·W of them.", "全连接层每个输出单元一个偏置,共 C_out·H·W 个。"))])),
-        Part("fcconv_local_params", 2, say("Locally connected layer parameters", "局部连接层(不共享参数)参数量"),
+                         say("A fully connected layer has one bias per output unit: C_out·H·W of them.", "全连接层每个输出单元一个偏置，共 C_out·H·W 个。"))])),
+        Part("fcconv_local_params", 2, say("Locally connected layer parameters", "局部连接层（不共享参数）参数量"),
              probe=lambda rng: read_variable("fcconv_local_params"), reference=fixed("fcconv_local_params"), check=Exact(),
              mistakes=lambda probe: distinct_mistakes(ref["fcconv_local_params"], [
                  Mistake("LOCAL_SHARED", ref["fcconv_conv_params"],
                          say("That is the shared conv; without sharing every output position has its own kernels.",
-                             "这是共享参数的卷积;不共享时每个输出位置都有自己的一组卷积核。")),
+                             "这是共享参数的卷积；不共享时每个输出位置都有自己的一组卷积核。")),
                  Mistake("LOCAL_BIAS_PER_CHANNEL", h * w * co * c * k * k + co,
-                         say("Without sharing, each output unit (C_out·H·W of them) has its own bias.", "不共享参数时,每个输出单元(共 C_out·H·W 个)都有自己的偏置。")),
+                         say("Without sharing, each output unit (C_out·H·W of them) has its own bias.", "不共享参数时，每个输出单元（共 C_out·H·W 个）都有自己的偏置。")),
                  Mistake("LOCAL_NO_BIAS", h * w * co * c * k * k, no_bias)])),
-        Part("fcconv_sharing_ratio", 1, say("Saving from weight sharing (ratio)", "参数共享带来的节省(比值)"),
+        Part("fcconv_sharing_ratio", 1, say("Saving from weight sharing (ratio)", "参数共享带来的节省（比值）"),
              probe=lambda rng: read_variable("fcconv_sharing_ratio"), reference=fixed("fcconv_sharing_ratio"),
              check=Number(rel=2e-3),
              mistakes=lambda probe: [Mistake("RATIO_INVERTED", 1 / ref["fcconv_sharing_ratio"], inverted)]),
@@ -77,7 +77,7 @@ def parts(p: dict) -> list[Part]:
              mistakes=lambda probe: [Mistake("RATIO_INVERTED", 1 / ref["fcconv_fc_conv_ratio"], inverted),
                                      Mistake("RATIO_WRONG_FC", ref["fcconv_fc_params"] / ref["fcconv_conv_params"],
                                              say("Compare with the FC layer that has the SAME output volume as the conv (part c).",
-                                                 "应与输出体积和卷积相同的全连接层(第 (c) 问)比较。"))]),
+                                                 "应与输出体积和卷积相同的全连接层（第 (c) 问）比较。"))]),
         Part("fcconv_roles", 3, say("Roles of conv, pooling and FC layers", "卷积层、池化层、全连接层的作用"),
              probe=lambda rng: read_variable("fcconv_roles"), reference=lambda probe: MODEL_ROLES,
              check=Rubric(concepts=(
@@ -90,7 +90,7 @@ def parts(p: dict) -> list[Part]:
                  ("classification", ("分类", "整合", "综合", "决策", "回归", "classif", "combin", "decision", "regression", "integrat",
                                     "predict", "label", "which class", "output class", "预测", "类别")),
              )), kind="written"),
-        Part("fcconv_sharing", 3, say("Connections and weight sharing: conv vs FC", "连接方式与参数共享:卷积 vs 全连接"),
+        Part("fcconv_sharing", 3, say("Connections and weight sharing: conv vs FC", "连接方式与参数共享：卷积 vs 全连接"),
              probe=lambda rng: read_variable("fcconv_sharing"), reference=lambda probe: MODEL_SHARING,
              check=Rubric(concepts=(
                  ("local_connectivity", ("局部连接", "局部区域", "局部感受野", "local connect", "locally connect", "local region", "local receptive", "local patch", "local neighbo",

@@ -83,12 +83,12 @@ def parts(params: dict) -> list[Part]:
         k = len(json.loads(right["class_to_idx"]))
         relabelled = {"class_to_idx": reverse["class_to_idx"], "labels": [k - 1 - y for y in right["labels"]]}
         feedback_rev = say("Class indices are reversed: classes are the sorted sub-folder names, index 0 for the first (cat=0, dog=1).",
-                           "类别编号反了:类别为排序后的子文件夹名,第一个编号为 0(cat=0,dog=1)。")
+                           "类别编号反了：类别为排序后的子文件夹名，第一个编号为 0(cat=0,dog=1)。")
         return [Mistake("DATASET_LABELS_REVERSED", reverse, feedback_rev),
                 Mistake("DATASET_LABELS_REVERSED", relabelled, feedback_rev),
                 Mistake("DATASET_COUNTS_NON_IMAGES", {"len": len(index_files(files, all_files=True)[1])},
                         say("Your dataset also counts files that are not images: keep only .jpg, .jpeg and .png (any case).",
-                            "数据集把非图片文件也算进去了:只保留扩展名为 .jpg、.jpeg、.png(不区分大小写)的文件。"))]
+                            "数据集把非图片文件也算进去了：只保留扩展名为 .jpg、.jpeg、.png（不区分大小写）的文件。"))]
 
     def items_probe(rng):
         return KERNEL.probe("items", _tree_inputs(rng, size))
@@ -104,23 +104,23 @@ def parts(params: dict) -> list[Part]:
             return Mistake(note, {"images": dataset_items(files, size, switches.pop("resample", method), **switches)}, say(en, zh))
 
         out = [m("DATASET_NOT_NORMALISED", "Pixel values are 0-255: divide by 255 to get floats in [0, 1].",
-                 "像素值在 0-255 之间:需要除以 255 得到 [0, 1] 内的浮点数。", scale=False),
+                 "像素值在 0-255 之间：需要除以 255 得到 [0, 1] 内的浮点数。", scale=False),
                m("DATASET_HWC", "The image is H×W×C; PyTorch expects C×H×W (permute(2, 0, 1)).",
                  "图像布局为 H×W×C;PyTorch 需要 C×H×W(permute(2, 0, 1))。", layout="HWC"),
                m("DATASET_GRAYSCALE_KEPT", "Grey, palette and RGBA images keep their own channels: call .convert(\"RGB\") so every item has 3 channels.",
-                 "灰度、调色板和 RGBA 图像保留了原通道数:需要 .convert(\"RGB\"),使每个样本都是 3 通道。", convert="none"),
+                 "灰度、调色板和 RGBA 图像保留了原通道数：需要 .convert(\"RGB\")，使每个样本都是 3 通道。", convert="none"),
                m("DATASET_RESIZE_BEFORE_CONVERT", "Convert to RGB before resizing (palette and RGBA images resize differently).",
-                 "应先转换为 RGB 再缩放(调色板和 RGBA 图像缩放结果不同)。", convert="after"),
+                 "应先转换为 RGB 再缩放（调色板和 RGBA 图像缩放结果不同）。", convert="after"),
                m("DATASET_SIZE_SWAPPED", "PIL's resize takes (width, height); you passed (height, width).",
-                 "PIL 的 resize 参数为 (宽, 高);你传入的是 (高, 宽)。", swap_size=True),
+                 "PIL 的 resize 参数为（宽，高）；你传入的是（高，宽）。", swap_size=True),
                m("DATASET_NOT_NORMALISED", "Pixel values are 0-255 and the layout is H×W×C.",
-                 "像素值在 0-255 之间,且布局为 H×W×C。", scale=False, layout="HWC")]
+                 "像素值在 0-255 之间，且布局为 H×W×C。", scale=False, layout="HWC")]
         for other in METHODS:
             if other != method:
                 note_id = "DATASET_DEFAULT_RESAMPLE" if other == "BICUBIC" else "DATASET_WRONG_RESAMPLE"
                 out.append(m(note_id, f"Resize with Image.{method} as stated (you used {other}"
                              + (", PIL's default" if other == "BICUBIC" else "") + ").",
-                             f"应按题目使用 Image.{method} 缩放(你使用的是 {other}" + (",即 PIL 的默认值" if other == "BICUBIC" else "") + ")。",
+                             f"应按题目使用 Image.{method} 缩放（你使用的是 {other}" + ("，即 PIL 的默认值" if other == "BICUBIC" else "") + "）。",
                              resample=other))
         return out
 
@@ -151,12 +151,12 @@ def parts(params: dict) -> list[Part]:
         images = shown(probe)
         return [Mistake("FIG_ONE_CHANNEL", {"images": [x[0] for x in images]},
                         say("Each axes shows one channel only: show the whole image as H×W×3 (images[i].permute(1, 2, 0)).",
-                            "每个子图只显示了一个通道:应以 H×W×3 显示整幅图像(images[i].permute(1, 2, 0))。")),
+                            "每个子图只显示了一个通道：应以 H×W×3 显示整幅图像(images[i].permute(1, 2, 0))。")),
                 Mistake("FIG_UINT8", {"images": [(x.transpose(1, 2, 0) * np.float32(255)).astype(np.uint8) for x in images]},
-                        say("Show the float image in [0, 1] as stated, not a uint8 copy.", "应按题目显示 [0, 1] 内的浮点图像,而不是 uint8 副本。"))]
+                        say("Show the float image in [0, 1] as stated, not a uint8 copy.", "应按题目显示 [0, 1] 内的浮点图像，而不是 uint8 副本。"))]
 
     return [
-        Part("cd_labels", 3, say("Dataset: length, class_to_idx and labels", "数据集:长度、class_to_idx 与标签"),
+        Part("cd_labels", 3, say("Dataset: length, class_to_idx and labels", "数据集：长度、class_to_idx 与标签"),
              probe=labels_probe, reference=labels_reference,
              check=Fields({"len": (1, Exact()), "class_to_idx": (1, Exact()), "labels": (1, Array(rtol=0, atol=0))}),
              mistakes=labels_mistakes, kind="code", hidden_inputs=True),
@@ -170,7 +170,7 @@ def parts(params: dict) -> list[Part]:
                            "images": (1, Array(rtol=0, atol=2e-6))}),
              mistakes=lambda probe: [Mistake("DATALOADER_DROP_LAST", {"batch_sizes": loader_reference(probe, drop_last=True)["batch_sizes"]},
                                              say("The last, smaller batch is missing: keep it (drop_last=False).",
-                                                 "缺少最后一个较小的批次:应保留它(drop_last=False)。"))],
+                                                 "缺少最后一个较小的批次：应保留它(drop_last=False)。"))],
              kind="code", hidden_inputs=True),
         Part("cd_show_batch", 3, say("Figure of one batch", "可视化一个批次"),
              probe=show_probe, reference=show_reference,

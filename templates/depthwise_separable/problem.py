@@ -25,11 +25,11 @@ MODULE = ModuleSpec("DepthwiseSeparableConv", lambda config, **sw: module_varian
     Variant("DSCONV_NO_GROUPS", (("standard", True),), say(
         "Your module is a standard K×K conv (every output mixes all channels with its own K×K kernels): use "
         "groups=in_channels for the depthwise step, then a 1×1 conv.",
-        "你的模块是一个标准 K×K 卷积:深度卷积应设置 groups=in_channels,之后再接 1×1 卷积。"), 0.0),
+        "你的模块是一个标准 K×K 卷积：深度卷积应设置 groups=in_channels,之后再接 1×1 卷积。"), 0.0),
     Variant("DSCONV_WITH_BIAS", (("bias", True),), WITH_BIAS, 0.5),
     Variant("DSCONV_POINTWISE_FIRST", (("pointwise_first", True),), say(
         "Depthwise first (on the C_in input channels), then the 1×1 pointwise conv.",
-        "应先做深度卷积(作用在 C_in 个输入通道上),再做 1×1 逐点卷积。"), 0.25),
+        "应先做深度卷积（作用在 C_in 个输入通道上），再做 1×1 逐点卷积。"), 0.25),
 ))
 
 
@@ -63,11 +63,11 @@ def parts(p: dict) -> list[Part]:
 
     with_bias = WITH_BIAS
     full_depthwise = say("The depthwise step has ONE K×K filter per input channel (groups = C_in), not a full C_in→C_in conv.",
-                         "深度卷积对每个输入通道只用一个 K×K 卷积核(groups = C_in),而不是完整的 C_in→C_in 卷积。")
+                         "深度卷积对每个输入通道只用一个 K×K 卷积核(groups = C_in)，而不是完整的 C_in→C_in 卷积。")
     per_output = say("The depthwise step works on the C_in input channels; the 1×1 step then maps C_in → C_out.",
-                     "深度卷积作用在 C_in 个输入通道上;之后由 1×1 卷积把 C_in 映射到 C_out。")
-    gave_flops = say("That is 2 × MACs (FLOPs); here count each multiply-accumulate once.", "这是 2 × MACs(FLOPs);本题每次乘加只计一次。")
-    no_spatial = say("The kernels run once per output position: multiply by H_out·W_out.", "卷积核在每个输出位置都要计算一次:要乘以 H_out·W_out。")
+                     "深度卷积作用在 C_in 个输入通道上；之后由 1×1 卷积把 C_in 映射到 C_out。")
+    gave_flops = say("That is 2 × MACs (FLOPs); here count each multiply-accumulate once.", "这是 2 × MACs(FLOPs)；本题每次乘加只计一次。")
+    no_spatial = say("The kernels run once per output position: multiply by H_out·W_out.", "卷积核在每个输出位置都要计算一次：要乘以 H_out·W_out。")
     inverted = say("The ratio asked for is depthwise-separable / standard.", "题目要求的比值是 深度可分离 / 标准卷积。")
     sep_macs = h * w * (k * k * cin + cin * cout)
     return [
@@ -98,22 +98,22 @@ def parts(p: dict) -> list[Part]:
                  Mistake("DS_DEPTHWISE_PER_OUTPUT", "K**2*C_out + C_in*C_out", per_output),
                  Mistake("DS_WITH_BIAS", "K**2*C_in + C_in*C_out + C_in + C_out", with_bias),
                  Mistake("DS_NO_POINTWISE", "K**2*C_in", say("Add the 1×1 pointwise conv: C_in·C_out weights.", "还要加上 1×1 逐点卷积的 C_in·C_out 个权重。"))]),
-        Part("ds_cost_formula", 2, say("MACs of a depthwise separable conv (formula)", "深度可分离卷积计算量(MACs)公式"),
+        Part("ds_cost_formula", 2, say("MACs of a depthwise separable conv (formula)", "深度可分离卷积计算量（MACs）公式"),
              probe=lambda rng: read_variable("ds_cost_formula"), reference=fixed("ds_cost_formula"),
              check=COST_CHECK, kind="formula", mistakes=lambda probe: [
                  Mistake("COST_NO_SPATIAL", "K**2*C_in + C_in*C_out", no_spatial),
                  Mistake("COST_GAVE_FLOPS", f"2*{COST_FORMULA}", gave_flops),
                  Mistake("COST_STANDARD", "H_out*W_out*K**2*C_in*C_out",
                          say("That is the cost of the standard conv.", "这是标准卷积的计算量。"))]),
-        Part("ds_ratio_formula", 1, say("Ratio separable / standard (formula)", "深度可分离 / 标准 之比(公式)"),
+        Part("ds_ratio_formula", 1, say("Ratio separable / standard (formula)", "深度可分离 / 标准 之比（公式）"),
              probe=lambda rng: read_variable("ds_ratio_formula"), reference=fixed("ds_ratio_formula"),
              check=CHANNEL_FORMULA, kind="formula", mistakes=lambda probe: [
                  Mistake("RATIO_INVERTED", "K**2*C_out/(K**2 + C_out)", inverted)]),
-        Part("ds_standard_params", 1, say("Standard conv parameters (numbers)", "标准卷积参数量(数值)"),
+        Part("ds_standard_params", 1, say("Standard conv parameters (numbers)", "标准卷积参数量（数值）"),
              probe=lambda rng: read_variable("ds_standard_params"), reference=fixed("ds_standard_params"), check=Exact(),
              mistakes=lambda probe: distinct_mistakes(ref["ds_standard_params"], [
                  Mistake("CONV_WITH_BIAS", ref["ds_standard_params"] + cout, with_bias)])),
-        Part("ds_separable_params", 1, say("Depthwise separable parameters (numbers)", "深度可分离卷积参数量(数值)"),
+        Part("ds_separable_params", 1, say("Depthwise separable parameters (numbers)", "深度可分离卷积参数量（数值）"),
              probe=lambda rng: read_variable("ds_separable_params"), reference=fixed("ds_separable_params"), check=Exact(),
              mistakes=lambda probe: distinct_mistakes(ref["ds_separable_params"], [
                  Mistake("DSCONV_NO_GROUPS", k * k * cin * cout, full_depthwise),

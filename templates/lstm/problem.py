@@ -95,16 +95,16 @@ WRONG_ORDERS = ["".join(p) for p in itertools.permutations(GATES) if "".join(p) 
 _FEEDBACK = {
     "LSTM_GATE_ORDER": say("The gates are read in the wrong order: PyTorch stacks the row blocks of W_ih, W_hh, b_ih, b_hh as "
                            "input gate i, forget gate f, candidate g, output gate o (i, f, g, o).",
-                           "门的顺序不对:PyTorch 在 W_ih、W_hh、b_ih、b_hh 中按 输入门 i、遗忘门 f、候选记忆 g、输出门 o(i, f, g, o)的顺序堆叠。"),
+                           "门的顺序不对：PyTorch 在 W_ih、W_hh、b_ih、b_hh 中按 输入门 i、遗忘门 f、候选记忆 g、输出门 o（i, f, g, o）的顺序堆叠。"),
     "LSTM_TRANSPOSED_WEIGHT": say("The weight layout is wrong: W_ih has shape (4H, I), so the pre-activation is x @ W_ih.T "
                                   "(a transpose), not x @ W_ih.reshape(I, 4H) or .view(...), which scrambles the entries.",
-                                  "权重布局错误:W_ih 的形状为 (4H, I),应计算 x @ W_ih.T(转置),而不是 x @ W_ih.reshape(I, 4H) 或 .view(...),后者会打乱元素。"),
+                                  "权重布局错误:W_ih 的形状为 (4H, I)，应计算 x @ W_ih.T（转置），而不是 x @ W_ih.reshape(I, 4H) 或 .view(...)，后者会打乱元素。"),
     "LSTM_NO_HH_BIAS": say("PyTorch's LSTM has two bias vectors and adds both: z = x W_ih^T + b_ih + h W_hh^T + b_hh.",
-                           "PyTorch 的 LSTM 有两组偏置并且都要加上:z = x W_ih^T + b_ih + h W_hh^T + b_hh。"),
+                           "PyTorch 的 LSTM 有两组偏置并且都要加上：z = x W_ih^T + b_ih + h W_hh^T + b_hh。"),
     "LSTM_TANH_CELL_MISSING": say("The hidden state is h_t = o_t ⊙ tanh(c_t); you used o_t ⊙ c_t.",
-                                  "隐藏状态应为 h_t = o_t ⊙ tanh(c_t),你用了 o_t ⊙ c_t。"),
+                                  "隐藏状态应为 h_t = o_t ⊙ tanh(c_t)，你用了 o_t ⊙ c_t。"),
     "LSTM_STATE_NOT_CARRIED": say("Each step must start from the previous step's (h, c); you restarted from (h0, c0) at every step.",
-                                  "每个时间步都要从上一步的 (h, c) 出发;你在每一步都从 (h0, c0) 重新开始。"),
+                                  "每个时间步都要从上一步的 (h, c) 出发；你在每一步都从 (h0, c0) 重新开始。"),
 }
 
 
@@ -121,19 +121,19 @@ def _count_mistakes(params: dict) -> list[Mistake]:
     return [
         Mistake("LSTM_PARAMS_ONE_BIAS", lstm_param_formula(I, H, L, biases=1),
                 say("nn.LSTM has two bias vectors per layer (b_ih and b_hh, 4H each); you counted one.",
-                    "nn.LSTM 每层有两组偏置(b_ih 和 b_hh,各 4H 个);你只算了一组。")),
+                    "nn.LSTM 每层有两组偏置（b_ih 和 b_hh,各 4H 个）；你只算了一组。")),
         Mistake("LSTM_PARAMS_NO_BIAS", lstm_param_formula(I, H, L, biases=0),
                 say("The biases are missing: each layer has b_ih and b_hh, 8H numbers in all.",
-                    "遗漏了偏置:每层有 b_ih 和 b_hh,共 8H 个参数。")),
+                    "遗漏了偏置：每层有 b_ih 和 b_hh,共 8H 个参数。")),
         Mistake("LSTM_PARAMS_3_GATES", lstm_param_formula(I, H, L, gates=3),
                 say("An LSTM layer has four weight blocks (input, forget, output gates and the candidate g), so 4H rows, not 3H.",
-                    "LSTM 每层有四组权重(输入门、遗忘门、输出门和候选记忆 g),共 4H 行,而不是 3H。")),
+                    "LSTM 每层有四组权重（输入门、遗忘门、输出门和候选记忆 g），共 4H 行，而不是 3H。")),
         Mistake("LSTM_PARAMS_LAYER_INPUT", lstm_param_formula(I, H, L, same_input=True),
                 say("Only the first layer reads the input (size I); layers 2, 3, ... read the previous layer's hidden state (size H).",
-                    "只有第一层的输入维度是 I;第 2、3……层的输入是上一层的隐藏状态,维度为 H。")),
+                    "只有第一层的输入维度是 I;第 2、3……层的输入是上一层的隐藏状态，维度为 H。")),
         Mistake("LSTM_PARAMS_ONE_LAYER", lstm_param_formula(I, H, 1),
                 say(f"num_layers={L}: count the parameters of every layer, not only the first.",
-                    f"num_layers={L}:要把每一层的参数都算上,而不只是第一层。")),
+                    f"num_layers={L}：要把每一层的参数都算上，而不只是第一层。")),
     ]
 
 
@@ -142,23 +142,23 @@ _READY_MADE = r"\bLSTM(Cell)?\b|\b(torch|_C)\s*\.\s*(_VF\s*\.\s*)?lstm(_cell)?\b
 _NO_READY_MADE = ((_READY_MADE, say(
     "Your answer calls PyTorch's own LSTM (nn.LSTM, nn.LSTMCell, torch.lstm_cell or torch._VF), which the statement "
     "forbids: write the gate equations with tensor operations. An instructor reviews this part.",
-    "你的答案调用了 PyTorch 自带的 LSTM(nn.LSTM、nn.LSTMCell、torch.lstm_cell 或 torch._VF),题目不允许这样做:"
+    "你的答案调用了 PyTorch 自带的 LSTM（nn.LSTM、nn.LSTMCell、torch.lstm_cell 或 torch._VF），题目不允许这样做："
     "请用张量运算写出门控公式。该小题将由教师复核。")),)
 _NO_COUNTING = ((r"\bLSTM\b|\.parameters\s*\(|\bnumel\b", say(
     "Your answer lets PyTorch count the parameters (an nn.LSTM and .parameters() or numel), which the statement "
     "forbids: derive the count. An instructor reviews this part.",
-    "你的答案让 PyTorch 去数参数(构造 nn.LSTM 并用 .parameters() 或 numel),题目要求自己推导。该小题将由教师复核。")),)
+    "你的答案让 PyTorch 去数参数（构造 nn.LSTM 并用 .parameters() 或 numel），题目要求自己推导。该小题将由教师复核。")),)
 
 
 def parts(params: dict) -> list[Part]:
     count = answers(params)["lstm_param_count"]
     return [
-        Part("lstm_cell", 5, say("Function lstm_cell (one time step)", "函数 lstm_cell(单个时间步)"),
+        Part("lstm_cell", 5, say("Function lstm_cell (one time step)", "函数 lstm_cell（单个时间步）"),
              probe=lambda rng: KERNEL.probe("cell", {"cases": _cell_cases(rng, params)}),
              reference=_cell_reference, check=Cases(TOL),
              mistakes=lambda probe: _mistakes(_cell_reference, probe), kind="code", hidden_inputs=True,
              forbidden=_NO_READY_MADE),
-        Part("lstm_forward", 4, say("Function lstm_forward (a whole sequence)", "函数 lstm_forward(整个序列)"),
+        Part("lstm_forward", 4, say("Function lstm_forward (a whole sequence)", "函数 lstm_forward（整个序列）"),
              probe=lambda rng: KERNEL.probe("forward", {"cases": _forward_cases(rng, params)}),
              reference=_forward_reference,
              check=Cases(Fields({"outputs": (2.0, TOL), "h_T": (1.0, TOL), "c_T": (1.0, TOL)})),

@@ -49,9 +49,9 @@ def _check(sensitivity: float) -> Number:
 
 
 FEEDBACK = {
-    "BACKPROP_DROPPED_2": say("d/dŷ (ŷ − y)² = 2(ŷ − y): keep the factor 2.", "d/dŷ (ŷ − y)² = 2(ŷ − y):不要丢掉因子 2。"),
-    "BACKPROP_NO_SIGMOID_DERIV": say("ŷ = σ(z2): the chain passes through σ'(z2) = ŷ(1 − ŷ).", "ŷ = σ(z2):链式法则要经过 σ'(z2) = ŷ(1 − ŷ)。"),
-    "BACKPROP_SIGN": say("The sign is off: dL/dŷ = 2(ŷ − y), not 2(y − ŷ).", "符号反了:dL/dŷ = 2(ŷ − y),而不是 2(y − ŷ)。"),
+    "BACKPROP_DROPPED_2": say("d/dŷ (ŷ − y)² = 2(ŷ − y): keep the factor 2.", "d/dŷ (ŷ − y)² = 2(ŷ − y)：不要丢掉因子 2。"),
+    "BACKPROP_NO_SIGMOID_DERIV": say("ŷ = σ(z2): the chain passes through σ'(z2) = ŷ(1 − ŷ).", "ŷ = σ(z2)：链式法则要经过 σ'(z2) = ŷ(1 − ŷ)。"),
+    "BACKPROP_SIGN": say("The sign is off: dL/dŷ = 2(ŷ − y), not 2(y − ŷ).", "符号反了:dL/dŷ = 2(ŷ − y)，而不是 2(y − ŷ)。"),
 }
 
 
@@ -68,7 +68,7 @@ def parts(params: dict) -> list[Part]:
     check1 = _check(2 * yhat * (1 - yhat) * w2 * h * (1 - h) * x)   # dw1 = the same, times w2 h (1 - h) x
     dw1_mistakes = distinct_mistakes(ref["q_bp_dw1"], check=check1, mistakes=[Mistake(k, v["dw1"], FEEDBACK[k]) for k, v in variants.items()] + [
         Mistake("BACKPROP_NO_HIDDEN_DERIV", delta * w2 * x,
-                say("h = σ(z1): include σ'(z1) = h(1 − h) on the way to w1.", "h = σ(z1):求 w1 的梯度时要乘 σ'(z1) = h(1 − h)。")),
+                say("h = σ(z1): include σ'(z1) = h(1 − h) on the way to w1.", "h = σ(z1)：求 w1 的梯度时要乘 σ'(z1) = h(1 − h)。")),
         Mistake("BACKPROP_FORGOT_W2", delta * h * (1 - h) * x,
                 say("The path from ŷ back to h goes through the weight w2: dz2/dh = w2.", "从 ŷ 回到 h 要经过权重 w2:dz2/dh = w2。")),
     ])
@@ -85,7 +85,7 @@ def parts(params: dict) -> list[Part]:
 
 PROBLEM = Problem(
     id="quiz-backprop",
-    title=say("Quiz: backpropagation by hand", "小测:手算反向传播"),
+    title=say("Quiz: backpropagation by hand", "小测：手算反向传播"),
     points=4, sample=sample, note=note, parts=parts, answers=answers,
     template=Path(__file__).with_name("notebook.j2"), topic="quiz",
 )

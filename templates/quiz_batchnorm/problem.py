@@ -62,22 +62,22 @@ def parts(params: dict) -> list[Part]:
     x, g, b = params["x"], params["gamma"], params["beta"]
     y_mistakes = distinct_mistakes(ref["q_bn_y"], check=Y_CHECK, mistakes=[
         Mistake("BN_UNBIASED_VAR", batchnorm_formula(x, g, b, EPS, unbiased=True).tolist(),
-                say("Normalisation uses the biased batch variance (divide by N, not N − 1).", "归一化使用有偏的批方差(除以 N,而不是 N − 1)。")),
+                say("Normalisation uses the biased batch variance (divide by N, not N − 1).", "归一化使用有偏的批方差（除以 N,而不是 N − 1）。")),
         Mistake("BN_NO_AFFINE", batchnorm_formula(x, g, b, EPS, affine=False).tolist(),
                 say("Finish with the affine step y = γ·x̂ + β.", "最后还要做仿射变换 y = γ·x̂ + β。")),
         Mistake("BN_PER_SAMPLE", batchnorm_formula(x, g, b, EPS, axis=1).tolist(),
                 say("BatchNorm normalises each feature over the batch (down a column), not each sample over its features.",
-                    "BatchNorm 对每个特征在批内(按列)归一化,而不是对每个样本在特征间归一化。")),
+                    "BatchNorm 对每个特征在批内（按列）归一化，而不是对每个样本在特征间归一化。")),
     ])
     var_mistakes = distinct_mistakes(ref["q_bn_running_var"], check=VAR_CHECK, mistakes=[
         Mistake("BN_RUNNING_BIASED_VAR", running_var_formula(x, MOMENTUM, unbiased=False).tolist(),
-                say("PyTorch updates running_var with the unbiased batch variance (N − 1).", "PyTorch 用无偏批方差(N − 1)更新 running_var。")),
+                say("PyTorch updates running_var with the unbiased batch variance (N − 1).", "PyTorch 用无偏批方差（N − 1）更新 running_var。")),
         Mistake("BN_MOMENTUM_SWAPPED", running_var_formula(x, MOMENTUM, swapped=True).tolist(),
                 say("In PyTorch momentum weighs the NEW statistic: running = (1 − m)·running + m·batch.",
                     "PyTorch 中 momentum 是新统计量的权重:running = (1 − m)·running + m·batch。")),
         Mistake("BN_RUNNING_IS_BATCH", running_var_formula(x, 1.0).tolist(),
                 say("The running variance is a moving average starting from 1, not the batch variance itself.",
-                    "running_var 是从 1 开始的滑动平均,而不是批方差本身。")),
+                    "running_var 是从 1 开始的滑动平均，而不是批方差本身。")),
     ])
     return [
         variable_part("q_bn_y", 2, say("BatchNorm output", "BatchNorm 的输出"),
@@ -93,7 +93,7 @@ def context(params: dict) -> dict:
 
 PROBLEM = Problem(
     id="quiz-batchnorm",
-    title=say("Quiz: batch normalisation forward pass", "小测:批量归一化的前向计算"),
+    title=say("Quiz: batch normalisation forward pass", "小测：批量归一化的前向计算"),
     points=3, sample=sample, note=note, parts=parts, answers=answers, context=context,
     template=Path(__file__).with_name("notebook.j2"), topic="quiz",
 )

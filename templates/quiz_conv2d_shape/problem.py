@@ -45,7 +45,7 @@ def parts(params: dict) -> list[Part]:
     shape_mistakes = distinct_mistakes(ref["q_conv2d_shape"], check=shape_check, mistakes=[
         Mistake("SHAPE_KEPT_IN_CHANNELS", conv2d_shape_formula(*args, keep_channels=True),
                 say("The output has out_channels channels (the second argument), not in_channels.",
-                    "输出的通道数是 out_channels(第二个参数),而不是 in_channels。")),
+                    "输出的通道数是 out_channels（第二个参数），而不是 in_channels。")),
         Mistake("SHAPE_KERNEL_SWAPPED", conv2d_shape_formula(*args, swap_kernel=True),
                 say("A kernel (kh, kw) applies kh to the height and kw to the width.", "卷积核 (kh, kw) 中 kh 作用于高度,kw 作用于宽度。")),
         Mistake("OUT_IGNORED_STRIDE", conv2d_shape_formula(*args, use_stride=False),
@@ -53,9 +53,9 @@ def parts(params: dict) -> list[Part]:
     ])
     count_mistakes = distinct_mistakes(ref["q_conv2d_params"], check=count_check, mistakes=[
         Mistake("CONV_NO_BIAS", conv2d_params(cin, cout, params["kernel"], bias=False),
-                say("nn.Conv2d has a bias by default: one per output channel.", "nn.Conv2d 默认带偏置:每个输出通道一个。")),
+                say("nn.Conv2d has a bias by default: one per output channel.", "nn.Conv2d 默认带偏置：每个输出通道一个。")),
         Mistake("PARAMS_NO_IN_CHANNELS", kh * kw * cout + cout,
-                say("Each filter spans all in_channels: weights = out·in·kh·kw.", "每个卷积核覆盖全部输入通道:权重数 = out·in·kh·kw。")),
+                say("Each filter spans all in_channels: weights = out·in·kh·kw.", "每个卷积核覆盖全部输入通道：权重数 = out·in·kh·kw。")),
     ])
     return [
         variable_part("q_conv2d_shape", 2, say("Output shape", "输出形状"),

@@ -68,17 +68,17 @@ def parts(params: dict) -> list[Part]:
     size_mistakes = distinct_mistakes(ref["q_convout_size"], check=size_check, mistakes=[
         Mistake("CONV_OUT_NO_FLOOR", _no_floor(size, layers),
                 say("Sizes are whole numbers: round (W - K + 2P)/S down at every layer, then add 1.",
-                    "尺寸必须是整数:每一层都要对 (W - K + 2P)/S 向下取整,再加 1。")),
+                    "尺寸必须是整数：每一层都要对 (W - K + 2P)/S 向下取整，再加 1。")),
         Mistake("CONV_OUT_CEIL", stack_output_size(size, layers, ceil=True),
                 say("You rounded up; PyTorch rounds (W - K + 2P)/S down (floor).", "你向上取整了;PyTorch 对 (W - K + 2P)/S 向下取整。")),
         Mistake("OUT_IGNORED_PADDING", stack_output_size(size, layers, use_padding=False),
-                say("You left out the padding: the formula has +2P.", "遗漏了填充:公式中有 +2P。")),
+                say("You left out the padding: the formula has +2P.", "遗漏了填充：公式中有 +2P。")),
     ])
     shape_mistakes = distinct_mistakes(ref["q_convout_shape"], check=shape_check, mistakes=[
         Mistake("SHAPE_NHWC_ORDER", net_output_shape_formula(net, nhwc=True),
-                say("PyTorch orders a feature map as (N, C, H, W), channels second.", "PyTorch 中特征图的维度顺序是 (N, C, H, W),通道在第二维。")),
+                say("PyTorch orders a feature map as (N, C, H, W), channels second.", "PyTorch 中特征图的维度顺序是 (N, C, H, W)，通道在第二维。")),
         Mistake("SHAPE_FORGOT_POOL", net_output_shape_formula(net, use_pool=False),
-                say("Each 2x2 max-pool with stride 2 halves H and W (rounding down).", "每个 2×2、步幅 2 的最大池化都会把 H 和 W 减半(向下取整)。")),
+                say("Each 2x2 max-pool with stride 2 halves H and W (rounding down).", "每个 2×2、步幅 2 的最大池化都会把 H 和 W 减半（向下取整）。")),
         Mistake("CONV_OUT_CEIL", net_output_shape_formula(net, ceil=True),
                 say("You rounded up somewhere; PyTorch rounds down.", "某处向上取整了;PyTorch 向下取整。")),
         Mistake("OUT_IGNORED_PADDING", net_output_shape_formula(net, use_padding=False),
@@ -100,7 +100,7 @@ def context(params: dict) -> dict:
 
 PROBLEM = Problem(
     id="quiz-conv-output",
-    title=say("Quiz: convolution output size", "小测:卷积输出尺寸"),
+    title=say("Quiz: convolution output size", "小测：卷积输出尺寸"),
     points=4, sample=sample, note=note, parts=parts, answers=answers, context=context,
     template=Path(__file__).with_name("notebook.j2"), topic="quiz",
 )

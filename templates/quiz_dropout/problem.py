@@ -45,28 +45,28 @@ def parts(params: dict) -> list[Part]:
     p, a = params["p"], params["a"]
     scale_mistakes = distinct_mistakes(ref["q_drop_scale"], check=NUMBER, mistakes=[
         Mistake("DROPOUT_KEEP_DROP_SWAPPED", 1 / p, say("p is the probability of DROPPING a unit; the keep probability is 1 − p.",
-                                                      "p 是丢弃一个单元的概率;保留概率是 1 − p。")),
+                                                      "p 是丢弃一个单元的概率；保留概率是 1 − p。")),
         Mistake("DROPOUT_SCALE_BY_KEEP", 1 - p, say("Kept units are divided by 1 − p (scaled up), not multiplied by it.",
-                                                  "被保留的单元要除以 1 − p(放大),而不是乘以它。")),
+                                                  "被保留的单元要除以 1 − p（放大），而不是乘以它。")),
     ])
     mean_mistakes = distinct_mistakes(ref["q_drop_plain_mean"], check=NUMBER, mistakes=[
-        Mistake("DROPOUT_KEEP_DROP_SWAPPED", p * a, say("A unit survives with probability 1 − p, not p.", "单元以 1 − p 的概率被保留,而不是 p。")),
+        Mistake("DROPOUT_KEEP_DROP_SWAPPED", p * a, say("A unit survives with probability 1 − p, not p.", "单元以 1 − p 的概率被保留，而不是 p。")),
         Mistake("DROPOUT_ASSUMED_INVERTED", a, say("Without the 1/(1 − p) scale the mean shrinks to (1 − p)·a.",
-                                                   "没有 1/(1 − p) 的缩放时,均值缩小为 (1 − p)·a。")),
+                                                   "没有 1/(1 − p) 的缩放时，均值缩小为 (1 − p)·a。")),
     ])
     formula_mistakes = [
         Mistake("DROPOUT_FORGOT_SCALE", "(1 - p)*x", say("The 1/(1 − p) scale cancels the keep probability: the mean is x.",
-                                                        "1/(1 − p) 的缩放正好抵消保留概率:期望就是 x。")),
+                                                        "1/(1 − p) 的缩放正好抵消保留概率：期望就是 x。")),
         Mistake("DROPOUT_KEEP_DROP_SWAPPED", "p*x/(1 - p)", say("A unit is kept with probability 1 − p.", "单元以 1 − p 的概率被保留。")),
         Mistake("DROPOUT_DOUBLE_SCALE", "x/(1 - p)", say("That is the value of a kept unit, not the mean over the mask.",
-                                                          "这是被保留单元的取值,不是对掩码求平均后的期望。")),
+                                                          "这是被保留单元的取值，不是对掩码求平均后的期望。")),
     ]
     return [
         variable_part("q_drop_scale", 1, say("Scale of kept units", "保留单元的缩放系数"),
              answer=ref["q_drop_scale"], check=NUMBER, mistakes=scale_mistakes),
         variable_part("q_drop_plain_mean", 1, say("Mean output without rescaling", "不缩放时输出的期望"),
              answer=ref["q_drop_plain_mean"], check=NUMBER, mistakes=mean_mistakes),
-        variable_part("q_drop_expect", 1, say("Expected output of inverted dropout (formula)", "inverted dropout 输出的期望(公式)"),
+        variable_part("q_drop_expect", 1, say("Expected output of inverted dropout (formula)", "inverted dropout 输出的期望（公式）"),
              answer=ref["q_drop_expect"], check=FORMULA, mistakes=formula_mistakes, kind="formula"),
     ]
 

@@ -89,7 +89,7 @@ def parts(params: dict) -> list[Part]:
 
 PROBLEM = Problem(
     id="quiz-gd-step",
-    title=say("Quiz: one gradient-descent step", "小测:梯度下降的一步"),
+    title=say("Quiz: one gradient-descent step", "小测：梯度下降的一步"),
     points=3, sample=sample, note=note, parts=parts, answers=answers,
     template=Path(__file__).with_name("notebook.j2"), topic="quiz",
 )

@@ -25,9 +25,9 @@ def answers(params: dict) -> dict:
 
 GATES = {
     "lstm": say("An LSTM has 4 weight blocks (input, forget and output gates, candidate cell).",
-                "LSTM 有 4 组权重(输入门、遗忘门、输出门、候选记忆)。"),
+                "LSTM 有 4 组权重（输入门、遗忘门、输出门、候选记忆）。"),
     "gru": say("A GRU has 3 weight blocks (reset and update gates, candidate state).",
-               "GRU 有 3 组权重(重置门、更新门、候选状态)。"),
+               "GRU 有 3 组权重（重置门、更新门、候选状态）。"),
 }
 
 
@@ -46,7 +46,7 @@ def parts(params: dict) -> list[Part]:
             Mistake(f"{name}_GATES_OF_{other}", rnn_params_formula(kind, i, h, gates=other_gates), GATES[kind]),
             Mistake(f"{name}_NO_RECURRENT", (4 if kind == "lstm" else 3) * (h * i + 2 * h),
                     say("Each gate also reads the previous hidden state: add the H×H recurrent weights.",
-                        "每个门还要读取上一时刻的隐藏状态:要加上 H×H 的循环权重。")),
+                        "每个门还要读取上一时刻的隐藏状态：要加上 H×H 的循环权重。")),
         ])
 
     lstm_mistakes = mistakes("lstm", "LSTM", 3, "GRU")

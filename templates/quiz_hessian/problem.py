@@ -13,7 +13,7 @@ from solutions.quiz import classify_stationary, eigenvalues, intify
 KINDS = ("min", "max", "saddle", "degenerate")
 LABELS = {"min": say("a local minimum", "局部极小值点"), "max": say("a local maximum", "局部极大值点"),
           "saddle": say("a saddle point", "鞍点"),
-          "degenerate": say("cannot be decided from the Hessian (an eigenvalue is 0)", "无法仅由 Hessian 判断(有特征值为 0)")}
+          "degenerate": say("cannot be decided from the Hessian (an eigenvalue is 0)", "无法仅由 Hessian 判断（有特征值为 0）")}
 LETTERS = "ABCD"
 
 
@@ -60,20 +60,20 @@ def parts(params: dict) -> list[Part]:
     kind = classify_stationary(params["H"])
     choice_mistakes = [Mistake("HESSIAN_NOT_DEGENERATE", _letter(params, "degenerate"),
                                say("Both eigenvalues are nonzero (det H ≠ 0), so the second-order test decides.",
-                                   "两个特征值都不为 0(det H ≠ 0),二阶条件可以判定。"))]
+                                   "两个特征值都不为 0(det H ≠ 0)，二阶条件可以判定。"))]
     if kind in ("min", "max"):
         choice_mistakes.append(Mistake("HESSIAN_SIGN_REVERSED", _letter(params, "max" if kind == "min" else "min"),
                                        say("All eigenvalues > 0 means a minimum (curving up in every direction); all < 0 a maximum.",
-                                           "特征值全为正是极小值(各方向都向上弯);全为负才是极大值。")))
+                                           "特征值全为正是极小值（各方向都向上弯）；全为负才是极大值。")))
     elif a * c > 0:
         choice_mistakes.append(Mistake("HESSIAN_DIAGONAL_ONLY", _letter(params, "min" if a > 0 else "max"),
                                        say("The diagonal alone does not decide: the eigenvalues have opposite signs (det H < 0).",
-                                           "只看对角元不够:两个特征值异号(det H < 0)。")))
+                                           "只看对角元不够：两个特征值异号（det H < 0）。")))
     eig_mistakes = distinct_mistakes(ref["q_hess_eig"], check=EIG, mistakes=[
         Mistake("HESSIAN_EIG_DESCENDING", ref["q_hess_eig"][::-1], say("Sort the eigenvalues in ascending order.", "特征值要按从小到大排序。")),
         Mistake("HESSIAN_DIAGONAL_AS_EIG", sorted([a, c]),
                 say("The eigenvalues of a non-diagonal matrix are not its diagonal entries: solve det(H − λI) = 0.",
-                    "非对角矩阵的特征值不是对角元:要解 det(H − λI) = 0。")),
+                    "非对角矩阵的特征值不是对角元：要解 det(H − λI) = 0。")),
     ])
     return [
         variable_part("q_hess_choice", 2, say("Type of the stationary point", "驻点的类型"),
@@ -90,7 +90,7 @@ def context(params: dict) -> dict:
 
 PROBLEM = Problem(
     id="quiz-hessian",
-    title=say("Quiz: classify a stationary point", "小测:用 Hessian 判断驻点类型"),
+    title=say("Quiz: classify a stationary point", "小测：用 Hessian 判断驻点类型"),
     points=3, sample=sample, note=note, parts=parts, answers=answers, context=context,
     template=Path(__file__).with_name("notebook.j2"), topic="quiz",
 )

@@ -39,17 +39,17 @@ def parts(params: dict) -> list[Part]:
     shape_check, macs_check = Array(rtol=0, atol=0), Exact()
     shape_mistakes = distinct_mistakes(ref["q_im2col_shape"], check=shape_check, mistakes=[
         Mistake("IM2COL_TRANSPOSED", [cols, rows], say("One COLUMN per output position: rows are Cin·K·K, columns H_out·W_out.",
-                                                       "每个输出位置占一列:行数是 Cin·K·K,列数是 H_out·W_out。")),
-        Mistake("IM2COL_NO_CIN", [k * k, cols], say("A patch spans all input channels: Cin·K·K values.", "一个图像块覆盖全部输入通道:共 Cin·K·K 个值。")),
+                                                       "每个输出位置占一列：行数是 Cin·K·K,列数是 H_out·W_out。")),
+        Mistake("IM2COL_NO_CIN", [k * k, cols], say("A patch spans all input channels: Cin·K·K values.", "一个图像块覆盖全部输入通道：共 Cin·K·K 个值。")),
         Mistake("IM2COL_INPUT_POSITIONS", [rows, h * w], say("There is one column per OUTPUT position, H_out·W_out of them.",
-                                                             "每个输出位置一列,共 H_out·W_out 列。")),
+                                                             "每个输出位置一列，共 H_out·W_out 列。")),
     ])
     macs_mistakes = distinct_mistakes(ref["q_im2col_macs"], check=macs_check, mistakes=[
         Mistake("MACS_GAVE_FLOPS", 2 * ref["q_im2col_macs"], say("One multiply-accumulate counts once; 2× that is FLOPs.",
-                                                                 "一次乘加只计一次;乘以 2 是 FLOPs。")),
+                                                                 "一次乘加只计一次；乘以 2 是 FLOPs。")),
         Mistake("MACS_NO_CIN", cout * k * k * cols, say("Each output value sums over Cin·K·K products.", "每个输出值要累加 Cin·K·K 个乘积。")),
         Mistake("MACS_INPUT_SIZE", cout * rows * h * w, say("Count output positions (H_out·W_out), not input pixels.",
-                                                            "要按输出位置数(H_out·W_out)计算,而不是输入像素数。")),
+                                                            "要按输出位置数（H_out·W_out）计算，而不是输入像素数。")),
     ])
     return [
         variable_part("q_im2col_shape", 2, say("Shape of the im2col matrix", "im2col 矩阵的形状"),
@@ -61,7 +61,7 @@ def parts(params: dict) -> list[Part]:
 
 PROBLEM = Problem(
     id="quiz-im2col",
-    title=say("Quiz: convolution as a matrix product (im2col)", "小测:用矩阵乘法实现卷积(im2col)"),
+    title=say("Quiz: convolution as a matrix product (im2col)", "小测：用矩阵乘法实现卷积(im2col)"),
     points=3, sample=sample, note=note, parts=parts, answers=answers,
     template=Path(__file__).with_name("notebook.j2"), topic="quiz",
 )

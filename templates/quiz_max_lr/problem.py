@@ -35,17 +35,17 @@ def parts(params: dict) -> list[Part]:
     lo, hi = eigenvalues(params["H"])[0], eigenvalues(params["H"])[-1]
     max_mistakes = distinct_mistakes(ref["q_maxlr"], check=CHECK, mistakes=[
         Mistake("MAXLR_LAMBDA_MIN", 2 / lo, say("The stiffest direction limits the step: use the largest eigenvalue.",
-                                                 "最陡的方向限制了步长:要用最大的特征值。")),
+                                                 "最陡的方向限制了步长：要用最大的特征值。")),
         Mistake("MAXLR_NO_FACTOR_2", 1 / hi, say("GD is stable while |1 − lr·λ| < 1, i.e. lr < 2/λ_max; 1/λ_max is not the limit.",
-                                                  "梯度下降稳定的条件是 |1 − lr·λ| < 1,即 lr < 2/λ_max;1/λ_max 不是上限。")),
+                                                  "梯度下降稳定的条件是 |1 − lr·λ| < 1，即 lr < 2/λ_max;1/λ_max 不是上限。")),
         Mistake("MAXLR_DIAGONAL", 2 / max(params["H"][i][i] for i in range(3)),
-                say("Use the eigenvalues of H, not its diagonal entries.", "要用 H 的特征值,而不是对角元。")),
+                say("Use the eigenvalues of H, not its diagonal entries.", "要用 H 的特征值，而不是对角元。")),
     ])
     best_mistakes = distinct_mistakes(ref["q_maxlr_best"], check=CHECK, mistakes=[
         Mistake("BESTLR_GAVE_MAX", 2 / hi, say("At lr = 2/λ_max the stiffest direction does not converge at all (|1 − lr·λ_max| = 1).",
                                                "lr = 2/λ_max 时最陡方向完全不收敛(|1 − lr·λ_max| = 1)。")),
         Mistake("BESTLR_ONE_OVER_LMAX", 1 / hi, say("1/λ_max is best for the stiffest direction alone; balance both ends: |1 − lr·λ_min| = |1 − lr·λ_max|.",
-                                                    "1/λ_max 只对最陡方向最好;应让两端平衡:|1 − lr·λ_min| = |1 − lr·λ_max|。")),
+                                                    "1/λ_max 只对最陡方向最好；应让两端平衡:|1 − lr·λ_min| = |1 − lr·λ_max|。")),
     ])
     return [
         variable_part("q_maxlr", 2, say("Largest stable learning rate", "最大稳定学习率"),
@@ -57,7 +57,7 @@ def parts(params: dict) -> list[Part]:
 
 PROBLEM = Problem(
     id="quiz-max-lr",
-    title=say("Quiz: the largest stable learning rate", "小测:最大稳定学习率"),
+    title=say("Quiz: the largest stable learning rate", "小测：最大稳定学习率"),
     points=3, sample=sample, note=note, parts=parts, answers=answers,
     template=Path(__file__).with_name("notebook.j2"), topic="quiz",
 )

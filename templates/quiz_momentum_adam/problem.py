@@ -74,7 +74,7 @@ def parts(params: dict) -> list[Part]:
         Mistake("MOMENTUM_IGNORED", (x0 - lr * (g1 + g2)).tolist(),
                 say("That is plain SGD: with momentum the second step uses v2 = β·v1 + g2.", "这是普通 SGD:有动量时第二步用 v2 = β·v1 + g2。")),
         Mistake("MOMENTUM_DAMPENED", momentum_ema_steps(p["x0"], [p["g1"], p["g2"]], lr, beta).tolist(),
-                say("You averaged v = βv + (1−β)g; this convention (PyTorch's) is v = βv + g.", "你用了 v = βv + (1−β)g;本题(PyTorch)的约定是 v = βv + g。")),
+                say("You averaged v = βv + (1−β)g; this convention (PyTorch's) is v = βv + g.", "你用了 v = βv + (1−β)g;本题（PyTorch）的约定是 v = βv + g。")),
         Mistake("MOMENTUM_ONE_STEP", (x0 - lr * g1).tolist(), say("Take both steps.", "要做两步。")),
         Mistake("MOMENTUM_WRONG_SIGN", (x0 + lr * g1 + lr * (beta * g1 + g2)).tolist(),
                 say("Momentum still moves against the gradient: x = x − lr·v.", "动量法同样沿负梯度方向移动:x = x − lr·v。")),
@@ -97,7 +97,7 @@ def parts(params: dict) -> list[Part]:
 
 PROBLEM = Problem(
     id="quiz-momentum-adam",
-    title=say("Quiz: momentum and Adam updates", "小测:动量法与 Adam 的更新"),
+    title=say("Quiz: momentum and Adam updates", "小测：动量法与 Adam 的更新"),
     points=4, sample=sample, note=note, parts=parts, answers=answers,
     template=Path(__file__).with_name("notebook.j2"), topic="quiz",
 )

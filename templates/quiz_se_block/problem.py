@@ -36,7 +36,7 @@ def parts(params: dict) -> list[Part]:
     shape_mistakes = distinct_mistakes(ref["q_se_shapes"], check=SHAPES, mistakes=[
         Mistake("SE_SQUEEZE_NOT_POOLED", {"squeeze": [n, c, h, w]},
                 say("Squeeze is a global average pool: every H×W map becomes one number, (N, C).",
-                    "Squeeze 是全局平均池化:每个 H×W 的特征图被压成一个数,得到 (N, C)。")),
+                    "Squeeze 是全局平均池化：每个 H×W 的特征图被压成一个数，得到 (N, C)。")),
         Mistake("SE_FC1_TIMES_R", {"fc1": [n, c * r]},
                 say("The first FC layer reduces C to C/r; it does not expand it.", "第一个全连接层把 C 降到 C/r,而不是扩大。")),
         Mistake("SE_DROPPED_BATCH", {"squeeze": [c], "fc1": [c // r], "fc2": [c]},

@@ -50,7 +50,7 @@ def parts(params: dict) -> list[Part]:
     ])
     loss_mistakes = distinct_mistakes(ref["q_softmax_ce"], check=LOSS, mistakes=[
         Mistake("CE_LOG10", -math.log10(p[t]), say("Cross-entropy uses the natural logarithm (as PyTorch does).",
-                                                   "交叉熵使用自然对数(与 PyTorch 一致)。")),
+                                                   "交叉熵使用自然对数（与 PyTorch 一致）。")),
         Mistake("CE_FORGOT_MINUS", math.log(p[t]), say("The loss is −log p_t: a loss is never negative here.",
                                                        "损失是 −log p_t:这里的损失不可能为负。")),
         Mistake("CE_ONE_BASED_CLASS", -math.log(p[t - 1]) if t > 0 else -math.log(p[-1]),

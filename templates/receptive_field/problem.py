@@ -79,13 +79,13 @@ def parts(params: dict) -> list[Part]:
     has_dilation = any(l[3] > 1 for l in layers)
     rf_mistakes = [Mistake("RF_IGNORED_STRIDE", receptive_field(layers, use_stride=False)[0],
                            say("You added (K-1) per layer but ignored the stride: later layers grow the field by (K-1)·J, where J is the product of earlier strides.",
-                               "每层只加了 (K-1),忽略了步幅:后面的层应增加 (K-1)·J,J 为之前各层步幅之积。"))]
+                               "每层只加了 (K-1)，忽略了步幅：后面的层应增加 (K-1)·J,J 为之前各层步幅之积。"))]
     if has_dilation:
         rf_mistakes.append(Mistake("RF_IGNORED_DILATION", receptive_field(layers, use_dilation=False)[0],
-                                   say("A dilated kernel spans d(K-1)+1 pixels; you used K.", "空洞卷积的有效核大小为 d(K-1)+1,你使用了 K。")))
+                                   say("A dilated kernel spans d(K-1)+1 pixels; you used K.", "空洞卷积的有效核大小为 d(K-1)+1，你使用了 K。")))
     out_mistakes = [Mistake("OUT_IGNORED_PADDING", output_size(size, layers, use_padding=False),
                             say("You left out the padding: the output is floor((W + 2P - K_eff)/S) + 1.",
-                                "遗漏了填充:输出大小为 floor((W + 2P - K_eff)/S) + 1。"))]
+                                "遗漏了填充：输出大小为 floor((W + 2P - K_eff)/S) + 1。"))]
     if has_dilation:
         out_mistakes.append(Mistake("OUT_IGNORED_DILATION", output_size(size, layers, use_dilation=False),
                                     say("With dilation d the kernel covers d(K-1)+1 pixels.", "空洞率为 d 时卷积核覆盖 d(K-1)+1 个像素。")))
@@ -93,10 +93,10 @@ def parts(params: dict) -> list[Part]:
         Part("rf_final", 3, say("Receptive field of the last layer", "最后一层的感受野"),
              probe=lambda rng: read_variable("rf_final"), reference=lambda probe: ref["rf_final"],
              check=Exact(), mistakes=lambda probe: rf_mistakes),
-        Part("rf_jump", 2, say("Jump (cumulative stride)", "跳跃步长(累积步幅)"),
+        Part("rf_jump", 2, say("Jump (cumulative stride)", "跳跃步长（累积步幅）"),
              probe=lambda rng: read_variable("rf_jump"), reference=lambda probe: ref["rf_jump"],
              check=Exact(), mistakes=lambda probe: [Mistake("JUMP_SUMMED_STRIDES", sum(l[1] for l in layers),
-                                                            say("The jump multiplies the strides; you added them.", "跳跃步长是各层步幅的乘积,你把它们相加了。"))]
+                                                            say("The jump multiplies the strides; you added them.", "跳跃步长是各层步幅的乘积，你把它们相加了。"))]
              if sum(l[1] for l in layers) != ref["rf_jump"] else []),
         Part("rf_out_size", 2, say("Output feature-map size", "输出特征图大小"),
              probe=lambda rng: read_variable("rf_out_size"), reference=lambda probe: ref["rf_out_size"],

@@ -45,35 +45,35 @@ _FEEDBACK = {
     "RESNET_BIAS_IN_CONV": say(
         "The convolutions carry a bias: a conv followed by BatchNorm needs none (BN's β plays that role), so every conv "
         "here is created with bias=False.",
-        "卷积带有偏置:卷积后面接 BatchNorm 时不需要偏置(BN 的 β 起了偏置的作用),所以这里所有卷积都使用 bias=False。"),
+        "卷积带有偏置：卷积后面接 BatchNorm 时不需要偏置（BN 的 β 起了偏置的作用），所以这里所有卷积都使用 bias=False。"),
     "RESNET_NO_DOWNSAMPLE": say(
         "The projection shortcut is missing: when the stride is not 1 or the channel count changes, the shortcut must be "
         "a 1×1 conv (with that stride) followed by BatchNorm, so that x matches F(x) in shape.",
-        "缺少投影捷径:当步幅不为 1 或通道数改变时,捷径分支应为 1×1 卷积(使用相同步幅)加 BatchNorm,使 x 与 F(x) 的形状一致。"),
+        "缺少投影捷径：当步幅不为 1 或通道数改变时，捷径分支应为 1×1 卷积（使用相同步幅）加 BatchNorm,使 x 与 F(x) 的形状一致。"),
     "RESNET_SHORTCUT_NO_BN": say(
         "The projection shortcut is a 1×1 conv followed by a BatchNorm2d; the BatchNorm is missing.",
-        "投影捷径由 1×1 卷积和其后的 BatchNorm2d 组成;你漏掉了 BatchNorm。"),
+        "投影捷径由 1×1 卷积和其后的 BatchNorm2d 组成；你漏掉了 BatchNorm。"),
     "RESNET_ALWAYS_PROJECT": say(
         "A block whose stride is 1 and whose channel count does not change uses the identity shortcut (no parameters); "
         "you added a 1×1 projection there too.",
-        "步幅为 1 且通道数不变的残差块使用恒等捷径(没有参数);你在这种块里也加了 1×1 投影。"),
+        "步幅为 1 且通道数不变的残差块使用恒等捷径（没有参数）；你在这种块里也加了 1×1 投影。"),
     "RESNET_RELU_PLACEMENT": say(
         "The final ReLU must come after the addition: y = ReLU(F(x) + shortcut(x)), not ReLU(F(x)) + shortcut(x), and "
         "not left out.",
-        "最后的 ReLU 应放在相加之后:y = ReLU(F(x) + 捷径(x)),而不是 ReLU(F(x)) + 捷径(x),也不能省略。"),
+        "最后的 ReLU 应放在相加之后:y = ReLU(F(x) + 捷径(x))，而不是 ReLU(F(x)) + 捷径（x），也不能省略。"),
     "RESNET_NO_SHORTCUT": say(
         "The shortcut is never added: the block returns ReLU(F(x)) alone, so with its residual branch switched off it "
         "returns zeros and no gradient reaches x through it. Add the shortcut: y = ReLU(F(x) + shortcut(x)).",
-        "捷径从未被加上:块只返回 ReLU(F(x)),关闭残差分支后输出全为 0,梯度也无法经捷径传回 x。应加上捷径:y = ReLU(F(x) + 捷径(x))。"),
+        "捷径从未被加上：块只返回 ReLU(F(x))，关闭残差分支后输出全为 0，梯度也无法经捷径传回 x。应加上捷径:y = ReLU(F(x) + 捷径(x))。"),
     "RESNET_WRONG_BLOCKS": say(
         "The stage layout is swapped: ResNet-18 has [2, 2, 2, 2] BasicBlocks per stage, ResNet-34 [3, 4, 6, 3].",
         "各阶段的残差块数量弄反了:ResNet-18 为 [2, 2, 2, 2],ResNet-34 为 [3, 4, 6, 3]。"),
     "RESNET_NO_MAXPOOL": say(
         "The stem's 3×3 max-pool (stride 2, padding 1) after the first conv is missing.",
-        "缺少第一个卷积之后的 3×3 最大池化(步幅 2,填充 1)。"),
+        "缺少第一个卷积之后的 3×3 最大池化（步幅 2，填充 1）。"),
     "RESNET_STRIDE_IN_SECOND_CONV": say(
         "In a stride-2 block the FIRST 3×3 conv carries the stride (and the 1×1 shortcut conv), as in torchvision.",
-        "步幅为 2 的残差块中应由第一个 3×3 卷积(以及 1×1 捷径卷积)承担步幅,与 torchvision 一致。"),
+        "步幅为 2 的残差块中应由第一个 3×3 卷积（以及 1×1 捷径卷积）承担步幅，与 torchvision 一致。"),
 }
 
 
@@ -150,18 +150,18 @@ def parts(params: dict) -> list[Part]:
              check=Formula(symbols=("dF",)), kind="formula",
              mistakes=lambda probe: [Mistake("RESNET_GRAD_NO_IDENTITY", "dF", say(
                  "That is the gradient of F alone; the shortcut y = … + x adds ∂x/∂x = 1.",
-                 "这只是 F 的梯度;捷径 y = … + x 还贡献了 ∂x/∂x = 1。"))]),
+                 "这只是 F 的梯度；捷径 y = … + x 还贡献了 ∂x/∂x = 1。"))]),
         Part("resnet_chain_grad", 2, say(f"Gradient through {k} residual blocks", f"经过 {k} 个残差块的梯度"),
              probe=lambda rng: read_variable("resnet_chain_grad"), reference=lambda probe: chain_gradient(k),
              check=Formula(symbols=chain_symbols), kind="formula",
              mistakes=lambda probe: [
                  Mistake("RESNET_CHAIN_NO_IDENTITY", "*".join(chain_symbols), say(
                      "Without the +1 of each shortcut this is the plain network's product of derivatives, the one that vanishes.",
-                     "缺少每个捷径带来的 +1,这就是普通网络中会消失的导数连乘。")),
+                     "缺少每个捷径带来的 +1，这就是普通网络中会消失的导数连乘。")),
                  Mistake("RESNET_CHAIN_ADDED", " + ".join(chain_symbols) + " + 1", say(
                      "The chain rule multiplies the blocks' derivatives: ∂y_k/∂x = ∏ (1 + dF_i); you added them.",
-                     "链式法则是把各块的导数相乘:∂y_k/∂x = ∏ (1 + dF_i);你把它们相加了。"))]),
-        module_part("resnet_block", 4, say("BasicBlock on hidden inputs", "BasicBlock(隐藏测试输入)"), BLOCK,
+                     "链式法则是把各块的导数相乘:∂y_k/∂x = ∏ (1 + dF_i)；你把它们相加了。"))]),
+        module_part("resnet_block", 4, say("BasicBlock on hidden inputs", "BasicBlock（隐藏测试输入）"), BLOCK,
                     cases=_block_cases, public_cases=_public(_block_cases)),
         module_part("resnet_identity", 3, say("BasicBlock with its residual branch switched off",
                                               "关闭残差分支的 BasicBlock"), IDENTITY,

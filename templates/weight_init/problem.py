@@ -130,17 +130,17 @@ def _act_mistakes(probe: Probe) -> list[Mistake]:
         Mistake("HE_USED_FAN_OUT", _act_reference(probe, mode="fan_out"), _FEEDBACK["HE_USED_FAN_OUT"]),
         Mistake("ACT_NO_RELU", _act_reference(probe, relu=False), say(
             "The network is a ReLU MLP: apply ReLU after every linear layer (h = relu(linear(h))).",
-            "这是一个 ReLU 多层感知机:每个线性层之后都要接 ReLU(h = relu(linear(h)))。")),
+            "这是一个 ReLU 多层感知机：每个线性层之后都要接 ReLU(h = relu(linear(h)))。")),
         Mistake("ACT_STD_BEFORE_RELU", _act_reference(probe, pre_activation=True), say(
             "Record the standard deviation of the activation after the ReLU, h.std(), not of linear(h).",
-            "应记录 ReLU 之后激活值的标准差 h.std(),而不是 linear(h) 的。")),
+            "应记录 ReLU 之后激活值的标准差 h.std()，而不是 linear(h) 的。")),
         Mistake("ACT_BIAS_NOT_ZEROED", _act_reference(probe, zero_bias=False), say(
             "The biases must be set to zero after the weights are initialised; you kept nn.Linear's default biases.",
-            "初始化权重之后要把偏置置零;你保留了 nn.Linear 默认的偏置。")),
+            "初始化权重之后要把偏置置零；你保留了 nn.Linear 默认的偏置。")),
         Mistake("ACT_RNG_ORDER", _act_reference(probe, layers_first=True), say(
             "Close, but the random numbers were drawn in another order: create each nn.Linear right before "
             "initialising and applying it (layer by layer), not all layers first.",
-            "很接近,但随机数的抽取顺序不同:应逐层进行,创建一个 nn.Linear 后立即初始化并前向计算,而不是先创建所有层。")),
+            "很接近，但随机数的抽取顺序不同：应逐层进行，创建一个 nn.Linear 后立即初始化并前向计算，而不是先创建所有层。")),
     ]
 
 
@@ -148,26 +148,26 @@ _FEEDBACK = {
     "INIT_UNIFORM_NOT_NORMAL": say("The weights are not normally distributed (they look uniform): draw them from N(0, σ²) as "
                                    "asked, e.g. with nn.init.xavier_normal_ or nn.init.kaiming_normal_, not the *_uniform_ "
                                    "versions.",
-                                   "权重不服从正态分布(看起来是均匀分布):应按题目从 N(0, σ²) 中抽取,例如使用 "
+                                   "权重不服从正态分布（看起来是均匀分布）：应按题目从 N(0, σ²) 中抽取，例如使用 "
                                    "nn.init.xavier_normal_ 或 nn.init.kaiming_normal_,而不是 *_uniform_ 版本。"),
     "XAVIER_FOR_HE": say("For He initialisation the variance is 2/n_in (fan-in only, with the factor 2 that makes up for "
                          "ReLU zeroing half of the pre-activations); you used Xavier's 2/(n_in + n_out).",
-                         "He 初始化的方差为 2/n_in(只用扇入,因子 2 用来补偿 ReLU 把一半的输入置零);你用了 Xavier 的 2/(n_in + n_out)。"),
+                         "He 初始化的方差为 2/n_in（只用扇入，因子 2 用来补偿 ReLU 把一半的输入置零）；你用了 Xavier 的 2/(n_in + n_out)。"),
     "HE_FOR_XAVIER": say("Xavier (Glorot) initialisation uses 2/(n_in + n_out), the compromise between keeping the forward "
                          "(n_in) and the backward (n_out) variance; you used He's 2/n_in.",
-                         "Xavier(Glorot)初始化使用 2/(n_in + n_out),兼顾前向(n_in)与反向(n_out)方差;你用了 He 的 2/n_in。"),
+                         "Xavier(Glorot)初始化使用 2/(n_in + n_out)，兼顾前向（n_in）与反向（n_out）方差；你用了 He 的 2/n_in。"),
     "HE_USED_FAN_OUT": say("He initialisation (mode='fan_in') divides by the number of inputs n_in, not by n_out.",
                            "He 初始化(mode='fan_in')除以输入个数 n_in,而不是 n_out。"),
     "HE_NO_FACTOR_2": say("1/n_in is LeCun initialisation; for ReLU, He doubles it to 2/n_in because ReLU keeps only half of "
                           "the signal's second moment.",
-                          "1/n_in 是 LeCun 初始化;对 ReLU,He 初始化把它加倍为 2/n_in,因为 ReLU 只保留信号二阶矩的一半。"),
+                          "1/n_in 是 LeCun 初始化；对 ReLU,He 初始化把它加倍为 2/n_in,因为 ReLU 只保留信号二阶矩的一半。"),
     "XAVIER_NO_FACTOR_2": say("Xavier's variance is 2/(n_in + n_out) (the reciprocal of the average fan), not 1/(n_in + n_out).",
-                              "Xavier 的方差是 2/(n_in + n_out)(平均扇入扇出的倒数),而不是 1/(n_in + n_out)。"),
+                              "Xavier 的方差是 2/(n_in + n_out)（平均扇入扇出的倒数），而不是 1/(n_in + n_out)。"),
     "STD_GAVE_VARIANCE": say("Standard deviation and variance are mixed up: σ = sqrt(variance), and torch.nn.init.normal_ "
                              "and torch.randn(...) * σ take the standard deviation.",
-                             "标准差与方差混淆了:σ = sqrt(方差),torch.nn.init.normal_ 和 torch.randn(...) * σ 需要的是标准差。"),
+                             "标准差与方差混淆了:σ = sqrt（方差）,torch.nn.init.normal_ 和 torch.randn(...) * σ 需要的是标准差。"),
     "VARIANCE_GAVE_STD": say("This is the variance; the question asks for the standard deviation σ = sqrt(variance).",
-                             "这是方差;题目要求的是标准差 σ = sqrt(方差)。"),
+                             "这是方差；题目要求的是标准差 σ = sqrt（方差）。"),
     "XAVIER_UNIFORM_BOUND": say("sqrt(6/(n_in + n_out)) is the bound a of Xavier's uniform version U(−a, a); the standard "
                                 "deviation of the normal version is sqrt(2/(n_in + n_out)).",
                                 "sqrt(6/(n_in + n_out)) 是 Xavier 均匀分布版本 U(−a, a) 的边界 a;正态分布版本的标准差是 sqrt(2/(n_in + n_out))。"),

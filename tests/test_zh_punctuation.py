@@ -1,0 +1,58 @@
+"""A Chinese course reads Chinese punctuation: no ASCII , ; : ( ) between two Chinese characters in a zh
+statement, a title, a feedback sentence or anything else hwkit says in Chinese (ASCII stays inside code,
+formulas and numbers)."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from hwkit.course import load_course
+from hwkit.generate import generate
+from tests.support import make_course
+
+ROOT = Path(__file__).resolve().parents[1]
+CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# a Chinese character, then (past emphasis markers and a space) an ASCII mark, then a Chinese character
+ASCII_BETWEEN = re.compile(rf"[{CJK}][*_]*\s?[,;:()!?]\s?[*_]*[{CJK}]")
+CODE = re.compile(r"```.*?```|`[^`\n]*`|\$\$.*?\$\$|\$[^$\n]*\$", re.S)
+
+
+def offenders(text: str) -> list[str]:
+    text = CODE.sub(" ", text)
+    return [text[max(0, m.start() - 12):m.end() + 12] for m in ASCII_BETWEEN.finditer(text)]
+
+
+def _strings(path: Path):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.search(f"[{CJK}]", node.value):
+            yield node.value
+
+
+@pytest.mark.parametrize("folder", ["hwkit", "hwkit_kernel", "templates", "solutions"])
+def test_every_chinese_string_in_the_code_uses_chinese_punctuation(folder):
+    bad = [(str(p.relative_to(ROOT)), o) for p in sorted((ROOT / folder).rglob("*.py")) for s in _strings(p)
+           for o in offenders(s)]
+    assert not bad, bad[:10]
+
+
+def test_the_chinese_templates_use_chinese_punctuation():
+    bad = [(str(p.relative_to(ROOT)), o) for p in sorted((ROOT / "templates").rglob("*.j2"))
+           for o in offenders(p.read_text(encoding="utf-8"))]
+    assert not bad, bad[:10]
+
+
+@pytest.mark.parametrize("assignment", ["nn-homework", "quiz-review"])
+def test_generated_chinese_notebooks_use_chinese_punctuation(tmp_path, assignment):
+    import nbformat
+
+    root = make_course(tmp_path, [], ["s001"], lang="zh", generate_now=False)
+    (root / "assignments" / "t.toml").unlink()
+    course = load_course(root)
+    spec = course.assignment(assignment)
+    student = generate(course, spec, "zh", course.students())[0]
+    nb = nbformat.reads(student.release_nb, as_version=4)
+    bad = [o for cell in nb.cells if cell.cell_type == "markdown" for o in offenders(cell.source)]
+    assert not bad, bad[:10]
