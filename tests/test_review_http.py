@@ -122,3 +122,15 @@ def test_answer_groups_exact_after_normalisation_then_near_duplicates():
     groups = answer_groups(items)
     assert [sorted(i.student_id for i in g.items) for g in groups][0] == ["a", "b", "c"]     # largest first
     assert sorted(sorted(i.student_id for i in g.items) for g in groups) == [["a", "b", "c"], ["d"], ["e"]]
+
+
+def test_the_similarity_report_is_linked_when_it_exists(site):
+    """After `hwkit similarity`, the review page links to its report, behind the same token."""
+    root, ids, server, client = site
+    token = f"?token={server.token}"
+    assert "/similarity" not in client.get("/" + token).text
+    assert client.get("/similarity" + token).status_code == 404
+    (root / "graded" / ASSIGNMENT / "similarity.html").write_text("<!doctype html><p>pairs</p>", encoding="utf-8")
+    assert f'/similarity{token}' in client.get("/" + token).text.replace("&amp;", "&")
+    assert client.get("/similarity").status_code == 403
+    assert client.get("/similarity" + token).text == "<!doctype html><p>pairs</p>"

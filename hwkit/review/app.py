@@ -54,7 +54,10 @@ class ReviewServer:
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                       undefined=jinja2.StrictUndefined)
         self.env.globals.update(token=self.token, assignment=self.assignment, link=self.link,
-                                segments=highlight_segments)
+                                segments=highlight_segments, has_similarity=self.similarity_path().is_file)
+
+    def similarity_path(self) -> Path:
+        return self.course.root / "graded" / self.assignment / "similarity.html"
 
     def link(self, path: str, **query) -> str:
         """A link inside the app, token included."""
@@ -255,9 +258,19 @@ def _histogram_worker(server: ReviewServer) -> None:
             pass
 
 
+def similarity_page(server: ReviewServer, request: Request) -> Response:
+    """The copying report (`hwkit similarity`), behind the same token as everything here."""
+    path = server.similarity_path()
+    if not path.is_file():
+        return PlainTextResponse(f"no similarity report yet: run `hwkit similarity {server.assignment}`",
+                                 status_code=404)
+    return HTMLResponse(path.read_text(encoding="utf-8"))
+
+
 def build_app(server: ReviewServer) -> Starlette:
     app = Starlette(routes=[
         Route("/", partial(queue_page, server)),
+        Route("/similarity", partial(similarity_page, server)),
         Route("/student/{student}", partial(student_page, server)),
         Route("/override", partial(save_override, server), methods=["POST"]),
     ])
