@@ -21,15 +21,15 @@ import re
 import stat
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from hwkit.course import Course, HwkitError, Student, load_course
+from hwkit.late import RECORD
 from hwkit.notebooks import MAX_NOTEBOOK_BYTES
 
 MAX_ENTRIES = 20_000
 MAX_TOTAL_BYTES = 1 << 30             # declared uncompressed size of a whole download
-RECORD = ".collected.json"            # beside the filed notebook: where it came from and when
 
 _CANVAS = re.compile(r"^(?P<name>[^_/]+?)(?P<late>_LATE)?_(?P<uid>\d+)_(?P<sub>\d+)_(?P<orig>[^/]+)$")
 _MOODLE = re.compile(r"^(?P<name>[^/]+?)_(?P<pid>\d+)_assign(?:submission|feedback)_\w+?_(?:/(?P<file>.+)|(?P<flat>[^/]+))$")
@@ -136,7 +136,7 @@ def folder_entries(folder: Path) -> list[Incoming]:
             if path.is_symlink() or not filename.lower().endswith(".ipynb"):
                 continue
             name = path.relative_to(folder).as_posix()
-            modified = datetime.fromtimestamp(path.stat().st_mtime)
+            modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
 
             def read(path=path) -> bytes:
                 if path.stat().st_size > MAX_NOTEBOOK_BYTES:
@@ -159,7 +159,8 @@ def parse_name(entry: Incoming) -> Incoming:
         entry.lms, entry.key, entry.full_name, entry.late = "canvas", canvas["uid"], canvas["name"], bool(canvas["late"])
         again = _RESUBMISSION.search(canvas["orig"])
         entry.order = (int(again[1]) if again else 0, int(canvas["sub"]))
-    entry.order = (entry.order[:1], entry.modified or datetime.min, entry.order[1:])
+    when = entry.modified.replace(tzinfo=None) if entry.modified else datetime.min    # comparable, aware or not
+    entry.order = (entry.order[:1], when, entry.order[1:])
     return entry
 
 

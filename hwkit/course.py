@@ -11,6 +11,7 @@ import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 
 LANGS = ("zh", "en")
@@ -84,6 +85,9 @@ class Assignment:
     selfcheck: str = "exact"      # "exact": confirm answers offline; "format": only presence and form
     quiz_draw: int = 0            # >0: each student gets this many of the listed problems, drawn per student
     canvas_assignment_id: str = ""   # the assignment's id in Canvas (its gradebook column is "Title (id)")
+    due: datetime | None = None      # with its UTC offset; None: no deadline
+    late_penalty_per_day: float = 0.0   # fraction of the score per started day late
+    late_penalty_max: float = 1.0       # the most a late submission loses
 
 
 @dataclass
@@ -215,8 +219,23 @@ def load_assignment(path: Path) -> Assignment:
     canvas_id = str(data.get("canvas_assignment_id", "")).strip()
     if canvas_id and not canvas_id.isdigit():
         raise HwkitError(f"{path}: canvas_assignment_id must be the number Canvas shows in the assignment's URL")
+    due = data.get("due")
+    if isinstance(due, str):
+        try:
+            due = datetime.fromisoformat(due)
+        except ValueError:
+            raise HwkitError(f"{path}: due {due!r} is not an ISO 8601 time (e.g. 2026-12-10T23:59:00+08:00)") from None
+    if due is not None and (not isinstance(due, datetime) or due.tzinfo is None):
+        raise HwkitError(f"{path}: due needs a date, a time and a UTC offset, e.g. 2026-12-10T23:59:00+08:00")
+    rates = {}
+    for key, default in (("late_penalty_per_day", 0.0), ("late_penalty_max", 1.0)):
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise HwkitError(f"{path}: {key} must be a fraction between 0 and 1 (0.1 = 10%)")
+        rates[key] = float(value)
     return Assignment(assignment_id=path.stem, title=str(data.get("title", path.stem)),
-                      problems=tuple(problems), selfcheck=selfcheck, quiz_draw=draw, canvas_assignment_id=canvas_id)
+                      problems=tuple(problems), selfcheck=selfcheck, quiz_draw=draw, canvas_assignment_id=canvas_id,
+                      due=due, **rates)
 
 
 def check_lang(lang: str | None, course: Course) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 import multiprocessing
 import nbformat
 
+from hwkit import late
 from hwkit.checks import grade_reply
 from hwkit.course import Assignment, Course, HwkitError, Student, load_course
 from hwkit.execute import CELL_ERRORS, INVALID, OK, apply_run_report, kernel_for, run_notebook
@@ -94,6 +95,10 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
     variant = build_variant(course, assignment, student)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     result = SubmissionResult(assignment.assignment_id, student.student_id, "", "", file_hash(sub.path), graded_at=now)
+    submitted = late.submission_time(sub.path, assignment.due)
+    result.submitted_at = submitted.at.isoformat(timespec="seconds") if submitted.at else ""
+    result.late_days = late.days_late(assignment, student, submitted) if sub.path else 0
+    result.penalty = late.penalty(assignment, result.late_days)
     if sub.path is None:
         missing = sub.problem.startswith("no folder") or sub.problem.startswith("the folder holds no")
         result.status, result.reason = (NO_SUBMISSION if missing else AMBIGUOUS), sub.problem

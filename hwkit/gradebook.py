@@ -42,8 +42,10 @@ CREATE TABLE IF NOT EXISTS answers (
     assignment TEXT NOT NULL, student_id TEXT NOT NULL, problem TEXT NOT NULL, part TEXT NOT NULL,
     answer TEXT NOT NULL, PRIMARY KEY (assignment, student_id, problem, part));
 """
-# Columns added to `parts` after gradebooks were in use: added in place when an older gradebook is opened.
+# Columns added after gradebooks were in use: added in place when an older gradebook is opened.
 _ADDED_PART_COLUMNS = {"answer": "TEXT NOT NULL DEFAULT ''", "fingerprint": "TEXT NOT NULL DEFAULT ''"}
+_ADDED_SUBMISSION_COLUMNS = {"submitted_at": "TEXT NOT NULL DEFAULT ''", "late_days": "INTEGER NOT NULL DEFAULT 0",
+                             "penalty": "REAL NOT NULL DEFAULT 0"}
 _PART_COLUMNS = ("assignment, student_id, problem, part, position, title_en, title_zh, score, max_points, note, "
                  "feedback_en, feedback_zh, needs_review, answer, fingerprint")
 _OVERRIDE_COLUMNS = ("assignment, student_id, problem, part, score, comment, grader, created_at, replaced_score, "
@@ -123,10 +125,19 @@ class SubmissionResult:
     peak_memory_mb: float | None = None
     cpu_seconds: float | None = None
     graded_at: str = ""
+    submitted_at: str = ""      # ISO 8601, when known (hwkit/late.py)
+    late_days: int = 0
+    penalty: float = 0.0        # the fraction of the score lost for lateness
+
+    @property
+    def points(self) -> float:
+        """The parts' scores added up, before any late penalty."""
+        return round(sum(p.score for p in self.parts), 4)
 
     @property
     def score(self) -> float:
-        return round(sum(p.score for p in self.parts), 4)
+        """The total: the parts' final scores, less the late penalty."""
+        return round(self.points * (1 - self.penalty), 4)
 
     @property
     def max_score(self) -> float:
@@ -154,10 +165,11 @@ class Gradebook:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
-        have = {row[1] for row in self.db.execute("PRAGMA table_info(parts)")}
-        for name, decl in _ADDED_PART_COLUMNS.items():
-            if name not in have:
-                self.db.execute(f"ALTER TABLE parts ADD COLUMN {name} {decl}")
+        for table, added in (("parts", _ADDED_PART_COLUMNS), ("submissions", _ADDED_SUBMISSION_COLUMNS)):
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            for name, decl in added.items():
+                if name not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
     def close(self) -> None:
         self.db.close()
@@ -177,10 +189,12 @@ class Gradebook:
         try:
             cur.execute("DELETE FROM parts WHERE assignment=? AND student_id=?", (result.assignment, result.student_id))
             cur.execute("DELETE FROM answers WHERE assignment=? AND student_id=?", (result.assignment, result.student_id))
-            cur.execute("INSERT OR REPLACE INTO submissions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
+            cur.execute("INSERT OR REPLACE INTO submissions (assignment, student_id, nb_hash, status, reason, score, "
+                        "max_score, needs_review, graded_at, timings, peak_memory_mb, cpu_seconds, submitted_at, "
+                        "late_days, penalty) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
                 result.assignment, result.student_id, result.nb_hash, result.status, bounded(result.reason), result.score,
                 result.max_score, int(result.needs_review), result.graded_at, json.dumps(result.timings),
-                result.peak_memory_mb, result.cpu_seconds))
+                result.peak_memory_mb, result.cpu_seconds, result.submitted_at, result.late_days, result.penalty))
             cur.executemany(f"INSERT INTO parts ({_PART_COLUMNS}) VALUES ({','.join('?' * 15)})", [
                 (result.assignment, result.student_id, p.problem, p.part, i, p.title.get("en", ""), p.title.get("zh", ""),
                  p.score, p.max_points, valid_text(p.note), valid_text(p.feedback.get("en", "")),
@@ -211,10 +225,11 @@ class Gradebook:
                                                         fingerprint))
         out = []
         rows = self.db.execute("SELECT student_id, nb_hash, status, reason, graded_at, timings, peak_memory_mb, "
-                               f"cpu_seconds FROM submissions WHERE {where} ORDER BY student_id", args)
-        for sid, nb_hash, status, reason, graded_at, timings, peak, cpu in rows.fetchall():
+                               "cpu_seconds, submitted_at, late_days, penalty FROM submissions "
+                               f"WHERE {where} ORDER BY student_id", args)
+        for sid, nb_hash, status, reason, graded_at, timings, peak, cpu, submitted, days, penalty in rows.fetchall():
             out.append(SubmissionResult(assignment, sid, status, bounded(reason), nb_hash, parts.get(sid, []),
-                                        json.loads(timings), peak, cpu, graded_at))
+                                        json.loads(timings), peak, cpu, graded_at, submitted, days, penalty))
         if not final:
             return out
         latest = self.latest_overrides(assignment, students)

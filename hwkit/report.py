@@ -54,9 +54,23 @@ def feedback_html(result: SubmissionResult, lang: str) -> str:
             f'{html.escape(result.assignment)} {html.escape(result.student_id)}</title><style>{_STYLE}</style></head><body>'
             f'<h1>{t["title"]}: {html.escape(result.assignment)}</h1>'
             f'<p>{t["student"]}: <b>{html.escape(result.student_id)}</b><br>{t["status"]}: {status}<br>'
-            f'{t["total"]}: <b>{result.score:g} / {result.max_score:g}</b> ({t[score_kind(result)]})</p>'
+            f'{t["total"]}: <b>{result.score:g} / {result.max_score:g}</b> ({t[score_kind(result)]})'
+            f'{late_line(result, lang)}</p>'
             f'<table><tr><th>{t["problem"]}</th><th>{t["part"]}</th><th>{t["score"]}</th><th>{t["feedback"]}</th></tr>'
             + "".join(rows) + "</table></body></html>\n")
+
+
+def late_line(result: SubmissionResult, lang: str) -> str:
+    """The late penalty as its own line ('' when on time)."""
+    if not result.late_days:
+        return ""
+    lost = result.points - result.score
+    if lang == "zh":
+        text = f"迟交 {result.late_days} 天：扣除 {lost:g} 分（{result.penalty:.0%}），扣分前为 {result.points:g} 分"
+    else:
+        text = (f"Late by {result.late_days} day(s): {lost:g} point(s) deducted ({result.penalty:.0%}); "
+                f"{result.points:g} before the deduction")
+    return f'<br><span class="late">{html.escape(text)}</span>'
 
 
 def score_kind(result: SubmissionResult) -> str:
@@ -83,7 +97,7 @@ def _problems(results: list[SubmissionResult]) -> list[str]:
 def grades_rows(results: list[SubmissionResult]) -> tuple[list[str], list[dict]]:
     problems = _problems(results)
     header = ["student_id", *problems, "total", "max", "status", "needs_review", "reason", "score_kind",
-              "overridden"]
+              "overridden", "late_days", "late_penalty"]
     rows = []
     for r in results:
         per = defaultdict(float)
@@ -93,7 +107,9 @@ def grades_rows(results: list[SubmissionResult]) -> tuple[list[str], list[dict]]
                      "total": f"{r.score:g}", "max": f"{r.max_score:g}", "status": r.status,
                      "needs_review": "yes" if r.needs_review else "", "reason": bounded(r.reason),
                      "score_kind": score_kind(r),
-                     "overridden": " ".join(f"{p.part}={p.score:g}" for p in r.parts if p.overridden)})
+                     "overridden": " ".join(f"{p.part}={p.score:g}" for p in r.parts if p.overridden),
+                     "late_days": str(r.late_days) if r.late_days else "",
+                     "late_penalty": f"{r.points - r.score:g}" if r.penalty else ""})
     return header, rows
 
 
@@ -241,6 +257,8 @@ def export_grades(course: Course, assignment: str, fmt: str, output: Path | None
 def _moodle_feedback(result: SubmissionResult) -> str:
     """The status when not ok, whether the total is provisional, and the reviewers' comments per part."""
     said = [result.status] if result.status != "ok" else []
+    if result.late_days:
+        said.append(f"late {result.late_days} day(s): -{result.points - result.score:g} ({result.penalty:.0%})")
     if result.needs_review:
         said.append("provisional")
     said += [f"{p.part}: {p.comment}" for p in result.parts if p.overridden and p.comment]
