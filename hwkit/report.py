@@ -157,38 +157,26 @@ def mismatch_count(results: list[SubmissionResult]) -> str:
     return f"{n} variant mismatch{'' if n == 1 else 'es'}"
 
 
-def summary_html(assignment: str, results: list[SubmissionResult], top: int = 5) -> str:
+def summary_html(assignment: str, results: list[SubmissionResult], top: int = 5, lang: str = "en") -> str:
+    """The instructor's page for the assignment, in the course's language (jinja2, autoescaped)."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
     notes = defaultdict(Counter)
     for r in results:
         for p in r.parts:
             if p.note != "CORRECT":
                 notes[(p.problem, p.part)][p.note] += 1
-    statuses = Counter(r.status for r in results)
-    mean = sum(r.score for r in results) / len(results) if results else 0
-    flagged = [r for r in results if r.status == VARIANT_MISMATCH]
-    mismatches = (f"<h2>{mismatch_count(results)} to review</h2><p>The notebook is another student's variant; "
-                  "the scores stand until an instructor decides.</p><table><tr><th>student</th><th>score</th>"
-                  "<th>evidence</th></tr>"
-                  + "".join(f"<tr><td>{html.escape(r.student_id)}</td><td>{r.score:g} / {r.max_score:g}</td>"
-                            f"<td>{html.escape(bounded(r.reason))}</td></tr>" for r in flagged)
-                  + "</table>") if flagged else ""
-    rows = "".join(f"<tr><td>{html.escape(pr)}</td><td>{html.escape(pa)}</td><td>"
-                   + ", ".join(f"{html.escape(n)} ({c})" for n, c in counter.most_common(top)) + "</td></tr>"
-                   for (pr, pa), counter in notes.items())
     waiting, waiting_students = review_count(results)
-    overridden = sum(p.overridden for r in results for p in r.parts)
-    review = (f"<p>Scores: {overridden} part(s) set by a person; "
-              + (f"<b>{waiting} part(s) of {waiting_students} submission(s) still need review: totals are "
-                 f"provisional</b> (<code>hwkit review {html.escape(assignment)}</code>)" if waiting
-                 else "nothing awaits review: totals are final") + ".</p>")
-    return (f'<!doctype html><html><head><meta charset="utf-8"><title>Summary {html.escape(assignment)}</title>'
-            f"<style>{_STYLE}</style></head><body><h1>{html.escape(assignment)}: summary</h1>"
-            f"<p>{len(results)} students; mean score {mean:.2f}; statuses: "
-            + ", ".join(f"{html.escape(s)} {c}" for s, c in statuses.most_common()) + "</p>"
-            + review + mismatches +
-            '<img src="histogram.png" alt="score histogram">'
-            "<h2>Most frequent answer notes per part</h2><table><tr><th>problem</th><th>part</th><th>notes (count)</th></tr>"
-            + rows + "</table></body></html>\n")
+    env = Environment(loader=PackageLoader("hwkit", "pages"), autoescape=select_autoescape(["html"]))
+    return env.get_template("summary.html").render(
+        lang=lang, assignment=assignment, style=_STYLE, students=len(results),
+        mean=sum(r.score for r in results) / len(results) if results else 0,
+        statuses=Counter(r.status for r in results).most_common(),
+        late=sum(bool(r.late_days) for r in results),
+        overridden=sum(p.overridden for r in results for p in r.parts), waiting=waiting,
+        waiting_students=waiting_students, mismatches=mismatch_count(results),
+        flagged=[r for r in results if r.status == VARIANT_MISMATCH], bounded=bounded,
+        notes=[(key, counter.most_common(top)) for key, counter in notes.items()]) + "\n"
 
 
 def write_reports(course: Course, assignment: str, results: list[SubmissionResult],
@@ -199,7 +187,7 @@ def write_reports(course: Course, assignment: str, results: list[SubmissionResul
     grades = _write_csv(folder / "grades.csv", header, rows)
     if histogram:
         write_histogram(course, assignment, results)
-    summary = _atomic_text(folder / "summary.html", summary_html(assignment, results))
+    summary = _atomic_text(folder / "summary.html", summary_html(assignment, results, lang=course.lang))
     return {"grades": grades, "summary": summary}
 
 

@@ -56,3 +56,18 @@ def test_generated_chinese_notebooks_use_chinese_punctuation(tmp_path, assignmen
     nb = nbformat.reads(student.release_nb, as_version=4)
     bad = [o for cell in nb.cells if cell.cell_type == "markdown" for o in offenders(cell.source)]
     assert not bad, bad[:10]
+
+
+def test_the_summary_and_a_not_answered_part_speak_chinese():
+    from hwkit.checks import Exact, Reply, grade_reply
+    from hwkit.gradebook import PartResult, SubmissionResult
+    from hwkit.problem import Part
+    from hwkit.report import summary_html
+
+    result = SubmissionResult("t", "s001", "ok", "", parts=[
+        PartResult("p", "x", {"en": "X", "zh": "X"}, 0.0, 2.0, "NOT_ANSWERED", {"en": "", "zh": ""}, True)])
+    page = summary_html("t", [result], lang="zh")
+    assert "1 名学生" in page and "待复核" in page and "students; mean score" not in page and not offenders(page)
+    part = Part("x", 1, {"en": "X", "zh": "X"}, probe=lambda rng: None, reference=lambda probe: 1, check=Exact())
+    outcome = grade_reply(part, Reply(False, error_type="NotAnswered", error_message="'x' is not defined"), None)
+    assert outcome.feedback["zh"] == "未作答：未定义 'x'。" and "is not defined" in outcome.feedback["en"]
