@@ -162,7 +162,7 @@ def _notebook(course: Course, assignment: Assignment, variant: StudentVariant, l
                  "run `hwkit check THIS.ipynb` to self-check.")
     cells = [nbformat.v4.new_markdown_cell(intro),
              nbformat.v4.new_code_cell("import numpy as np\nimport torch\nfrom torch import nn\n"
-                                       "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt")]
+                                       "import matplotlib.pyplot as plt")]
     for pv in variant.problems:
         variables = {"lang": lang, "solution": solution, "number": pv.number, "points": f"{pv.points:g}",
                      "params": pv.params, **pv.problem.context(pv.params)}

@@ -329,13 +329,14 @@ def _keep(course: Course, book: Gradebook, result: SubmissionResult, executed: s
 
 
 def write_outputs(course: Course, result: SubmissionResult, executed: str | None) -> None:
+    from hwkit.figures import part_figures
     from hwkit.report import feedback_html
 
     folder = course.root / "graded" / result.assignment / result.student_id
     folder.mkdir(parents=True, exist_ok=True)
     if executed is not None:
         _atomic_write(folder / f"{result.assignment}.ipynb", executed)
-    _atomic_write(folder / "feedback.html", feedback_html(result, course.lang))
+    _atomic_write(folder / "feedback.html", feedback_html(result, course.lang, part_figures(executed)))
 
 
 def _atomic_write(path: Path, text: str) -> None:

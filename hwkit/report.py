@@ -8,21 +8,25 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from hwkit.course import Course, HwkitError
+from hwkit.figures import PartFigures
 from hwkit.gradebook import VARIANT_MISMATCH, Gradebook, SubmissionResult, bounded
 
 _STYLE = ("body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
           "table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.35em .6em;text-align:left;"
           "vertical-align:top}th{background:#f3f3f3}.full{color:#176b2c}.part{color:#9a6700}.zero{color:#b42318}"
-          ".review{font-size:.85em;color:#555}")
+          ".review{font-size:.85em;color:#555}.figure img{max-width:100%;margin-top:.4em}")
 
 _LABELS = {
     "en": {"title": "Feedback", "student": "Student", "status": "Status", "total": "Total", "part": "Part",
            "score": "Score", "feedback": "Feedback", "review": "provisional, reviewed by an instructor",
            "problem": "Problem",
-           "mismatch": "this notebook does not look like your own variant; an instructor will review it"},
+           "mismatch": "this notebook does not look like your own variant; an instructor will review it",
+           "figure": "a figure your notebook drew", "left_out": "{n} figure(s) of your notebook are too large or "
+           "too many to show here; they are in the executed notebook."},
     "zh": {"title": "评分反馈", "student": "学号", "status": "状态", "total": "总分", "part": "小题",
            "score": "得分", "feedback": "反馈", "review": "暂定分数,将由教师复核", "problem": "题目",
-           "mismatch": "该笔记本似乎不是你本人的题目版本,将由教师复核"},
+           "mismatch": "该笔记本似乎不是你本人的题目版本,将由教师复核",
+           "figure": "你的笔记本绘制的图", "left_out": "你的笔记本中有 {n} 幅图过大或过多，未在此显示；可在执行后的笔记本中查看。"},
 }
 
 
@@ -30,25 +34,38 @@ def _css_class(score: float, max_points: float) -> str:
     return "full" if score >= max_points else ("zero" if score <= 0 else "part")
 
 
-def feedback_html(result: SubmissionResult, lang: str) -> str:
-    """The student's page: score per part and the feedback sentences; no hidden inputs, no reference values."""
+_FEEDBACK_PAGE = """<!doctype html><html lang="{{ lang }}"><head><meta charset="utf-8">
+<title>{{ t.title }} {{ r.assignment }} {{ r.student_id }}</title><style>{{ style }}</style></head><body>
+<h1>{{ t.title }}: {{ r.assignment }}</h1>
+<p>{{ t.student }}: <b>{{ r.student_id }}</b><br>{{ t.status }}: {{ status }}<br>
+{{ t.total }}: <b>{{ "%g"|format(r.score) }} / {{ "%g"|format(r.max_score) }}</b></p>
+<table><tr><th>{{ t.problem }}</th><th>{{ t.part }}</th><th>{{ t.score }}</th><th>{{ t.feedback }}</th></tr>
+{% for p in r.parts %}<tr><td>{{ p.problem }}</td><td>{{ p.title.get(lang) or p.part }}</td>
+<td class="{{ css(p.score, p.max_points) }}">{{ "%g"|format(p.score) }} / {{ "%g"|format(p.max_points) }}</td>
+<td>{{ p.feedback.get(lang, "") }}{% if p.needs_review %}<div class="review">{{ t.review }}</div>{% endif %}
+{% for uri in figures.by_part.get(p.part, []) %}<div class="figure"><img src="{{ uri }}" alt="{{ t.figure }}"></div>{% endfor %}
+</td></tr>
+{% endfor %}</table>
+{% if figures.left_out %}<p class="review">{{ t.left_out.format(n=figures.left_out) }}</p>{% endif %}
+</body></html>
+"""
+
+
+def _page(source: str):
+    import jinja2
+
+    return jinja2.Environment(autoescape=True).from_string(source)
+
+
+def feedback_html(result: SubmissionResult, lang: str, figures: PartFigures | None = None) -> str:
+    """The student's page: score per part, the feedback sentences, and the figures the student's notebook drew
+    beside the part they belong to (hwkit/figures.py); no hidden inputs, no reference values."""
     t = _LABELS[lang]
-    rows = []
-    for p in result.parts:
-        review = f'<div class="review">{t["review"]}</div>' if p.needs_review else ""
-        rows.append(f'<tr><td>{html.escape(p.problem)}</td><td>{html.escape(p.title.get(lang) or p.part)}</td>'
-                    f'<td class="{_css_class(p.score, p.max_points)}">{p.score:g} / {p.max_points:g}</td>'
-                    f'<td>{html.escape(p.feedback.get(lang, ""))}{review}</td></tr>')
     # A mismatch's reason names another student: it is for the instructor (grades.csv, summary), not this page.
     reason = t["mismatch"] if result.status == VARIANT_MISMATCH else bounded(result.reason)
-    status = html.escape(result.status + (f" — {reason}" if reason else ""))
-    return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{t["title"]} '
-            f'{html.escape(result.assignment)} {html.escape(result.student_id)}</title><style>{_STYLE}</style></head><body>'
-            f'<h1>{t["title"]}: {html.escape(result.assignment)}</h1>'
-            f'<p>{t["student"]}: <b>{html.escape(result.student_id)}</b><br>{t["status"]}: {status}<br>'
-            f'{t["total"]}: <b>{result.score:g} / {result.max_score:g}</b></p>'
-            f'<table><tr><th>{t["problem"]}</th><th>{t["part"]}</th><th>{t["score"]}</th><th>{t["feedback"]}</th></tr>'
-            + "".join(rows) + "</table></body></html>\n")
+    return _page(_FEEDBACK_PAGE).render(lang=lang, t=t, r=result, style=_STYLE, css=_css_class,
+                                        status=result.status + (f" — {reason}" if reason else ""),
+                                        figures=figures or PartFigures())
 
 
 def _problems(results: list[SubmissionResult]) -> list[str]:
