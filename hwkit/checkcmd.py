@@ -2,30 +2,77 @@
 
 Runs the notebook (sandboxed where the machine can, else in a plain local kernel with a warning),
 sends the public probes from the notebook's bundle, and compares fingerprints with the bundle's salted
-hashes. Needs no course directory, no secret and no reference code."""
+digests. Needs no course directory, no secret and no reference code. `run_check` is the one code path, shared by
+the command line and the notebook's own `hwkit.student.check()`."""
 from __future__ import annotations
 
 import json
 import shutil
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from hwkit.course import SandboxLimits
+from hwkit.course import HwkitError, SandboxLimits
 from hwkit.execute import apply_run_report, kernel_for, run_notebook
 from hwkit.notebooks import read_notebook
-from hwkit.sandbox import sandbox_available
 from hwkit.probes import unpack_probe
-from hwkit.selfcheck import bundle_digest, judge_part, unpack_bundle
+from hwkit.sandbox import sandbox_available
+from hwkit.selfcheck import AT_GRADING, PASS, PublicResult, bundle_digest, judge_part, unpack_bundle, valid_kdf
 
-_TEXT = {
+TEXT = {
     "en": {"warn": "warning: no sandbox on this machine; your notebook runs in a plain local kernel",
            "hidden": "Hidden tests with other inputs also run at grading; passing here does not guarantee full marks there.",
-           "summary": "{passed} of {total} public checks pass"},
+           "summary": "{passed} of {total} public checks pass",
+           "at_grading": "{answered} of {graded_only} multiple-choice and written parts answered (checked at grading)",
+           "saved": "This checks the last saved version of {name}: save the notebook first to check your latest edits."},
     "zh": {"warn": "警告：本机无法使用沙箱，笔记本将在普通本地内核中运行",
            "hidden": "评分时还会用其他输入运行隐藏测试；这里通过并不保证评分时满分。",
-           "summary": "公开检查通过 {passed}/{total} 项"},
+           "summary": "公开检查通过 {passed}/{total} 项",
+           "at_grading": "选择题和书面题已作答 {answered}/{graded_only} 项（评分时检查）",
+           "saved": "检查的是 {name} 最后保存的版本：请先保存笔记本，再检查最新的修改。"},
 }
+
+
+@dataclass
+class CheckReport:
+    """What one self-check found, for whichever way it is shown (table, JSON, the notebook's HTML)."""
+    notebook: Path
+    lang: str
+    sandboxed: bool
+    execution: str
+    results: list[PublicResult]
+    cell_errors: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> int:
+        return sum(r.counted and r.status == PASS for r in self.results)
+
+    @property
+    def total(self) -> int:
+        return sum(r.counted for r in self.results)
+
+    @property
+    def answered_at_grading(self) -> int:
+        return sum(not r.counted and r.status == AT_GRADING for r in self.results)
+
+    @property
+    def all_pass(self) -> bool:
+        return all(r.status == (PASS if r.counted else AT_GRADING) for r in self.results)
+
+    def summary_lines(self) -> list[str]:
+        text = TEXT[self.lang]
+        lines = [text["summary"].format(passed=self.passed, total=self.total)]
+        if self.total < len(self.results):
+            lines.append(text["at_grading"].format(answered=self.answered_at_grading,
+                                                   graded_only=len(self.results) - self.total))
+        if any(r.hidden_tests for r in self.results):
+            lines.append(text["hidden"])
+        return lines
+
+    def to_json(self) -> dict:
+        return {"notebook": str(self.notebook), "execution": self.execution, "passed": self.passed,
+                "total": self.total, "answered_at_grading": self.answered_at_grading,
+                "results": [asdict(r) for r in self.results]}
 
 
 def load_bundle(nb) -> tuple[dict | None, str]:
@@ -40,14 +87,14 @@ def load_bundle(nb) -> tuple[dict | None, str]:
     if bundle.get("digest") != bundle_digest(bundle):
         return None, ("the self-check bundle in this notebook's metadata was edited; download your notebook again "
                       "(or copy your answers into a fresh copy) to self-check")
+    if not all(valid_kdf(e.get("kdf")) for e in bundle["parts"] if e.get("hashes")):
+        return None, ("the self-check bundle in this notebook was made by an older hwkit; download your notebook "
+                      "again (or copy your answers into a fresh copy) to self-check")
     return bundle, ""
 
 
-def main(*, notebook: Path, parts: list[str], as_json: bool, lang: str | None, console) -> int:
-    from rich.table import Table
-
-    from hwkit.course import HwkitError
-
+def run_check(notebook: Path, parts: list[str], lang: str | None, on_warning=None) -> CheckReport:
+    """Run `notebook` (as saved on disk) in a separate kernel, ask the public probes, judge the replies."""
     nb, problem = read_notebook(notebook) if notebook.is_file() else (None, "no such file")
     if nb is None:
         raise HwkitError(f"{notebook}: {problem}")
@@ -55,7 +102,7 @@ def main(*, notebook: Path, parts: list[str], as_json: bool, lang: str | None, c
     if bundle is None:
         raise HwkitError(f"{notebook}: {problem}")
     lang = lang or nb.metadata["hwkit"].get("lang", "en")
-    lang = lang if lang in _TEXT else "en"
+    lang = lang if lang in TEXT else "en"
     entries = [e for e in bundle["parts"] if not parts or e.get("part") in parts]
     if not entries:
         raise HwkitError(f"{notebook}: no part named {', '.join(parts)}; parts: "
@@ -69,29 +116,35 @@ def main(*, notebook: Path, parts: list[str], as_json: bool, lang: str | None, c
     workdir = Path(tempfile.mkdtemp(prefix="hwk-check-"))
     try:
         sandboxed = sandbox_available()[0]
-        if not sandboxed and not as_json:
-            console.print(f"[yellow]{_TEXT[lang]['warn']}[/yellow]")
+        if not sandboxed and on_warning is not None:
+            on_warning(TEXT[lang]["warn"])
         with kernel_for(sandboxed, workdir, limits, 0, data_dir if data_dir.is_dir() else None) as k:
             execution = run_notebook(nb, k, limits, probes)
         apply_run_report(execution, getattr(k, "report", None))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    results = [judge_part(e, execution.replies[f"{e['problem']}/{e['part']}"], bundle["salt"], bundle.get("mode", "exact"), lang)
+    mode = bundle.get("mode", "exact")
+    results = [judge_part(e, execution.replies[f"{e['problem']}/{e['part']}"], bundle["salt"], mode, lang)
                for e in entries]
-    passed = sum(r.status in ("pass", "answered") for r in results)
+    return CheckReport(notebook, lang, sandboxed, execution.status, results, execution.cell_errors)
+
+
+def main(*, notebook: Path, parts: list[str], as_json: bool, lang: str | None, console) -> int:
+    from rich.table import Table
+
+    warn = None if as_json else (lambda text: console.print(f"[yellow]{text}[/yellow]"))
+    report = run_check(notebook, parts, lang, on_warning=warn)
     if as_json:
-        print(json.dumps({"notebook": str(notebook), "execution": execution.status, "passed": passed,
-                          "total": len(results), "results": [asdict(r) for r in results]}, ensure_ascii=False, indent=1))
-    else:
-        table = Table("problem", "part", "points", "result", "hint")
-        colours = {"pass": "green", "answered": "green", "fail": "red", "not answered": "yellow", "could not run": "red"}
-        for r in results:
-            table.add_row(r.problem, r.title.get(lang, r.part), f"{r.points:g}",
-                          f"[{colours.get(r.status, 'white')}]{r.status}[/]", r.hint)
-        console.print(table)
-        if execution.cell_errors:
-            console.print("; ".join(execution.cell_errors[:5]), highlight=False)
-        console.print(_TEXT[lang]["summary"].format(passed=passed, total=len(results)))
-        if any(r.hidden_tests for r in results):
-            console.print(_TEXT[lang]["hidden"])
-    return 0 if passed == len(results) else 1
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
+        return 0 if report.all_pass else 1
+    table = Table("problem", "part", "points", "result", "hint")
+    colours = {PASS: "green", AT_GRADING: "green", "fail": "red", "not answered": "yellow", "could not run": "red"}
+    for r in report.results:
+        table.add_row(r.problem, r.title.get(report.lang, r.part), f"{r.points:g}",
+                      f"[{colours.get(r.status, 'white')}]{r.status}[/]", r.hint)
+    console.print(table)
+    if report.cell_errors:
+        console.print("; ".join(report.cell_errors[:5]), highlight=False)
+    for line in report.summary_lines():
+        console.print(line, highlight=False)
+    return 0 if report.all_pass else 1

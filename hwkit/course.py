@@ -85,6 +85,7 @@ class Assignment:
     selfcheck: str = "exact"      # "exact": confirm answers offline; "format": only presence and form
     quiz_draw: int = 0            # >0: each student gets this many of the listed problems, drawn per student
     canvas_assignment_id: str = ""   # the assignment's id in Canvas (its gradebook column is "Title (id)")
+    title_zh: str = ""               # the title a Chinese notebook shows (default: title)
     due: datetime | None = None      # with its UTC offset; None: no deadline
     late_penalty_per_day: float = 0.0   # fraction of the score per started day late
     late_penalty_max: float = 1.0       # the most a late submission loses
@@ -235,7 +236,7 @@ def load_assignment(path: Path) -> Assignment:
         rates[key] = float(value)
     return Assignment(assignment_id=path.stem, title=str(data.get("title", path.stem)),
                       problems=tuple(problems), selfcheck=selfcheck, quiz_draw=draw, canvas_assignment_id=canvas_id,
-                      due=due, **rates)
+                      due=due, title_zh=str(data.get("title_zh", "")), **rates)
 
 
 def check_lang(lang: str | None, course: Course) -> str:

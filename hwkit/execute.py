@@ -20,6 +20,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from hwkit.checks import Reply
 from hwkit.course import SandboxLimits
+from hwkit.notebooks import self_check_cells
 from hwkit.outputs import CappedClient
 from hwkit.problem import Probe
 from hwkit.probes import REPLY, REQUEST, new_nonce, read_reply, request
@@ -27,6 +28,7 @@ from hwkit.probes import REPLY, REQUEST, new_nonce, read_reply, request
 # Execution statuses, worst first when several apply.
 OK, CELL_ERRORS, TIMEOUT, CPU_LIMIT, MEMORY_LIMIT, KILLED, KERNEL_DIED, INVALID = (
     "ok", "cell errors", "timeout", "cpu limit", "memory limit", "killed", "kernel died", "invalid notebook")
+SELF_CHECK_NOTE = "[hwkit: the notebook's self-check cell is not run when the notebook is graded or checked]\n"
 INTERRUPT_GRACE = 5.0        # seconds a probe gets to stop after the interrupt, before the kernel counts as stuck
 
 
@@ -141,8 +143,12 @@ def run_notebook(nb: nbformat.NotebookNode, kernel, limits: SandboxLimits, probe
 
 def _execute_cells(client, nb, limits, deadline, errors) -> tuple[str, str]:
     status, reason = OK, ""
+    self_checks = self_check_cells(nb)
     for index, cell in enumerate(list(nb.cells)):
         if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        if index in self_checks:
+            cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text=SELF_CHECK_NOTE))
             continue
         remaining = deadline - time.perf_counter()
         if remaining <= 1:

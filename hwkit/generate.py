@@ -152,21 +152,23 @@ def _notebook(course: Course, assignment: Assignment, variant: StudentVariant, l
     sid = variant.student.student_id
     total = sum(pv.points for pv in variant.problems)
     if lang == "zh":
-        intro = (f"# {assignment.title}\n\n学号：`{sid}`　总分：{total:g}\n\n"
+        intro = (f"# {assignment.title_zh or assignment.title}\n\n学号：`{sid}`　总分：{total:g}\n\n"
                  "每位同学的题目参数不同，请按本笔记本中的参数作答。在标有 `YOUR CODE HERE` 或 `None` 的单元格中填写答案，"
-                 "不要修改变量名和函数名。提交前可运行 `hwkit check 本文件.ipynb` 自检。")
+                 "不要修改变量名和函数名。提交前可运行最后一个单元格自检（或在终端运行 `hwkit check 本文件.ipynb`）。")
     else:
         intro = (f"# {assignment.title}\n\nStudent: `{sid}`　Total points: {total:g}\n\n"
                  "Every student has different parameters: answer for the ones in this notebook. Fill in the cells "
                  "marked `YOUR CODE HERE` or `None`, keeping the variable and function names. Before submitting, "
-                 "run `hwkit check THIS.ipynb` to self-check.")
+                 "run the last cell to self-check (or `hwkit check THIS.ipynb` in a terminal).")
     cells = [nbformat.v4.new_markdown_cell(intro),
              nbformat.v4.new_code_cell("import numpy as np\nimport torch\nfrom torch import nn\n"
-                                       "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt")]
+                                       "import matplotlib.pyplot as plt")]
     for pv in variant.problems:
         variables = {"lang": lang, "solution": solution, "number": pv.number, "points": f"{pv.points:g}",
                      "params": pv.params, **pv.problem.context(pv.params)}
         cells.extend(render_problem_cells(pv.problem.template, pv.problem.id, variables))
+    if not solution:
+        cells.extend(self_check_footer(lang, variant.problems[0].parts[0].id if variant.problems else "part"))
     for i, cell in enumerate(cells):
         cell.id = f"c{i:03d}"
     nb.cells = cells
@@ -183,6 +185,20 @@ def _notebook(course: Course, assignment: Assignment, variant: StudentVariant, l
         meta["selfcheck"] = selfcheck.pack_bundle(bundle)
     nb.metadata["hwkit"] = meta
     return nb
+
+
+def self_check_footer(lang: str, example_part: str) -> list:
+    """The release notebook's last cells: the self-check from inside the notebook (hwkit/student.py)."""
+    if lang == "zh":
+        text = ("## 自检\n\n运行下面的单元格，用公开检查核对你的答案（与终端中的 `hwkit check` 相同）。它在另一个内核中运行"
+                f"本笔记本**最后保存的版本**，所以请先保存（Ctrl+S）。`hw.check(\"{example_part}\")` 这样写只检查一个小题。"
+                "通过公开检查并不保证满分：评分时还会用隐藏输入调用你的函数。")
+    else:
+        text = ("## Self-check\n\nRun the cell below to check your answers with the public checks (the same as "
+                "`hwkit check` in a terminal). It runs **the last saved version** of this notebook in a separate kernel, "
+                f"so save first (Ctrl+S). `hw.check(\"{example_part}\")` checks one part only. Passing the public checks "
+                "does not guarantee full marks: grading also calls your functions on hidden inputs.")
+    return [nbformat.v4.new_markdown_cell(text), nbformat.v4.new_code_cell("import hwkit.student as hw\nhw.check()")]
 
 
 def _answers_entry(variant: StudentVariant) -> dict:

@@ -346,7 +346,7 @@ def write_outputs(course: Course, result: SubmissionResult, executed: str | None
     folder.mkdir(parents=True, exist_ok=True)
     if executed is not None:
         _atomic_write(folder / f"{result.assignment}.ipynb", executed)
-    write_feedback(course, result)
+    write_feedback(course, result, executed)
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -69,3 +69,55 @@ def answer_text(nb, part_id: str, value) -> str:
     """What a reviewer reads: a written answer's text, else the code of the part's answer cells (bounded)."""
     text = value if isinstance(value, str) else "\n\n".join(answer_sources(nb, part_id))
     return text if len(text) <= ANSWER_CHARS else text[:ANSWER_CHARS - 1] + "…"
+
+
+# The notebook's own self-check (hwkit.student) runs the saved notebook in another kernel: when a notebook is run
+# for grading or checking, its cells that only call it are not run (the jail cannot import hwkit, and a check
+# must not start another check).
+SELF_CHECK_MODULE = "hwkit.student"
+
+
+def self_check_cells(nb) -> set[int]:
+    """Indexes of the code cells that do nothing but import hwkit.student and call its check()."""
+    aliases: set[str] = set()
+    found = set()
+    for index, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        names = _self_check_only("".join(source) if isinstance(source, list) else str(source), aliases)
+        if names is not None:
+            aliases |= names
+            found.add(index)
+    return found
+
+
+def _self_check_only(source: str, known: set[str]) -> set[str] | None:
+    """The names a cell binds to hwkit.student if it only imports it and calls `<name>.check(...)`, else None."""
+    import ast
+
+    try:
+        body = ast.parse(source).body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    bound: set[str] = set()
+    for stmt in body:
+        if isinstance(stmt, ast.Import) and all(a.name == SELF_CHECK_MODULE for a in stmt.names):
+            bound |= {a.asname or "hwkit" for a in stmt.names}
+        elif isinstance(stmt, ast.ImportFrom) and stmt.module == "hwkit" and all(a.name == "student" for a in stmt.names):
+            bound |= {a.asname or "student" for a in stmt.names}
+        elif not _is_check_call(stmt, known | bound):
+            return None
+    return bound if body else None
+
+
+def _is_check_call(stmt, names: set[str]) -> bool:
+    import ast
+
+    call = stmt.value if isinstance(stmt, ast.Expr) else None
+    if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute) or call.func.attr != "check":
+        return False
+    owner = call.func.value
+    if isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name):   # hwkit.student.check()
+        return owner.value.id == "hwkit" and owner.attr == "student" and "hwkit" in names
+    return isinstance(owner, ast.Name) and owner.id in names and owner.id != "hwkit"

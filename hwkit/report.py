@@ -8,24 +8,28 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from hwkit.course import Course, HwkitError
+from hwkit.figures import PartFigures, part_figures
 from hwkit.gradebook import VARIANT_MISMATCH, Gradebook, SubmissionResult, bounded
 
 _STYLE = ("body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
           "table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.35em .6em;text-align:left;"
           "vertical-align:top}th{background:#f3f3f3}.full{color:#176b2c}.part{color:#9a6700}.zero{color:#b42318}"
-          ".review{font-size:.85em;color:#555}")
+          ".review{font-size:.85em;color:#555}.figure img{max-width:100%;margin-top:.4em}")
 
 _LABELS = {
     "en": {"title": "Feedback", "student": "Student", "status": "Status", "total": "Total", "part": "Part",
            "score": "Score", "feedback": "Feedback", "review": "provisional, reviewed by an instructor",
            "problem": "Problem", "reviewed": "set by {who} (the grader gave {auto})", "comment": "Comment",
            "automatic": "automatic score", "final": "final score", "provisional": "provisional score",
-           "mismatch": "this notebook does not look like your own variant; an instructor will review it"},
+           "mismatch": "this notebook does not look like your own variant; an instructor will review it",
+           "figure": "a figure your notebook drew", "left_out": "{n} figure(s) of your notebook are too large or "
+           "too many to show here; they are in the executed notebook."},
     "zh": {"title": "评分反馈", "student": "学号", "status": "状态", "total": "总分", "part": "小题",
            "score": "得分", "feedback": "反馈", "review": "暂定分数，将由教师复核", "problem": "题目",
            "reviewed": "由 {who} 评定（自动评分为 {auto}）", "comment": "评语", "automatic": "自动评分",
            "final": "最终分数", "provisional": "暂定分数",
-           "mismatch": "该笔记本似乎不是你本人的题目版本，将由教师复核"},
+           "mismatch": "该笔记本似乎不是你本人的题目版本，将由教师复核",
+           "figure": "你的笔记本绘制的图", "left_out": "你的笔记本中有 {n} 幅图过大或过多，未在此显示；可在执行后的笔记本中查看。"},
 }
 
 
@@ -33,44 +37,34 @@ def _css_class(score: float, max_points: float) -> str:
     return "full" if score >= max_points else ("zero" if score <= 0 else "part")
 
 
-def feedback_html(result: SubmissionResult, lang: str) -> str:
-    """The student's page: score per part and the feedback sentences; no hidden inputs, no reference values."""
+def _pages():
+    """hwkit's page templates (hwkit/pages), autoescaped."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    return Environment(loader=PackageLoader("hwkit", "pages"), autoescape=select_autoescape(["html"]))
+
+
+def feedback_html(result: SubmissionResult, lang: str, figures: PartFigures | None = None) -> str:
+    """The student's page: score per part, the feedback sentences, and the figures the student's notebook drew
+    beside the part they belong to (hwkit/figures.py); no hidden inputs, no reference values."""
     t = _LABELS[lang]
-    rows = []
-    for p in result.parts:
-        review = f'<div class="review">{t["review"]}</div>' if p.needs_review else ""
-        if p.overridden:
-            who = t["reviewed"].format(who=html.escape(p.reviewer), auto=f"{p.automatic_score:g}")
-            review += f'<div class="review">{who}</div>'
-            if p.comment:
-                review += f'<div class="comment"><b>{t["comment"]}:</b> {html.escape(p.comment)}</div>'
-        rows.append(f'<tr><td>{html.escape(p.problem)}</td><td>{html.escape(p.title.get(lang) or p.part)}</td>'
-                    f'<td class="{_css_class(p.score, p.max_points)}">{p.score:g} / {p.max_points:g}</td>'
-                    f'<td>{html.escape(p.feedback.get(lang, ""))}{review}</td></tr>')
     # A mismatch's reason names another student: it is for the instructor (grades.csv, summary), not this page.
     reason = t["mismatch"] if result.status == VARIANT_MISMATCH else bounded(result.reason)
-    status = html.escape(result.status + (f" — {reason}" if reason else ""))
-    return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{t["title"]} '
-            f'{html.escape(result.assignment)} {html.escape(result.student_id)}</title><style>{_STYLE}</style></head><body>'
-            f'<h1>{t["title"]}: {html.escape(result.assignment)}</h1>'
-            f'<p>{t["student"]}: <b>{html.escape(result.student_id)}</b><br>{t["status"]}: {status}<br>'
-            f'{t["total"]}: <b>{result.score:g} / {result.max_score:g}</b> ({t[score_kind(result)]})'
-            f'{late_line(result, lang)}</p>'
-            f'<table><tr><th>{t["problem"]}</th><th>{t["part"]}</th><th>{t["score"]}</th><th>{t["feedback"]}</th></tr>'
-            + "".join(rows) + "</table></body></html>\n")
+    return _pages().get_template("feedback.html").render(
+        lang=lang, t=t, r=result, style=_STYLE, css=_css_class, kind=t[score_kind(result)],
+        status=result.status + (f" — {reason}" if reason else ""), late=late_text(result, lang),
+        figures=figures or PartFigures())
 
 
-def late_line(result: SubmissionResult, lang: str) -> str:
+def late_text(result: SubmissionResult, lang: str) -> str:
     """The late penalty as its own line ('' when on time)."""
     if not result.late_days:
         return ""
     lost = result.points - result.score
     if lang == "zh":
-        text = f"迟交 {result.late_days} 天：扣除 {lost:g} 分（{result.penalty:.0%}），扣分前为 {result.points:g} 分"
-    else:
-        text = (f"Late by {result.late_days} day(s): {lost:g} point(s) deducted ({result.penalty:.0%}); "
-                f"{result.points:g} before the deduction")
-    return f'<br><span class="late">{html.escape(text)}</span>'
+        return f"迟交 {result.late_days} 天：扣除 {lost:g} 分（{result.penalty:.0%}），扣分前为 {result.points:g} 分"
+    return (f"Late by {result.late_days} day(s): {lost:g} point(s) deducted ({result.penalty:.0%}); "
+            f"{result.points:g} before the deduction")
 
 
 def score_kind(result: SubmissionResult) -> str:
@@ -121,11 +115,15 @@ def _write_csv(path: Path, header: list[str], rows: list[dict]) -> Path:
     return _atomic_text(path, buf.getvalue())
 
 
-def write_feedback(course: Course, result: SubmissionResult) -> Path:
-    """graded/<assignment>/<student>/feedback.html, replaced atomically."""
+def write_feedback(course: Course, result: SubmissionResult, executed: str | None = ...) -> Path:
+    """graded/<assignment>/<student>/feedback.html, replaced atomically, with the figures of the executed
+    notebook (given, or as grading kept it; None: there is none)."""
     folder = course.root / "graded" / result.assignment / result.student_id
     folder.mkdir(parents=True, exist_ok=True)
-    return _atomic_text(folder / "feedback.html", feedback_html(result, course.lang))
+    if executed is ...:
+        kept = folder / f"{result.assignment}.ipynb"
+        executed = kept.read_text(encoding="utf-8", errors="replace") if kept.is_file() else None
+    return _atomic_text(folder / "feedback.html", feedback_html(result, course.lang, part_figures(executed)))
 
 
 def _atomic_text(path: Path, text: str) -> Path:
@@ -159,16 +157,13 @@ def mismatch_count(results: list[SubmissionResult]) -> str:
 
 def summary_html(assignment: str, results: list[SubmissionResult], top: int = 5, lang: str = "en") -> str:
     """The instructor's page for the assignment, in the course's language (jinja2, autoescaped)."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
     notes = defaultdict(Counter)
     for r in results:
         for p in r.parts:
             if p.note != "CORRECT":
                 notes[(p.problem, p.part)][p.note] += 1
     waiting, waiting_students = review_count(results)
-    env = Environment(loader=PackageLoader("hwkit", "pages"), autoescape=select_autoescape(["html"]))
-    return env.get_template("summary.html").render(
+    return _pages().get_template("summary.html").render(
         lang=lang, assignment=assignment, style=_STYLE, students=len(results),
         mean=sum(r.score for r in results) / len(results) if results else 0,
         statuses=Counter(r.status for r in results).most_common(),

@@ -23,5 +23,10 @@ def letters_digest(data: bytes, length: int = 32) -> str:
     return hashlib.sha256(data).hexdigest()[:length].translate(_LETTERS)
 
 
+def letters_of(raw: bytes) -> str:
+    """Bytes spelled in the letters a-p (two per byte)."""
+    return raw.hex().translate(_LETTERS)
+
+
 def keyed_letters(secret: bytes, *path: str, length: int = 24) -> str:
     return hmac.new(secret, "/".join(path).encode("utf-8"), hashlib.sha256).hexdigest()[:length].translate(_LETTERS)

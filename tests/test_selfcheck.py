@@ -254,3 +254,140 @@ def test_no_choice_letter_in_metadata_or_bundle(released):
                 found.append((sid, "bundle", lit))
     assert checked, "no multiple-choice part in this assignment: the test would prove nothing"
     assert not found, found[:10]
+
+
+def test_mistake_feedback_in_the_bundle_reveals_no_answer(released):
+    """The bundle names known mistakes with grading's own sentences: none of them may state an answer."""
+    root, assignment, students, answers = released
+    leaks = []
+    for sid in students:
+        bundle = unpack_bundle(release_notebook(root, sid, assignment).metadata["hwkit"]["selfcheck"])
+        text = json.dumps([m["feedback"] for e in bundle["parts"] for m in e["mistakes"]], ensure_ascii=False)
+        leaks += [(sid, lit) for lit in _answer_literals(answers[sid]) if lit in text]
+    assert not leaks, leaks[:10]
+
+
+# ---- the same words as the grader ------------------------------------------------------------------
+
+WORDS = ["conv-cost", "conv-vs-fc", "lstm"]
+
+
+@pytest.fixture(scope="module")
+def words(tmp_path_factory):
+    return make_course(tmp_path_factory.mktemp("words"), WORDS, ["s01"], lang="zh")
+
+
+def _set_after(nb, part: str, code: str):
+    """The student changes the answer cell of `part`: a line added at its end."""
+    for cell in nb.cells:
+        if part in cell.get("metadata", {}).get("hwkit", {}).get("parts", []):
+            cell.source = cell.source.rstrip("\n") + "\n" + code + "\n"
+            return nb
+    raise KeyError(part)
+
+
+def test_known_mistakes_are_named_with_the_graders_sentence(words, tmp_path):
+    answers = json.loads((words / "source" / "t" / "answers.json").read_text())["students"]["s01"]
+    nb = _set_after(_filled(words, "s01"), "conv_flops", f"conv_flops = {answers['conv-cost']['answers']['conv_macs']}")
+    lstm = next(c for c in nb.cells if "lstm_cell" in c.get("metadata", {}).get("hwkit", {}).get("parts", []))
+    lstm.source = lstm.source.replace("i, f, g, o = z.chunk(4, dim=1)", "i, g, f, o = z.chunk(4, dim=1)")
+    graded = {p.part: p for p in grade_result(words, "s01", nb).parts}
+    code, out = _check_json(_student_copy(words, "s01", tmp_path, nb))
+    checked = {r["part"]: r for r in out["results"]}
+    assert code == 1
+    for part, note in (("conv_flops", "FLOPS_GAVE_MACS"), ("lstm_cell", "LSTM_GATE_ORDER")):
+        assert graded[part].note == note and graded[part].score < graded[part].max_points
+        assert checked[part]["status"] == "fail" and checked[part]["note"] == note
+        assert checked[part]["hint"] == graded[part].feedback["zh"], (checked[part], graded[part].feedback)
+
+
+def test_hints_are_sentences_for_a_student(words, tmp_path):
+    """A wrong answer without a known mistake: the hint says where, in words, never the fingerprint's fields."""
+    nb = _set_after(_filled(words, "s01"), "lstm_forward",
+                    "_right_forward = lstm_forward\n"
+                    "def lstm_forward(*args):\n    outputs, (h, c) = _right_forward(*args)\n    return outputs * 1.5, (h, c)")
+    nb = _set_after(nb, "conv_params", "conv_params = conv_params + 7")
+    code, out = _check_json(_student_copy(words, "s01", tmp_path, nb))
+    checked = {r["part"]: r for r in out["results"]}
+    assert checked["conv_params"]["status"] == "fail" and checked["conv_params"]["hint"] == "答案与公开检查的参考结果不一致。"
+    hint = checked["lstm_forward"]["hint"]
+    assert checked["lstm_forward"]["status"] == "fail" and re.fullmatch(r"在 \d+ 个公开测试用例中，有 \d+ 个（第 [\d、]+ 个）的结果与参考结果不同。", hint), hint
+    for r in out["results"]:
+        assert not re.search(r"\d\.\w|\.shape|_max_abs|\bhash", r["hint"]), r
+
+
+def test_choice_and_written_parts_are_checked_at_grading_not_counted(words, tmp_path):
+    kinds = {e["part"]: e["kind"] for e in unpack_bundle(release_notebook(words, "s01").metadata["hwkit"]["selfcheck"])["parts"]}
+    graded_only = {p for p, k in kinds.items() if k in ("choice", "written")}
+    assert len(graded_only) >= 4
+    code, out = _check_json(_student_copy(words, "s01", tmp_path, _filled(words, "s01")))
+    status = {r["part"]: r["status"] for r in out["results"]}
+    assert code == 0 and {status[p] for p in graded_only} == {"answered (checked at grading)"}
+    assert out["passed"] == out["total"] == len(kinds) - len(graded_only)
+    assert out["answered_at_grading"] == len(graded_only)
+    code, out = _check_json(_student_copy(words, "s01", tmp_path / "starter"))
+    assert code == 1 and {r["status"] for r in out["results"]} == {"not answered"} and out["passed"] == 0
+
+
+def test_digests_are_slow_to_guess_with_their_parameters_in_the_bundle(words):
+    """scrypt: each graded answer's digest costs a memory-hard derivation (8 MB); its parameters travel in the bundle."""
+    from hwkit.selfcheck import ANSWER_KDF, PUBLIC_OUTPUT_KDF, digest
+
+    bundle = unpack_bundle(release_notebook(words, "s01").metadata["hwkit"]["selfcheck"])
+    for entry in bundle["parts"]:
+        assert entry["kdf"] == (PUBLIC_OUTPUT_KDF if entry["hidden_tests"] else ANSWER_KDF), entry["part"]
+    assert 128 * ANSWER_KDF["n"] * ANSWER_KDF["r"] >= 8 * 2**20
+    entry = next(e for e in bundle["parts"] if e["part"] == "conv_params")
+    answers = json.loads((words / "source" / "t" / "answers.json").read_text())["students"]["s01"]
+    right = digest(entry["kdf"], bundle["salt"], "conv-cost", "conv_params", "", f"i:{answers['conv-cost']['answers']['conv_params']}")
+    assert entry["hashes"] == [{"": right}]
+
+
+def test_public_inputs_differ_from_hidden_inputs():
+    """Every part with hidden inputs: no public case of the self-check is a case grading uses, for any variant."""
+    import random
+
+    import numpy as np
+
+    from hwkit.bank import load_bank
+    from hwkit.generate import public_rng
+
+    def same(a, b):
+        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+            return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape and np.array_equal(a, b)
+        if isinstance(a, dict) and isinstance(b, dict):
+            return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return a == b
+
+    def cases(probe):
+        return probe.inputs["cases"] if isinstance(probe.inputs.get("cases"), list) else [probe.inputs]
+
+    checked = 0
+    for pid, problem in load_bank().items():
+        for seed in range(3):
+            params = problem.sample(random.Random(seed))
+            for part in problem.parts(params):
+                if not part.hidden_inputs:
+                    continue
+                public = cases(part.self_check_probe(public_rng(b"secret", "a", pid, part.id, f"s{seed}")))
+                hidden = cases(part.probe(random.Random(1000 + seed)))
+                assert not [c for c in public if any(same(c, h) for h in hidden)], (pid, part.id, seed)
+                checked += 1
+    assert checked >= 20
+
+
+def test_the_public_network_is_never_one_grading_builds():
+    """resnet_model: its public cases use an input size that grading never draws, whatever the variant."""
+    import random
+
+    from hwkit.bank import get_problem
+
+    problem = get_problem("resnet")
+    for seed in range(20):
+        part = next(p for p in problem.parts(problem.sample(random.Random(seed))) if p.id == "resnet_model")
+        public = {(tuple(c["config"]), c["x"].shape) for c in part.self_check_probe(random.Random(0)).inputs["cases"]}
+        for draw in range(5):
+            hidden = {(tuple(c["config"]), c["x"].shape) for c in part.probe(random.Random(draw)).inputs["cases"]}
+            assert not public & hidden

@@ -64,7 +64,31 @@ def test_self_check_needs_only_the_engine(tmp_path):
 
     done = _self_check(site, folder, solution_notebook(root, "s001"))
     assert done["hwkit"].startswith(str(site)) and done["bank_modules"] == []
-    assert done["exit"] == 0 and {r["status"] for r in done["results"]} <= {"pass", "answered"}, done["results"]
+    assert done["exit"] == 0 and {r["status"] for r in done["results"]} <= {"pass", "answered (checked at grading)"}, \
+        done["results"]
 
     done = _self_check(site, folder, release_notebook(root, "s001"))
     assert done["exit"] == 1 and {r["status"] for r in done["results"]} == {"not answered"}
+
+
+IN_NOTEBOOK = """
+import sys
+import hwkit.student as hw
+hw.check(path=sys.argv[1])
+bank = sorted(m for m in sys.modules if m.split(".")[0] in ("solutions", "templates") or m in ("hwkit.generate", "hwkit.grade"))
+print("bank modules:", bank)
+"""
+
+
+def test_the_notebooks_own_self_check_needs_only_the_engine(tmp_path):
+    """`hw.check()` from the engine alone: outside Jupyter it prints the table as text."""
+    root = make_course(tmp_path / "instructor", ["receptive-field"])
+    site = _engine_install(tmp_path / "site")
+    folder = tmp_path / "student"
+    shutil.copytree(root / "release" / "t" / "s001", folder)
+    env = {k: v for k, v in os.environ.items() if k not in ("HWKIT_BANK", "PYTHONPATH", "HWKIT_OUTPUT_LIMIT")}
+    done = subprocess.run([sys.executable, "-c", IN_NOTEBOOK, "t.ipynb"], cwd=folder, capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": str(site)}, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "last saved version of t.ipynb" in done.stdout and "0 of 4 public checks pass" in done.stdout
+    assert done.stdout.count("not answered") == 4 and "bank modules: []" in done.stdout

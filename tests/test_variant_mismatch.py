@@ -87,7 +87,8 @@ def test_a_friends_notebook_is_their_variant(course, metadata):
     finding = _examine(course, "s001", nb, _replies_of(course, "s002"))
     assert finding.mismatch and finding.suspects == ["s002"], _named(finding)
     assert "parameter cells match s002's variant" in finding.evidence
-    assert re.search(r"\d+ answers equal s002's references", finding.evidence), finding.evidence
+    # how many answers are rare enough to name s002 depends on the course secret (the background variants)
+    assert re.search(r"\d+ answers? equals? s002's references?", finding.evidence), finding.evidence
     if metadata == "as is":
         assert "variant id is s002's" in finding.evidence
 

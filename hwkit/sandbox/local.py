@@ -16,7 +16,7 @@ from jupyter_core.utils import run_sync
 from hwkit.sandbox.files import read_file_nofollow
 from hwkit.sandbox.kernelmgr import Connections, HwkitKernelManager
 from hwkit.sandbox.limits import RunReport, channel_limits
-from hwkit.sandbox.spec import kernel_command
+from hwkit.sandbox.spec import KERNEL_MPLBACKEND, kernel_command
 from hwkit.sandbox.visible import kernel_package_dir
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class LocalKernel:
         # hwkit_kernel importable wherever hwkit is (installed, or run from a checkout)
         python_path = os.pathsep.join(p for p in (str(kernel_package_dir().parent), os.environ.get("PYTHONPATH"))
                                       if p)
-        env = {"MPLBACKEND": "Agg", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+        env = {"MPLBACKEND": KERNEL_MPLBACKEND, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": python_path,
                "HWKIT_OUTPUT_LIMIT": str(self.limits.output_bytes)}
         self.km = LocalKernelManager(cwd=str(self.workdir), env=env, before_shutdown=self._record_exit,

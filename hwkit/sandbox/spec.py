@@ -123,12 +123,18 @@ def check_kernel_cmd(cmd: list[str], python: str) -> None:
         raise ValueError(f"unexpected kernel command {cmd}")
 
 
+# Jupyter's own non-interactive backend: figures become PNG outputs of the cell that drew them (kept in the executed
+# notebook, shown on the feedback page), never a window. Set here, not in the notebooks: a notebook leaves the
+# backend to whichever Jupyter the student opens it in.
+KERNEL_MPLBACKEND = "module://matplotlib_inline.backend_inline"
+
+
 def jail_env(limits: SandboxLimits) -> dict[str, str]:
     threads = str(limits.kernel_threads())
     return {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
         "HOME": JAIL_HOME, "USER": "student", "LANG": "C.UTF-8",
-        "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/matplotlib",
+        "MPLBACKEND": KERNEL_MPLBACKEND, "MPLCONFIGDIR": "/tmp/matplotlib",
         "IPYTHONDIR": "/tmp/ipython", "JUPYTER_CONFIG_DIR": "/tmp/jupyter",   # no student-planted startup files
         "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
         "PYTHONDONTWRITEBYTECODE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",

@@ -21,7 +21,7 @@ from pathlib import Path
 from hwkit.sandbox.host import ensure_private_dir, run_base
 from hwkit.sandbox.jail import Jail
 from hwkit.sandbox.procs import spawn
-from hwkit.sandbox.spec import JAIL_HOME, LaunchSpec
+from hwkit.sandbox.spec import JAIL_HOME, KERNEL_MPLBACKEND, LaunchSpec
 from hwkit.warm.zygote import READY, recv_with_fds, send_with_fds
 
 
@@ -45,7 +45,7 @@ class Zygote:
         ensure_private_dir(run_base(), 0o711)
         ensure_private_dir(mpl, 0o700)
         return {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
-                "HOME": JAIL_HOME, "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(mpl),
+                "HOME": JAIL_HOME, "MPLBACKEND": KERNEL_MPLBACKEND, "MPLCONFIGDIR": str(mpl),
                 "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                 "PYTHONDONTWRITEBYTECODE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
                 "PYTHONPATH": str(Path(__file__).resolve().parents[2])}    # hwkit, even uninstalled

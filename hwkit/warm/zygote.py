@@ -41,7 +41,7 @@ from hwkit.warm.view import build_root
 
 PRELOAD = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "torch.utils.data", "sympy",
            "matplotlib", "matplotlib.pyplot", "IPython", "ipykernel.kernelapp", "ipykernel.ipkernel",
-           "ipykernel.zmqshell", "matplotlib_inline.backend_inline", "jupyter_client.session",
+           "ipykernel.zmqshell", "jupyter_client.session",
            # what IPKernelApp.initialize imports on its own: preloaded, a kernel is ready in a fraction of the time
            "ipykernel.debugger", "debugpy", "IPython.core.debugger", "IPython.core.completerlib",
            "IPython.extensions.storemagic", "sqlite3", "pydoc", "tornado.ioloop", "faulthandler", "mimetypes",
@@ -280,8 +280,8 @@ def _reap(*_) -> None:
 def warm_up() -> None:
     """Pay the first-use costs once, in the zygote, instead of in every kernel: FlopCounterMode's first use
     imports ~800 modules (torch._dynamo, torch._inductor, ...: ~1 CPU-second), a first autograd pass, the
-    first LSTM, and matplotlib's first figure (font cache, Agg canvas, PNG writer). Single-threaded (OMP at 1)
-    and deterministic; torch's RNG state is restored, so a kernel's generator starts as a cold one's would."""
+    first LSTM, and matplotlib's first figure (font cache, Agg canvas, PNG writer; not through pyplot).
+    Single-threaded (OMP at 1) and deterministic; torch's RNG state is restored, so a kernel's generator starts as a cold one's would."""
     torch = sys.modules.get("torch")
     if torch is None:
         return
@@ -298,20 +298,29 @@ def warm_up() -> None:
         lstm = torch.nn.LSTM(2, 2, batch_first=True)
         lstm(torch.ones(1, 3, 2))[0].sum().backward()
         torch.optim.SGD(net.parameters(), lr=0.1).step()
-        plt = sys.modules.get("matplotlib.pyplot")
-        if plt is not None:
-            import io
-
-            fig, ax = plt.subplots(1, 2)
-            ax[0].imshow(torch.zeros(4, 4, 3).numpy())
-            ax[1].plot([0, 1], [1, 0])
-            ax[0].set_title("warm")
-            fig.savefig(io.BytesIO(), format="png")
-            plt.close("all")
+        if "matplotlib" in sys.modules:
+            _warm_matplotlib()
     except Exception:          # a warm-up that fails only leaves that cost to each kernel
         pass
     finally:
         torch.set_rng_state(rng_state)
+
+
+def _warm_matplotlib() -> None:
+    """A first figure drawn to PNG without pyplot: pyplot must choose its backend in the kernel, where importing
+    Jupyter's inline backend hooks it into the kernel's shell (figures shown at the end of each cell)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.subplots(1, 2)
+    ax[0].imshow([[[0.0, 0.0, 0.0]] * 4] * 4)
+    ax[1].plot([0, 1], [1, 0])
+    ax[0].set_title("warm")
+    fig.savefig(io.BytesIO(), format="png")
 
 
 def _preload() -> None:

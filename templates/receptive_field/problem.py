@@ -62,9 +62,10 @@ def _random_stack(rng: random.Random) -> list[list[int]]:
     return layers
 
 
-def _function_probe(rng: random.Random):
+def _function_probe(rng: random.Random, classic: bool = True):
     cases = [[_random_stack(rng)] for _ in range(6)]
-    cases.append([[[3, 1, 1, 1], [3, 2, 0, 1], [2, 2, 0, 1]]])  # the classic example from the course notes
+    if classic:    # grading only: the self-check's public cases are never among the graded ones
+        cases.append([[[3, 1, 1, 1], [3, 2, 0, 1], [2, 2, 0, 1]]])  # the classic example from the course notes
     return call_function("receptive_field", cases)
 
 
@@ -102,7 +103,8 @@ def parts(params: dict) -> list[Part]:
              probe=lambda rng: read_variable("rf_out_size"), reference=lambda probe: ref["rf_out_size"],
              check=Exact(), mistakes=lambda probe: out_mistakes),
         Part("receptive_field", 5, say("Function receptive_field(layers)", "函数 receptive_field(layers)"),
-             probe=_function_probe, reference=_function_reference, check=Cases(Array(rtol=0, atol=0)),
+             probe=_function_probe, public_probe=lambda rng: _function_probe(rng, classic=False),
+             reference=_function_reference, check=Cases(Array(rtol=0, atol=0)),
              mistakes=lambda probe: [Mistake("RF_IGNORED_STRIDE", _function_reference(probe, use_stride=False),
                                              say("Your function ignores the stride of earlier layers.", "你的函数忽略了之前各层的步幅。"))],
              kind="code", hidden_inputs=True),
