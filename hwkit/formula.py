@@ -32,6 +32,8 @@ import sympy
 from mpmath import libmp
 from mpmath.ctx_iv import MPIntervalContext
 
+from hwkit import pysyntax
+
 MAX_LENGTH = 1000
 MAX_NODES = 600
 MAX_DEPTH = 100
@@ -75,7 +77,7 @@ def _syntax_tree(text) -> ast.expr:
     if len(text) > MAX_LENGTH:
         raise FormulaError(f"the formula is longer than {MAX_LENGTH} characters")
     try:
-        tree = ast.parse(text, mode="eval")
+        tree = pysyntax.parse(text, mode="eval")
     except (SyntaxError, ValueError, MemoryError, RecursionError):  # MemoryError: CPython's parser stack
         raise FormulaError("the formula is not valid syntax (use * for products and ** for powers)") from None
     depth, nodes = _depth_and_size(tree.body)

@@ -3,12 +3,14 @@
 Used by grading and by the student's self-check; every failure is a reason in words, never an exception."""
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 from pathlib import Path
 
 import nbformat
 
+from hwkit import pysyntax
 from hwkit_kernel.wire import scrub
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20
@@ -94,10 +96,8 @@ def self_check_cells(nb) -> set[int]:
 
 def _self_check_only(source: str, known: set[str]) -> set[str] | None:
     """The names a cell binds to hwkit.student if it only imports it and calls `<name>.check(...)`, else None."""
-    import ast
-
     try:
-        body = ast.parse(source).body
+        body = pysyntax.parse(source).body
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     bound: set[str] = set()
@@ -112,8 +112,6 @@ def _self_check_only(source: str, known: set[str]) -> set[str] | None:
 
 
 def _is_check_call(stmt, names: set[str]) -> bool:
-    import ast
-
     call = stmt.value if isinstance(stmt, ast.Expr) else None
     if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute) or call.func.attr != "check":
         return False

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hwkit import pysyntax
 from hwkit.course import load_course
 from hwkit.generate import generate
 from tests.support import make_course
@@ -26,7 +27,7 @@ def offenders(text: str) -> list[str]:
 
 
 def _strings(path: Path):
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(pysyntax.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.search(f"[{CJK}]", node.value):
             yield node.value
 
