@@ -11,13 +11,6 @@ import os
 import time
 from pathlib import Path
 
-_LABELS = {
-    "en": {"problem": "problem", "part": "part", "points": "points", "result": "result", "hint": "hint",
-           "statuses": {}},
-    "zh": {"problem": "题目", "part": "小题", "points": "分值", "result": "结果", "hint": "提示",
-           "statuses": {"pass": "通过", "fail": "未通过", "not answered": "未作答", "could not run": "无法运行",
-                        "answered (checked at grading)": "已作答（评分时检查）"}},
-}
 _COLOURS = {"pass": "#176b2c", "fail": "#b42318", "not answered": "#9a6700", "could not run": "#b42318",
             "answered (checked at grading)": "#176b2c"}
 
@@ -92,23 +85,26 @@ def _saved_line(report) -> str:
 
 
 def _rows(report) -> list[dict]:
-    labels = _LABELS[report.lang]["statuses"]
-    return [{"cells": [r.problem, r.title.get(report.lang, r.part), f"{r.points:g}", labels.get(r.status, r.status),
+    from hwkit.checkcmd import status_word
+
+    return [{"cells": [r.problem, r.title.get(report.lang, r.part), f"{r.points:g}", status_word(r.status, report.lang),
                        r.hint], "colour": _COLOURS.get(r.status, "#222")} for r in report.results]
 
 
 def as_html(report) -> str:
     import jinja2
 
-    t = _LABELS[report.lang]
+    from hwkit.checkcmd import TEXT
+
     return jinja2.Environment(autoescape=True).from_string(_PAGE).render(
-        saved=_saved_line(report), headers=[t["problem"], t["part"], t["points"], t["result"], t["hint"]],
+        saved=_saved_line(report), headers=TEXT[report.lang]["headers"],
         rows=_rows(report), errors="; ".join(report.cell_errors[:5]), summary=report.summary_lines())
 
 
 def as_text(report) -> str:
-    t = _LABELS[report.lang]
-    rows = [[t["problem"], t["part"], t["points"], t["result"], t["hint"]]] + [r["cells"] for r in _rows(report)]
+    from hwkit.checkcmd import TEXT
+
+    rows = [list(TEXT[report.lang]["headers"])] + [r["cells"] for r in _rows(report)]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4] for row in rows]
     extra = ["; ".join(report.cell_errors[:5])] if report.cell_errors else []

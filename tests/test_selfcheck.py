@@ -4,6 +4,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -299,6 +301,29 @@ def test_known_mistakes_are_named_with_the_graders_sentence(words, tmp_path):
         assert graded[part].note == note and graded[part].score < graded[part].max_points
         assert checked[part]["status"] == "fail" and checked[part]["note"] == note
         assert checked[part]["hint"] == graded[part].feedback["zh"], (checked[part], graded[part].feedback)
+
+
+def test_a_chinese_check_reads_in_chinese_and_fits_an_80_column_terminal(words, tmp_path):
+    """Headers, results and hints in Chinese; every line fits 80 columns; a long hint wraps (between Chinese
+    characters, never inside an identifier) and is never cut."""
+    from rich.cells import cell_len
+
+    nb = _filled(words, "s01")
+    lstm = next(c for c in nb.cells if "lstm_cell" in c.get("metadata", {}).get("hwkit", {}).get("parts", []))
+    lstm.source = lstm.source.replace("i, f, g, o = z.chunk(4, dim=1)", "i, g, f, o = z.chunk(4, dim=1)")
+    path = _student_copy(words, "s01", tmp_path, nb)
+    hint = {r["part"]: r["hint"] for r in _check_json(path)[1]["results"]}["lstm_cell"]
+    proc = subprocess.run([sys.executable, "-m", "hwkit.cli", "check", str(path)], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "COLUMNS": "80"})
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert all(cell_len(line) <= 80 for line in lines), [line for line in lines if cell_len(line) > 80]
+    assert "…" not in proc.stdout and "小题" in lines[1] and "提示" in lines[1] and "未通过" in proc.stdout
+    assert not re.search(r"\b(pass|fail|not answered|problem|hint)\b", proc.stdout), proc.stdout
+    hint_column = "".join(line.split("│")[-2].strip() for line in lines if line.count("│") == 5)
+    assert hint.replace(" ", "") in hint_column.replace(" ", "")
+    for identifier in ("W_ih", "W_hh", "b_ih", "b_hh", "PyTorch"):
+        assert any(identifier in line for line in lines), identifier
 
 
 def test_hints_are_sentences_for_a_student(words, tmp_path):
