@@ -14,7 +14,8 @@ from pathlib import Path
 
 from hwkit.course import HwkitError, SandboxLimits
 from hwkit.execute import apply_run_report, kernel_for, run_notebook
-from hwkit.notebooks import read_notebook
+from hwkit.notebooks import notebook_lang, read_notebook
+from hwkit.wording import in_language
 from hwkit.probes import unpack_probe
 from hwkit.sandbox import sandbox_available
 from hwkit.selfcheck import (AT_GRADING, COULD_NOT_RUN, FAIL, NOT_ANSWERED, PASS, PublicResult, bundle_digest,
@@ -98,13 +99,6 @@ class CheckReport:
                 "results": [asdict(r) for r in self.results]}
 
 
-def notebook_lang(nb, asked: str | None = None) -> str:
-    """The language the student reads: the one asked for, else the notebook's own, else English."""
-    meta = nb.metadata.get("hwkit") if nb is not None else None
-    lang = asked or (meta.get("lang") if isinstance(meta, dict) else None)
-    return lang if lang in TEXT else "en"
-
-
 def load_bundle(nb, lang: str = "en") -> tuple[dict | None, str]:
     text = TEXT[lang]
     meta = nb.metadata.get("hwkit")
@@ -126,7 +120,7 @@ def run_check(notebook: Path, parts: list[str], lang: str | None, on_warning=Non
     nb, problem = read_notebook(notebook) if notebook.is_file() else (None, "no such file")
     if nb is None:
         raise HwkitError(f"{notebook}: {problem}")
-    lang = notebook_lang(nb, lang)
+    lang = notebook_lang(nb, lang) or "en"
     bundle, problem = load_bundle(nb, lang)
     if bundle is None:
         raise HwkitError(f"{notebook}: {problem}")
@@ -137,7 +131,7 @@ def run_check(notebook: Path, parts: list[str], lang: str | None, on_warning=Non
     try:
         probes = {f"{e['problem']}/{e['part']}": unpack_probe(e["probe"], bundle.get("modules", {})) for e in entries}
     except ValueError as exc:
-        raise HwkitError(f"{notebook}: {exc}; download your notebook again to self-check") from None
+        raise HwkitError(f"{notebook}: {in_language(str(exc), lang)}" + TEXT[lang]["fresh_copy"]) from None
     limits = SandboxLimits()
     data_dir = notebook.resolve().parent / "data"
     workdir = Path(tempfile.mkdtemp(prefix="hwk-check-"))

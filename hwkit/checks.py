@@ -19,6 +19,7 @@ import sympy
 from hwkit.formula import (FormulaError, compile_formula, decide, fingerprint_value, parse_formula,
                            reference_formula)
 from hwkit.problem import Outcome, Part, Probe, say
+from hwkit.wording import in_language
 
 CORRECT = "CORRECT"
 CORRECT_TEXT = say("Correct.", "正确。")
@@ -481,29 +482,16 @@ def grade_reply(part: Part, reply: Reply, probe: Probe) -> Outcome:
                                                 f"评分程序在此部分出错（{name}），将由教师复核。"), needs_review=True)
 
 
-# What hwkit_kernel says when a name is missing, in Chinese (a student's own messages are shown as they are)
-_NOT_ANSWERED_ZH = ((re.compile(r"^'(.{1,80})' is not defined$"), "未定义 '{}'"),
-                    (re.compile(r"^'(.{1,80})' is not a function$"), "'{}' 不是函数"))
-
-
-def _not_answered_zh(message: str) -> str:
-    for pattern, zh in _NOT_ANSWERED_ZH:
-        m = pattern.match(message)
-        if m:
-            return zh.format(m[1])
-    return message
-
-
 def _grade_reply(part: Part, reply: Reply, probe: Probe) -> Outcome:
     if not reply.ok:
         if unanswered(reply.error_type):
             if reply.error_message:
                 return wrong(NOT_ANSWERED, "Not answered: " + reply.error_message,
-                             "未作答：" + _not_answered_zh(reply.error_message) + "。")
+                             "未作答：" + in_language(reply.error_message, "zh") + "。")
             return wrong(NOT_ANSWERED, f"Not answered: the code still raises {reply.error_type}.",
                          f"未作答：代码仍抛出 {reply.error_type}。")
         return wrong("RAISED", f"Your code raised {reply.error_type}: {reply.error_message}",
-                     f"代码抛出异常 {reply.error_type}：{reply.error_message}")
+                     f"代码抛出异常 {reply.error_type}：{in_language(reply.error_message, 'zh')}")
     if reply.value is None:
         return wrong(NOT_ANSWERED, "Not answered (the answer is still None).", "未作答（答案仍为 None）。")
     value = reply.value

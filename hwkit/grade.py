@@ -25,11 +25,12 @@ from hwkit import late
 from hwkit.checks import grade_reply
 from hwkit.course import Assignment, Course, HwkitError, Student, load_course
 from hwkit.execute import CELL_ERRORS, INVALID, OK, apply_run_report, kernel_for, run_notebook
-from hwkit.generate import build_variant
+from hwkit.generate import build_variant, released_languages
 from hwkit.gradebook import VARIANT_MISMATCH, Gradebook, PartResult, SubmissionResult
 from hwkit.integrity import FORBIDDEN, answer_record, forbidden_shortcut
 from hwkit.problem import Outcome
-from hwkit.notebooks import MAX_NOTEBOOK_BYTES, answer_fingerprint, answer_text, read_notebook
+from hwkit.notebooks import MAX_NOTEBOOK_BYTES, answer_fingerprint, answer_text, notebook_lang, read_notebook
+from hwkit.wording import in_language
 
 NO_SUBMISSION, AMBIGUOUS, GRADER_ERROR = "no submission", "ambiguous submission", "grader error"
 
@@ -39,6 +40,8 @@ class Submission:
     student_id: str
     path: Path | None
     problem: str = ""        # why no notebook could be chosen, if path is None
+    chosen_by: str = ""      # with several notebooks in the folder: "metadata" or "name" (CHOSEN_BY)
+    notebooks: int = 1       # how many notebooks the folder holds
 
 
 def _hwkit_meta(path: Path) -> dict:
@@ -62,10 +65,10 @@ def choose_notebook(folder: Path, assignment_id: str, student_id: str) -> Submis
         return Submission(student_id, notebooks[0])
     tagged = [p for p in notebooks if _hwkit_meta(p).get("assignment") == assignment_id]
     if len(tagged) == 1:
-        return Submission(student_id, tagged[0])
+        return Submission(student_id, tagged[0], chosen_by="metadata", notebooks=len(notebooks))
     named = [p for p in notebooks if p.name == f"{assignment_id}.ipynb"]
     if len(named) == 1:
-        return Submission(student_id, named[0])
+        return Submission(student_id, named[0], chosen_by="name", notebooks=len(notebooks))
     return Submission(student_id, None, f"several notebooks ({', '.join(p.name for p in notebooks[:5])}) "
                                         "and none is identifiable as this assignment's")
 
@@ -78,6 +81,12 @@ def find_submissions(folder: Path, course: Course, assignment_id: str, only: lis
             else Submission(sid, None, "no folder for this student in the submissions")
             for sid in sorted(roster)]
     return subs, unknown
+
+
+def released_lang(course: Course, assignment: Assignment, student: Student) -> str:
+    """The language this student's notebook was released in ("" if unknown)."""
+    found = released_languages(course, assignment.assignment_id, [student])
+    return found.pop() if len(found) == 1 else ""
 
 
 def file_hash(path: Path | None) -> str:
@@ -99,17 +108,20 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
     result.submitted_at = submitted.at.isoformat(timespec="seconds") if submitted.at else ""
     result.late_days = late.days_late(assignment, student, submitted) if sub.path else 0
     result.penalty = late.penalty(assignment, result.late_days)
+    if sub.path is not None:
+        result.notebook, result.chosen_by, result.notebooks = sub.path.name[:200], sub.chosen_by, sub.notebooks
     if sub.path is None:
         missing = sub.problem.startswith("no folder") or sub.problem.startswith("the folder holds no")
         result.status, result.reason = (NO_SUBMISSION if missing else AMBIGUOUS), sub.problem
         result.parts = _zero_parts(variant, "NO_SUBMISSION", "No notebook was graded: " + sub.problem,
-                                   "未评分：" + sub.problem)
+                                   "未评分：" + in_language(sub.problem, "zh"))
         return result, None
     nb, problem = read_notebook(sub.path)
+    result.lang = notebook_lang(nb) or released_lang(course, assignment, student)
     if nb is None:
         result.status, result.reason = INVALID, problem
         result.parts = _zero_parts(variant, "INVALID_NOTEBOOK", "The notebook could not be read: " + problem,
-                                   "无法读取笔记本：" + problem)
+                                   "无法读取笔记本：" + in_language(problem, "zh"))
         return result, None
     rng = random.Random(secrets.randbits(128))  # fresh hidden inputs for every grading run
     probes, plan = {}, []
@@ -177,6 +189,8 @@ class Task:
     student_id: str
     path: str | None
     problem: str
+    chosen_by: str = ""
+    notebooks: int = 1
 
 
 @dataclass(frozen=True)
@@ -199,7 +213,8 @@ def _grade_task(course: Course, assignment: Assignment, student: Student, task: 
                 warm: bool) -> tuple[dict, str | None]:
     from hwkit.sandbox import SandboxLeak
 
-    sub = Submission(task.student_id, Path(task.path) if task.path else None, task.problem)
+    sub = Submission(task.student_id, Path(task.path) if task.path else None, task.problem, task.chosen_by,
+                     task.notebooks)
     try:
         result, executed = grade_submission(course, assignment, student, sub, slot=slot, sandbox=sandbox, warm=warm)
     except SandboxLeak:
@@ -271,7 +286,8 @@ class _Batch:
         ctx = multiprocessing.get_context("spawn")
         self.tasks, self.results = ctx.Queue(), ctx.Queue()
         for sub in todo:
-            self.tasks.put(Task(sub.student_id, str(sub.path) if sub.path else None, sub.problem))
+            self.tasks.put(Task(sub.student_id, str(sub.path) if sub.path else None, sub.problem, sub.chosen_by,
+                                sub.notebooks))
         for _ in range(plan.lanes):
             self.tasks.put(None)
         slots = [list(range(plan.lanes))[w::plan.workers] for w in range(plan.workers)]

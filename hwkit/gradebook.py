@@ -45,7 +45,9 @@ CREATE TABLE IF NOT EXISTS answers (
 # Columns added after gradebooks were in use: added in place when an older gradebook is opened.
 _ADDED_PART_COLUMNS = {"answer": "TEXT NOT NULL DEFAULT ''", "fingerprint": "TEXT NOT NULL DEFAULT ''"}
 _ADDED_SUBMISSION_COLUMNS = {"submitted_at": "TEXT NOT NULL DEFAULT ''", "late_days": "INTEGER NOT NULL DEFAULT 0",
-                             "penalty": "REAL NOT NULL DEFAULT 0"}
+                             "penalty": "REAL NOT NULL DEFAULT 0", "notebook": "TEXT NOT NULL DEFAULT ''",
+                             "chosen_by": "TEXT NOT NULL DEFAULT ''", "notebooks": "INTEGER NOT NULL DEFAULT 0",
+                             "lang": "TEXT NOT NULL DEFAULT ''"}
 _PART_COLUMNS = ("assignment, student_id, problem, part, position, title_en, title_zh, score, max_points, note, "
                  "feedback_en, feedback_zh, needs_review, answer, fingerprint")
 _OVERRIDE_COLUMNS = ("assignment, student_id, problem, part, score, comment, grader, created_at, replaced_score, "
@@ -128,6 +130,10 @@ class SubmissionResult:
     submitted_at: str = ""      # ISO 8601, when known (hwkit/late.py)
     late_days: int = 0
     penalty: float = 0.0        # the fraction of the score lost for lateness
+    notebook: str = ""          # the file graded (its name in the student's folder)
+    chosen_by: str = ""         # with several notebooks in the folder: "metadata" or "name" (hwkit.grade)
+    notebooks: int = 0          # how many notebooks the folder held
+    lang: str = ""              # the language the notebook was released in ("" = unknown: the course's)
 
     @property
     def points(self) -> float:
@@ -191,10 +197,12 @@ class Gradebook:
             cur.execute("DELETE FROM answers WHERE assignment=? AND student_id=?", (result.assignment, result.student_id))
             cur.execute("INSERT OR REPLACE INTO submissions (assignment, student_id, nb_hash, status, reason, score, "
                         "max_score, needs_review, graded_at, timings, peak_memory_mb, cpu_seconds, submitted_at, "
-                        "late_days, penalty) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
+                        "late_days, penalty, notebook, chosen_by, notebooks, lang) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
                 result.assignment, result.student_id, result.nb_hash, result.status, bounded(result.reason), result.score,
                 result.max_score, int(result.needs_review), result.graded_at, json.dumps(result.timings),
-                result.peak_memory_mb, result.cpu_seconds, result.submitted_at, result.late_days, result.penalty))
+                result.peak_memory_mb, result.cpu_seconds, result.submitted_at, result.late_days, result.penalty,
+                valid_text(result.notebook), result.chosen_by, result.notebooks, result.lang))
             cur.executemany(f"INSERT INTO parts ({_PART_COLUMNS}) VALUES ({','.join('?' * 15)})", [
                 (result.assignment, result.student_id, p.problem, p.part, i, p.title.get("en", ""), p.title.get("zh", ""),
                  p.score, p.max_points, valid_text(p.note), valid_text(p.feedback.get("en", "")),
@@ -225,11 +233,13 @@ class Gradebook:
                                                         fingerprint))
         out = []
         rows = self.db.execute("SELECT student_id, nb_hash, status, reason, graded_at, timings, peak_memory_mb, "
-                               "cpu_seconds, submitted_at, late_days, penalty FROM submissions "
-                               f"WHERE {where} ORDER BY student_id", args)
-        for sid, nb_hash, status, reason, graded_at, timings, peak, cpu, submitted, days, penalty in rows.fetchall():
+                               "cpu_seconds, submitted_at, late_days, penalty, notebook, chosen_by, notebooks, lang "
+                               f"FROM submissions WHERE {where} ORDER BY student_id", args)
+        for (sid, nb_hash, status, reason, graded_at, timings, peak, cpu, submitted, days, penalty, notebook, chosen_by,
+             notebooks, lang) in rows.fetchall():
             out.append(SubmissionResult(assignment, sid, status, bounded(reason), nb_hash, parts.get(sid, []),
-                                        json.loads(timings), peak, cpu, graded_at, submitted, days, penalty))
+                                        json.loads(timings), peak, cpu, graded_at, submitted, days, penalty,
+                                        notebook, chosen_by, notebooks, lang))
         if not final:
             return out
         latest = self.latest_overrides(assignment, students)

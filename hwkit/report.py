@@ -10,6 +10,7 @@ from pathlib import Path
 from hwkit.course import Course, HwkitError
 from hwkit.figures import PartFigures, part_figures
 from hwkit.gradebook import VARIANT_MISMATCH, Gradebook, SubmissionResult, bounded
+from hwkit.wording import in_language, status_in
 
 _STYLE = ("body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
           "table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.35em .6em;text-align:left;"
@@ -23,13 +24,18 @@ _LABELS = {
            "automatic": "automatic score", "final": "final score", "provisional": "provisional score",
            "mismatch": "this notebook does not look like your own variant; an instructor will review it",
            "figure": "a figure your notebook drew", "left_out": "{n} figure(s) of your notebook are too large or "
-           "too many to show here; they are in the executed notebook."},
+           "too many to show here; they are in the executed notebook.",
+           "graded": "Graded notebook", "metadata": "of the {n} notebooks in your folder, the one whose hwkit "
+           "metadata names this assignment", "name": "of the {n} notebooks in your folder, the one named after "
+           "this assignment"},
     "zh": {"title": "评分反馈", "student": "学号", "status": "状态", "total": "总分", "part": "小题",
            "score": "得分", "feedback": "反馈", "review": "暂定分数，将由教师复核", "problem": "题目",
            "reviewed": "由 {who} 评定（自动评分为 {auto}）", "comment": "评语", "automatic": "自动评分",
            "final": "最终分数", "provisional": "暂定分数",
            "mismatch": "该笔记本似乎不是你本人的题目版本，将由教师复核",
-           "figure": "你的笔记本绘制的图", "left_out": "你的笔记本中有 {n} 幅图过大或过多，未在此显示；可在执行后的笔记本中查看。"},
+           "figure": "你的笔记本绘制的图", "left_out": "你的笔记本中有 {n} 幅图过大或过多，未在此显示；可在执行后的笔记本中查看。",
+           "graded": "评分的笔记本", "metadata": "你的文件夹中有 {n} 个笔记本，评分的是 hwkit 元数据写明本次作业的那一个",
+           "name": "你的文件夹中有 {n} 个笔记本，评分的是以本次作业命名的那一个"},
 }
 
 
@@ -49,10 +55,11 @@ def feedback_html(result: SubmissionResult, lang: str, figures: PartFigures | No
     beside the part they belong to (hwkit/figures.py); no hidden inputs, no reference values."""
     t = _LABELS[lang]
     # A mismatch's reason names another student: it is for the instructor (grades.csv, summary), not this page.
-    reason = t["mismatch"] if result.status == VARIANT_MISMATCH else bounded(result.reason)
+    reason = t["mismatch"] if result.status == VARIANT_MISMATCH else in_language(bounded(result.reason), lang)
     return _pages().get_template("feedback.html").render(
         lang=lang, t=t, r=result, style=_STYLE, css=_css_class, kind=t[score_kind(result)],
-        status=result.status + (f" — {reason}" if reason else ""), late=late_text(result, lang),
+        status=status_in(result.status, lang) + (f" — {reason}" if reason else ""),
+        chosen=t[result.chosen_by].format(n=result.notebooks) if result.chosen_by in ("metadata", "name") else "", late=late_text(result, lang),
         figures=figures or PartFigures())
 
 
@@ -123,7 +130,8 @@ def write_feedback(course: Course, result: SubmissionResult, executed: str | Non
     if executed is ...:
         kept = folder / f"{result.assignment}.ipynb"
         executed = kept.read_text(encoding="utf-8", errors="replace") if kept.is_file() else None
-    return _atomic_text(folder / "feedback.html", feedback_html(result, course.lang, part_figures(executed)))
+    lang = result.lang or course.lang     # a mixed course: each student reads the language of their notebook
+    return _atomic_text(folder / "feedback.html", feedback_html(result, lang, part_figures(executed)))
 
 
 def _atomic_text(path: Path, text: str) -> Path:
@@ -166,11 +174,12 @@ def summary_html(assignment: str, results: list[SubmissionResult], top: int = 5,
     return _pages().get_template("summary.html").render(
         lang=lang, assignment=assignment, style=_STYLE, students=len(results),
         mean=sum(r.score for r in results) / len(results) if results else 0,
-        statuses=Counter(r.status for r in results).most_common(),
+        statuses=[(status_in(s, lang), n) for s, n in Counter(r.status for r in results).most_common()],
         late=sum(bool(r.late_days) for r in results),
         overridden=sum(p.overridden for r in results for p in r.parts), waiting=waiting,
         waiting_students=waiting_students, mismatches=mismatch_count(results),
-        flagged=[r for r in results if r.status == VARIANT_MISMATCH], bounded=bounded,
+        flagged=[r for r in results if r.status == VARIANT_MISMATCH],
+        evidence=lambda r: in_language(bounded(r.reason), lang),
         notes=[(key, counter.most_common(top)) for key, counter in notes.items()]) + "\n"
 
 
