@@ -184,6 +184,13 @@ class Gradebook:
         """Changes whenever another connection (another process: `hwkit grade`，`hwkit override`) commits."""
         return self.db.execute("PRAGMA data_version").fetchone()[0]
 
+    def stamps(self, assignment: str) -> dict[str, tuple[int, int]]:
+        """{student: (the submission row's id, the latest override's id)}: a stamp changes whenever the student's
+        result is recorded again or a person decides on one of its parts, so a reader re-reads only those."""
+        return {sid: (row, override or 0) for sid, row, override in self.db.execute(
+            "SELECT s.student_id, s.rowid, (SELECT MAX(o.id) FROM overrides o WHERE o.assignment = s.assignment "
+            "AND o.student_id = s.student_id) FROM submissions s WHERE s.assignment=?", (assignment,))}
+
     def graded_hash(self, assignment: str, student_id: str) -> str | None:
         row = self.db.execute("SELECT nb_hash FROM submissions WHERE assignment=? AND student_id=?",
                               (assignment, student_id)).fetchone()

@@ -7,7 +7,7 @@ from hwkit.course import load_course
 from hwkit.review.app import ReviewServer, build_app
 from hwkit.review.queue import ReviewItem, WRITTEN, answer_groups
 from tests.review_support import ASSIGNMENT, course_state as _state, synthetic_course, written_part
-from tests.support import read_grades
+from tests.support import hwkit, read_grades
 
 PORT = 8765
 ORIGIN = f"http://127.0.0.1:{PORT}"
@@ -134,3 +134,26 @@ def test_the_similarity_report_is_linked_when_it_exists(site):
     assert f'/similarity{token}' in client.get("/" + token).text.replace("&amp;", "&")
     assert client.get("/similarity").status_code == 403
     assert client.get("/similarity" + token).text == "<!doctype html><p>pairs</p>"
+
+
+def test_the_page_shows_what_another_shell_decided_or_regraded(site):
+    """The page stays open while a TA runs `hwkit override` and an instructor regrades a student elsewhere: the
+    next page shows both, and every other student as before."""
+    from hwkit.gradebook import Gradebook, SubmissionResult
+    from tests.review_support import code_part
+
+    root, ids, server, client = site
+    q = f"?token={server.token}"
+    assert "8</b> part(s) left" in client.get("/" + q).text
+    hwkit("override", ASSIGNMENT, ids[0], "ds_principle", "1.5", "--course", root, "--comment", "from a shell")
+    assert "7</b> part(s) left" in client.get("/" + q).text
+    assert "from a shell" in client.get(f"/student/{ids[0]}{q}").text
+    book = Gradebook(root)
+    book.record(SubmissionResult(ASSIGNMENT, ids[1], "ok", "", "hash-new", [
+        written_part("A regraded answer about channels.", score=2.0), code_part(0.0)],
+        graded_at="2026-01-03T00:00:00+00:00"))
+    book.close()
+    assert "7</b> part(s) left" in client.get("/" + q).text
+    page = client.get(f"/student/{ids[1]}{q}").text
+    assert "A regraded answer about channels." in page
+    assert len(server.results()) == 8 and [r.student_id for r in server.results()] == sorted(ids)

@@ -44,10 +44,12 @@ class ReviewServer:
 
     def __post_init__(self):
         # One connection, used under the lock: it writes the decisions and caches what it read. Its data_version
-        # changes only when another process commits (a regrade, `hwkit override`), which drops the cache.
+        # changes only when another process commits (a regrade, `hwkit override`); then the students whose
+        # stamps changed are read again, not the class.
         self.lock = threading.RLock()
         self.book = Gradebook(self.course.root, threads=True)
         self.cached: tuple = (None, [], {})            # (data_version, final results, {filters: answer groups})
+        self.stamps: dict[str, tuple[int, int]] = {}   # of the results cached (Gradebook.stamps)
         self.histogram_due = threading.Event()
         self.answers = _load_answers(self.course, self.assignment)
         self.solutions: dict[str, dict] = {}
@@ -68,12 +70,24 @@ class ReviewServer:
         return {f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}"}
 
     def results(self) -> list:
-        """The assignment's final results, read again only when another process changed the gradebook."""
+        """The assignment's final results; when another process changed the gradebook, the changed ones are
+        read again."""
         with self.lock:
             version = self.book.data_version()
             if self.cached[0] != version:
-                self.cached = (version, self.book.results(self.assignment), {})
+                self.cached = (version, self._refreshed(self.cached[1]), {})
             return self.cached[1]
+
+    def _refreshed(self, cached: list) -> list:
+        stamps = self.book.stamps(self.assignment)
+        changed = [sid for sid, stamp in stamps.items() if self.stamps.get(sid) != stamp]
+        by_student = {r.student_id: r for r in cached if r.student_id in stamps}
+        if len(changed) > len(stamps) // 2:
+            by_student = {r.student_id: r for r in self.book.results(self.assignment)}
+        elif changed:
+            by_student.update((r.student_id, r) for r in self.book.results(self.assignment, changed))
+        self.stamps = stamps
+        return [by_student[sid] for sid in sorted(by_student)]
 
     def groups(self, problem: str, part: str, flag: str) -> tuple[list, list]:
         """(every item awaiting review, the answer groups of those matching the filters), cached with the results."""
@@ -94,7 +108,7 @@ class ReviewServer:
         with self.lock:
             saved, final = record_decisions(self.course, self.book, self.results(), decisions, self.grader,
                                             histogram=False)
-            self.cached = (self.book.data_version(), final, {})
+            self.cached, self.stamps = (self.book.data_version(), final, {}), self.book.stamps(self.assignment)
         self.histogram_due.set()      # the histogram (matplotlib, slow) is redrawn in the background
         return saved, len(rq.review_items(final))
 
