@@ -263,6 +263,7 @@ def test_grade_with_similarity_names_a_friends_notebook(tmp_path):
     hwkit("grade", "t", "--course", root, "--similarity")
     with open(root / "graded" / "t" / "similarity.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
+    assert rows, (root / "graded" / "t" / "grades.csv").read_text(encoding="utf-8")
     assert _pair(rows[0]) == {"f1", "f4"} and float(rows[0]["cross_variant"]) > 0, rows
     assert all(float(r["score"]) == 0 for r in rows[1:] if "f4" not in _pair(r)), rows
     assert read_grades(root / "graded" / "t" / "grades.csv")["f4"]["status"] == "variant mismatch"
