@@ -84,3 +84,48 @@ def lstm_param_formula(input_size: int, hidden_size: int, num_layers: int, *, ga
         inp = input_size if layer == 0 or same_input else hidden_size
         total += gates * hidden_size * (inp + hidden_size) + biases * gates * hidden_size
     return total
+
+
+# The gate formulas of one unit (I = H = 1), in the notebook's scalar symbols: block k in (i, f, g, o) has the
+# weights W_ik (on x) and W_hk (on h) and PyTorch's two biases b_ik, b_hk.
+def gate_formula(block: str, *, activation: str | None = None, hh_bias: bool = True) -> str:
+    activation = activation or ("tanh" if block == "g" else "sigmoid")
+    terms = [f"W_i{block}*x", f"b_i{block}", f"W_h{block}*h"] + ([f"b_h{block}"] if hh_bias else [])
+    return f"{activation}({' + '.join(terms)})"
+
+
+def gate_symbols(block: str) -> tuple[str, ...]:
+    return ("x", "h", f"W_i{block}", f"W_h{block}", f"b_i{block}", f"b_h{block}")
+
+
+CELL_FORMULA = "f*c + i*g"          # c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
+HIDDEN_FORMULA = "o*tanh(c_t)"      # h_t = o_t ⊙ tanh(c_t)
+
+MODEL_ANSWER_GATES = (
+    "遗忘门 f_t：sigmoid 输出 (0,1) 之间的系数，逐元素乘在上一时刻的记忆 c_{t-1} 上，决定旧记忆保留多少、丢弃多少 "
+    "(how much of the previous cell state to keep)；输入门 i_t：决定本时刻的候选记忆 g_t 有多少写入记忆单元 "
+    "(how much new information to write)，g_t 决定写入什么；输出门 o_t：决定记忆单元经过 tanh 后有多少作为隐藏状态 h_t 输出 "
+    "(which part of the cell state becomes the hidden state h_t)。记忆单元的更新是近似线性的通路，梯度可以沿它跨越很多时间步传播，"
+    "所以 LSTM 能缓解梯度消失，学到长期依赖。")
+
+# The LSTM cell as a Mermaid flowchart (Jupyter renders ```mermaid blocks in Markdown).
+MODEL_DIAGRAM = """```mermaid
+flowchart LR
+    xt["x_t"] --> z["W_ih x_t + b_ih + W_hh h_(t-1) + b_hh, split into 4 blocks"]
+    hp["h_(t-1) (hidden state)"] --> z
+    z --> f["forget gate f_t = σ(·)"]
+    z --> i["input gate i_t = σ(·)"]
+    z --> g["candidate g_t = tanh(·)"]
+    z --> o["output gate o_t = σ(·)"]
+    cp["c_(t-1) (cell state)"] --> m1(("×"))
+    f --> m1
+    i --> m2(("×"))
+    g --> m2
+    m1 --> a1(("+"))
+    m2 --> a1
+    a1 --> ct["c_t (cell state)"]
+    ct --> th["tanh"]
+    th --> m3(("×"))
+    o --> m3
+    m3 --> ht["h_t (hidden state)"]
+```"""

@@ -17,6 +17,26 @@ def receptive_field(layers, *, use_stride: bool = True, use_dilation: bool = Tru
     return r, j
 
 
+def receptive_field_table(layers, *, use_stride: bool = True, jump_after_layer: bool = False) -> list[list[int]]:
+    """The computation shown layer by layer: [[R_1, J_1], [R_2, J_2], ...] (dilation 1). Switches: the stride
+    ignored; the layer's own jump J_l used where J_{l-1} belongs."""
+    r, j, rows = 1, 1, []
+    for k, s, _p, _d in layers:
+        new_j = j * s if use_stride else j
+        r += (k - 1) * (new_j if jump_after_layer else j)
+        j = new_j
+        rows.append([r, j])
+    return rows
+
+
+MODEL_ANSWER_CONCEPT = (
+    "感受野 (receptive field) 是输出特征图上的一个像素（神经元）在原始输入图像上能\"看到\"的区域，即会影响它取值的输入范围 "
+    "(the region of the input that affects the unit)。感受野小的浅层单元只看到局部，提取边缘、纹理等局部细节特征 "
+    "(local features such as edges and textures)；随着网络加深，卷积、池化和步幅的作用逐层累积，感受野逐层增大 "
+    "(it grows with depth)，深层单元能综合更大范围的上下文，提取物体形状、语义等全局的高层特征 (global, semantic features)。"
+    "感受野太小就看不到完整的目标，所以设计网络时要让最后一层的感受野足以覆盖要识别的目标。")
+
+
 def output_size(size: int, layers, *, use_padding: bool = True, use_dilation: bool = True) -> int:
     for k, s, p, d in layers:
         k_eff = (d if use_dilation else 1) * (k - 1) + 1

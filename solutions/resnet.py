@@ -152,3 +152,26 @@ def model_facts(depth: int, num_classes: int, in_channels: int, spatial: int, ba
 def chain_gradient(k: int) -> str:
     """d y_k / d x for y_i = F_i(y_{i-1}) + y_{i-1}, as a product of (dF_i + 1), in symbols d1..dk."""
     return "*".join(f"(d{i} + 1)" for i in range(1, k + 1))
+
+
+MODEL_ANSWER_RESIDUAL = (
+    "残差连接 (residual connection) 是在几层卷积的输入和输出之间加一条恒等捷径 (identity shortcut)，让输出等于 F(x) + x："
+    "这几层只需学习残差 F(x) = H(x) − x，而不必直接拟合整个映射 H(x)；最优映射接近恒等时只要让 F(x) ≈ 0，"
+    "比让一叠非线性层拟合恒等映射容易得多，这缓解了深层网络的退化 (degradation) 问题。反向传播时 ∂y/∂x = ∂F/∂x + 1，"
+    "经过 k 个块的梯度是 (1 + d_1)(1 + d_2)…(1 + d_k)，展开后含有常数项 1：梯度可以沿捷径直接传到浅层 "
+    "(directly to earlier layers)，即使每个 d_i 都很小也不会消失 (does not vanish)，所以几百层甚至上千层的网络也能训练。")
+
+# The BasicBlock as a Mermaid flowchart (Jupyter renders ```mermaid blocks in Markdown): both shortcuts.
+MODEL_DIAGRAM = """```mermaid
+flowchart TB
+    subgraph identity["BasicBlock, identity shortcut (stride 1, C_in = C_out)"]
+        x1["x"] --> c1["3×3 conv, stride 1, no bias"] --> b1["BN"] --> r1["ReLU"] --> c2["3×3 conv, stride 1"] --> b2["BN: F(x)"] --> a1(("+ add"))
+        x1 -- "identity shortcut" --> a1
+        a1 --> r2["ReLU"] --> y1["y = ReLU(F(x) + x)"]
+    end
+    subgraph projection["BasicBlock, projection shortcut (stride 2 or C_in ≠ C_out)"]
+        x2["x"] --> d1["3×3 conv, stride 2, no bias"] --> e1["BN"] --> s1["ReLU"] --> d2["3×3 conv, stride 1"] --> e2["BN: F(x)"] --> a2(("+ add"))
+        x2 -- "projection shortcut" --> p1["1×1 conv, stride 2"] --> p2["BN"] --> a2
+        a2 --> s2["ReLU"] --> y2["y = ReLU(F(x) + W_s x)"]
+    end
+```"""

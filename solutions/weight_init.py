@@ -90,3 +90,12 @@ MODEL_ANSWER_WHY = (
     "对称性 (symmetry) 永远无法打破，整层退化成一个神经元. 较大的随机值 (large random weights)：每层把激活值和梯度的方差放大，"
     "经过多层后前向激活和反向梯度指数增长，出现梯度爆炸 (exploding gradients), sigmoid/tanh 还会饱和；反之随机值过小则方差逐层缩小，"
     "出现梯度消失 (vanishing gradients). 所以要按扇入/扇出选择方差 (Xavier, He)，让各层方差保持稳定.")
+
+
+MODEL_ANSWER_COMPARE = (
+    "Xavier (Glorot) 初始化的设计思路：让前向的激活值和反向的梯度都保持方差不变，即 n_in·Var(W) = 1 与 n_out·Var(W) = 1，"
+    "两者取折中 (a compromise between fan-in and fan-out)，Var(W) = 2/(n_in + n_out)；它假设激活函数关于 0 对称、在 0 附近近似线性"
+    "（如 tanh）. ReLU 把负半轴截断为 0，只保留信号二阶矩的一半 (ReLU zeroes half of its inputs)，所以在 ReLU 网络中用 Xavier 时，"
+    "每经过一层激活值的标准差约乘以 1/√2 ≈ 0.71，激活和梯度逐层减小，深层时出现梯度消失 (vanishing). He (Kaiming) 初始化针对 ReLU "
+    "的这种非对称性，按扇入把方差加倍为 2/n_in 来补偿丢失的一半 (doubles the variance to compensate)，使各层激活值和梯度的方差"
+    "保持稳定 (stable)，因此更适合 ReLU 网络的梯度传播.")

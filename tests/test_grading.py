@@ -91,14 +91,16 @@ def test_grades_csv_has_every_roster_student(graded):
     grades = read_grades(root / "graded" / "t" / "grades.csv")
     assert sorted(grades) == STUDENTS
     assert "stranger" in proc.stdout and "not on the roster" in proc.stdout
-    assert grades["s01"]["total"] == grades["s01"]["max"] == "12"
+    assert grades["s01"]["total"] == grades["s01"]["max"] == "19"
     assert grades["s01"]["status"] == "ok"
 
 
 def test_correct_work_scores_full(graded):
     root, _ = graded
-    assert {k: v[2] for k, v in _parts(root, "s01").items()} == {p: "CORRECT" for p in ("rf_final", "rf_jump", "rf_out_size", "receptive_field")}
-    assert {k: v[2] for k, v in _parts(root, "s12").items()} == {p: "CORRECT" for p in ("rf_final", "rf_jump", "rf_out_size", "receptive_field")}
+    right = {p: "CORRECT" for p in ("rf_final", "rf_jump", "rf_out_size", "receptive_field", "rf_table")}
+    right["rf_concept"] = "WRITTEN_ALL_CONCEPTS"
+    assert {k: v[2] for k, v in _parts(root, "s01").items()} == right
+    assert {k: v[2] for k, v in _parts(root, "s12").items()} == right
 
 
 def test_each_mistake_is_named(graded):
@@ -140,7 +142,7 @@ def test_starter_scores_zero_as_not_answered(graded):
 def test_unreadable_submissions_are_recorded_with_a_reason(graded, sid, status, words):
     root, _ = graded
     row = read_grades(root / "graded" / "t" / "grades.csv")[sid]
-    assert row["status"] == status and words in row["reason"] and row["total"] == "0" and row["max"] == "12"
+    assert row["status"] == status and words in row["reason"] and row["total"] == "0" and row["max"] == "19"
     assert (root / "graded" / "t" / sid / "feedback.html").is_file()
 
 
@@ -176,7 +178,8 @@ def test_summary_and_exports(graded):
     assert (folder / "histogram.png").read_bytes()[:4] == b"\x89PNG"
     assert "RF_IGNORED_STRIDE" in (folder / "summary.html").read_text()
     for fmt, column in (("csv", "student_id"), ("canvas", "SIS User ID"), ("moodle", "ID number")):
-        hwkit("export", "t", "--course", root, "--format", fmt)
+        # the written part (rf_concept) is provisional until reviewed: gating exports on review is review's story
+        hwkit("export", "t", "--course", root, "--format", fmt, "--allow-provisional")
         assert (folder / f"grades-{fmt}.csv").read_text().startswith(column) or column in (folder / f"grades-{fmt}.csv").read_text().splitlines()[0]
 
 
@@ -253,7 +256,7 @@ def test_killed_batch_resumes_without_losing_or_repeating(tmp_path):
     assert f"Graded {len(ids) - len(first)} submission" in out
     rows = list(sqlite3.connect(db_path).execute("SELECT student_id, graded_at, score, max_score FROM submissions"))
     assert sorted(r[0] for r in rows) == ids
-    assert all(r[2] == r[3] == 12 for r in rows)
+    assert all(r[2] == r[3] == 19 for r in rows)
     assert all(first[sid] == at for sid, at, _, _ in rows if sid in first)
 
 

@@ -13,7 +13,8 @@ from solutions.lstm import lstm_cell_manual, lstm_forward_manual, lstm_param_for
 from tests.support import append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, grade_one, make_course, release_notebook, solution_notebook
 
 PROBLEM = get_problem("lstm")
-PART_IDS = ["lstm_cell", "lstm_forward", "lstm_param_count"]
+PART_IDS = ["lstm_gate_roles", "lstm_formula_i", "lstm_formula_f", "lstm_formula_g", "lstm_formula_o", "lstm_formula_c",
+            "lstm_formula_h", "lstm_diagram", "lstm_cell", "lstm_forward", "lstm_param_count"]
 
 
 def test_sampling_200_seeds_valid_and_distinct():
@@ -48,6 +49,11 @@ def test_manual_equations_agree_with_nn_lstm():
 
 
 WRONG_1 = '''
+lstm_gate_roles = "gates"
+lstm_formula_i = "tanh(W_ii*x + b_ii + W_hi*h + b_hi)"
+lstm_formula_c = "i*c + f*g"
+lstm_formula_h = "o*c_t"
+lstm_diagram = "x -> three gates -> output h"
 def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):
     z = x @ W_ih.T + b_ih + h @ W_hh.T + b_hh
     i, f, o, g = z.chunk(4, dim=1)          # gate order i, f, o, g
@@ -69,6 +75,11 @@ lstm_param_count = 4 * {H} * ({I} + {H}) + 4 * {H} + ({L} - 1) * (4 * {H} * 2 * 
 '''
 
 WRONG_2 = '''
+lstm_formula_f = "sigmoid(W_if*x + b_if + W_hf*h)"
+lstm_formula_g = "sigmoid(W_ig*x + b_ig + W_hg*h + b_hg)"
+lstm_formula_o = "sigmoid(W_io*x + W_ho*h)"
+lstm_formula_c = "c + i*g"
+lstm_formula_h = "tanh(c_t)"
 def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):
     z = x @ W_ih.T + b_ih + h @ W_hh.T       # b_hh forgotten
     i, f, g, o = z.chunk(4, dim=1)
@@ -103,6 +114,23 @@ lstm_param_count = 3 * {H} * ({I} + {H}) + 6 * {H} + ({L} - 1) * (3 * {H} * 2 * 
 
 # Correct alternatives: per-gate weights sliced by hand, F.linear, a preallocated output tensor, torch counting.
 ALTERNATIVE = '''
+lstm_gate_roles = ("The forget gate outputs a number between 0 and 1 for each entry of the previous cell state c(t-1) "
+                   "and decides how much of the old memory to keep or erase. The input gate decides how much of the "
+                   "candidate (new information) is written into the cell. The output gate decides which part of the "
+                   "cell state, after tanh, becomes the hidden state h_t.")
+lstm_formula_i = "1/(1 + exp(-(W_ii*x + W_hi*h + b_ii + b_hi)))"
+lstm_formula_f = "sigmoid(b_hf + b_if + x*W_if + h*W_hf)"
+lstm_formula_g = "tanh(W_ig*x + W_hg*h + (b_ig + b_hg))"
+lstm_formula_o = "sigmoid(W_io*x+b_io+W_ho*h+b_ho)"
+lstm_formula_c = "g*i + c*f"
+lstm_formula_h = "tanh(c_t)*o"
+lstm_diagram = \"\"\"
+c(t-1) --(x f_t)--(+)-----------------> c_t --tanh--(x o_t)--> h_t (hidden state)
+                   ^
+          i_t (x) g_t
+forget gate f_t = sigmoid(...), input gate i_t = sigmoid(...), candidate g_t = tanh(...),
+output gate o_t = sigmoid(...), all from x_t and h(t-1); x: element-wise multiply, +: add
+\"\"\"
 import torch.nn.functional as F
 
 def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):
@@ -142,9 +170,13 @@ def test_notebook_grading(tmp_path):
     # (3) plausible wrong answers, with their notes
     rounds = [
         (WRONG_1, {"lstm_cell": "LSTM_GATE_ORDER", "lstm_forward": "LSTM_TRANSPOSED_WEIGHT",
-                   "lstm_param_count": "LSTM_PARAMS_ONE_BIAS"}),
+                   "lstm_param_count": "LSTM_PARAMS_ONE_BIAS", "lstm_gate_roles": "WRITTEN_TOO_SHORT",
+                   "lstm_formula_i": "LSTM_GATE_TANH", "lstm_formula_c": "LSTM_CELL_GATES_SWAPPED",
+                   "lstm_formula_h": "LSTM_TANH_CELL_MISSING", "lstm_diagram": "WRITTEN_MISSING_CELL_STATE"}),
         (WRONG_2, {"lstm_cell": "LSTM_NO_HH_BIAS", "lstm_forward": "LSTM_STATE_NOT_CARRIED",
-                   "lstm_param_count": "LSTM_PARAMS_LAYER_INPUT"}),
+                   "lstm_param_count": "LSTM_PARAMS_LAYER_INPUT", "lstm_formula_f": "LSTM_NO_HH_BIAS",
+                   "lstm_formula_g": "LSTM_CANDIDATE_SIGMOID", "lstm_formula_o": "FORMULA_NOT_EQUIVALENT",
+                   "lstm_formula_c": "LSTM_CELL_NO_FORGET", "lstm_formula_h": "LSTM_H_NO_OUTPUT_GATE"}),
         (WRONG_3, {"lstm_cell": "LSTM_TANH_CELL_MISSING", "lstm_forward": "RAISED",
                    "lstm_param_count": "LSTM_PARAMS_3_GATES"}),
     ]

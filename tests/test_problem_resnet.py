@@ -14,7 +14,8 @@ from solutions.resnet import measure, model_facts
 from tests.support import grade_probe, append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, grade_one, make_course, release_notebook, solution_notebook
 
 PROBLEM = get_problem("resnet")
-PART_IDS = ["resnet_dydx", "resnet_chain_grad", "resnet_block", "resnet_identity", "resnet_model"]
+PART_IDS = ["resnet_dydx", "resnet_chain_grad", "resnet_block", "resnet_identity", "resnet_model", "resnet_residual",
+            "resnet_diagram"]
 
 
 def test_sampling_200_seeds_valid_and_distinct():
@@ -85,6 +86,8 @@ def make_resnet(depth, num_classes, in_channels=3):
 
 resnet_dydx = "dF"
 resnet_chain_grad = "*".join("d%d" % i for i in range(1, {k} + 1))
+resnet_residual = "ResNet is a network with very many layers that works well."
+resnet_diagram = "conv -> relu -> conv -> relu"
 '''
 
 WRONG_2 = BLOCK_OK + '''
@@ -97,6 +100,7 @@ def make_resnet(depth, num_classes, in_channels=3):   # layouts swapped
 
 resnet_dydx = "2*dF"
 resnet_chain_grad = " + ".join("d%d" % i for i in range(1, {k} + 1)) + " + 1"
+resnet_diagram = "x -> [3x3 conv] -> [BN] -> [ReLU] -> [3x3 conv] -> [BN] -> [ReLU] -> y"
 '''
 
 WRONG_3 = BLOCK_OK + '''
@@ -178,6 +182,15 @@ resnet_dydx = "1 + dF"
 import itertools
 resnet_chain_grad = " + ".join(["1"] + ["*".join(c) for r in range(1, {k} + 1)
                                         for c in itertools.combinations(["d%d" % i for i in range(1, {k} + 1)], r)])
+resnet_residual = ("A residual connection adds the block's input to its output through an identity shortcut, y = F(x) + x, "
+                   "so the layers only learn the residual. The derivative is dF + 1: the gradient flows directly back to "
+                   "earlier layers through the shortcut, so it does not vanish even if dF is tiny. Learning F(x) close to "
+                   "zero is easy, which also stops the degradation of very deep plain networks.")
+resnet_diagram = \"\"\"
+x --> 3x3 conv (stride s) --> BN --> ReLU --> 3x3 conv --> BN --> (+) --> ReLU --> y
+|                                                                  ^
++---- identity shortcut, or 1x1 conv + BN (projection) when the shape changes ----+
+\"\"\"
 '''
 
 
@@ -193,10 +206,11 @@ def test_notebook_grading(tmp_path):
     rounds = [
         (WRONG_1, {"resnet_block": "RESNET_BIAS_IN_CONV", "resnet_model": "RESNET_BIAS_IN_CONV",
                    "resnet_dydx": "RESNET_GRAD_NO_IDENTITY", "resnet_chain_grad": "RESNET_CHAIN_NO_IDENTITY",
-                   "resnet_identity": None}),
+                   "resnet_identity": None, "resnet_residual": "WRITTEN_MISSING_SHORTCUT",
+                   "resnet_diagram": "WRITTEN_MISSING_KERNEL_3X3"}),
         (WRONG_2, {"resnet_identity": "RESNET_RELU_PLACEMENT", "resnet_model": "RESNET_WRONG_BLOCKS",
                    "resnet_dydx": "FORMULA_NOT_EQUIVALENT", "resnet_chain_grad": "RESNET_CHAIN_ADDED",
-                   "resnet_block": "RESNET_RELU_PLACEMENT"}),
+                   "resnet_block": "RESNET_RELU_PLACEMENT", "resnet_diagram": "WRITTEN_MISSING_SHORTCUT"}),
         (WRONG_3, {"resnet_block": "RESNET_SHORTCUT_NO_BN", "resnet_model": "RESNET_NO_MAXPOOL"}),
         (WRONG_4, {"resnet_block": "RESNET_NO_SHORTCUT", "resnet_identity": "RESNET_NO_SHORTCUT",
                    "resnet_model": "RESNET_NO_SHORTCUT"}),

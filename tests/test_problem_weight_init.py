@@ -12,7 +12,7 @@ from solutions.weight_init import activation_stds, init_weights
 from tests.support import grade_probe, run_probe, append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, grade_one, make_course, release_notebook, solution_notebook
 
 PROBLEM = get_problem("weight-init")
-PART_IDS = ["wi_xavier_var", "wi_he_var", "wi_xavier_std", "wi_he_std", "init_weights", "activation_stds", "wi_why"]
+PART_IDS = ["wi_xavier_var", "wi_he_var", "wi_xavier_std", "wi_he_std", "init_weights", "activation_stds", "wi_why", "wi_compare"]
 
 
 def test_sampling_200_seeds_valid_and_distinct():
@@ -100,6 +100,7 @@ def test_experiment_reference_shows_the_two_schemes():
 
 WRONG_1 = '''
 wi_why = "Because it is bad for training."
+wi_compare = "He initialisation is better than Xavier for ReLU networks, everyone uses it."
 wi_xavier_var = "2/n_in"
 wi_he_var = "2/(n_in + n_out)"
 wi_xavier_std = 2 / (wi_n_in + wi_n_out)
@@ -164,6 +165,10 @@ import torch.nn.functional as F
 
 wi_why = ("若全部初始化为 0,同一层神经元的输出相同,反向传播得到相同的梯度,无法打破对称性;"
           "若随机值过大,激活值和梯度逐层放大,出现梯度爆炸,若过小则逐层缩小导致梯度消失。")
+wi_compare = ("Xavier keeps the variance of both the forward activations and the backward gradients, using the average "
+              "of fan-in and fan-out, and assumes a symmetric activation such as tanh. ReLU sets the negative inputs to "
+              "zero, so with Xavier the signal shrinks by about 0.71 per layer and the gradients vanish in a deep net. "
+              "He uses twice the variance, 2/fan_in, and the scale stays stable from layer to layer.")
 wi_xavier_var = "1/((n_in + n_out)/2)"
 wi_he_var = "4/(2*n_in)"
 wi_xavier_std = math.sqrt(2) / math.sqrt(wi_n_in + wi_n_out)
@@ -205,7 +210,7 @@ def test_notebook_grading(tmp_path):
     rounds = [
         (WRONG_1, {"wi_xavier_var": "HE_FOR_XAVIER", "wi_he_var": "XAVIER_FOR_HE", "wi_xavier_std": "VARIANCE_GAVE_STD",
                    "wi_he_std": "HE_USED_FAN_OUT", "init_weights": "HE_USED_FAN_OUT", "activation_stds": "ACT_RNG_ORDER",
-                   "wi_why": "WRITTEN_MISSING_SYMMETRY"}),
+                   "wi_why": "WRITTEN_MISSING_SYMMETRY", "wi_compare": "WRITTEN_MISSING_FORWARD_AND_BACKWARD"}),
         (WRONG_2, {"wi_xavier_var": "XAVIER_NO_FACTOR_2", "wi_he_var": "HE_NO_FACTOR_2",
                    "wi_xavier_std": "XAVIER_UNIFORM_BOUND", "wi_he_std": "HE_NO_FACTOR_2",
                    "init_weights": "STD_GAVE_VARIANCE", "activation_stds": "XAVIER_FOR_HE", "wi_why": "WRITTEN_TOO_SHORT"}),
@@ -220,4 +225,4 @@ def test_notebook_grading(tmp_path):
     results = grade_one(root, "s001", append_cell(release_notebook(root, "s001"), ALTERNATIVE))
     for pid, r in results.items():
         assert r.score == r.max_points, (pid, r.note, r.feedback)
-    assert results["wi_why"].note == "WRITTEN_ALL_CONCEPTS"
+    assert results["wi_why"].note == results["wi_compare"].note == "WRITTEN_ALL_CONCEPTS"

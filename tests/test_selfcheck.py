@@ -45,8 +45,9 @@ def course(tmp_path_factory):
 
 def test_reference_passes_every_public_check(course, tmp_path):
     code, out = _check_json(_student_copy(course, "s01", tmp_path, _filled(course, "s01")))
-    assert code == 0 and out["passed"] == out["total"] == 4
-    assert all(r["status"] == "pass" for r in out["results"])
+    assert code == 0 and out["passed"] == out["total"] == 5   # the written part is checked at grading
+    assert {r["part"]: r["status"] for r in out["results"] if r["status"] != "pass"} == {
+        "rf_concept": "answered (checked at grading)"}
 
 
 def test_wrong_answers_fail_exactly_their_parts(course, tmp_path):
@@ -55,13 +56,14 @@ def test_wrong_answers_fail_exactly_their_parts(course, tmp_path):
     code, out = _check_json(_student_copy(course, "s01", tmp_path, nb))
     status = {r["part"]: r["status"] for r in out["results"]}
     assert code == 1
-    assert status == {"rf_final": "pass", "rf_jump": "fail", "rf_out_size": "pass", "receptive_field": "fail"}
+    assert status == {"rf_final": "pass", "rf_jump": "fail", "rf_out_size": "pass", "receptive_field": "fail",
+                      "rf_concept": "answered (checked at grading)", "rf_table": "pass"}
 
 
 def test_starter_is_reported_not_answered_in_a_table(course, tmp_path):
     proc = hwkit("check", _student_copy(course, "s02", tmp_path), check=False, timeout=600)
     assert proc.returncode == 1
-    assert "not answered" in proc.stdout and "0 of 4 public checks pass" in proc.stdout
+    assert "not answered" in proc.stdout and "0 of 5 public checks pass" in proc.stdout
     assert "Hidden tests" in proc.stdout
 
 
@@ -109,9 +111,10 @@ def test_format_only_mode_confirms_presence_not_correctness(tmp_path):
     root = make_course(tmp_path, RF, ["s01"], selfcheck="format")
     nb = release_notebook(root, "s01")
     assert all(not p["hashes"] for p in unpack_bundle(nb.metadata["hwkit"]["selfcheck"])["parts"])
-    append_cell(nb, "rf_final = 1\nrf_jump = 1\nrf_out_size = 1\ndef receptive_field(layers):\n    return [1, 1]\n")
+    append_cell(nb, "rf_final = 1\nrf_jump = 1\nrf_out_size = 1\ndef receptive_field(layers):\n    return [1, 1]\n"
+                    "rf_table = [(1, 1)]\nrf_concept = 'the region of the input a unit sees'\n")
     code, out = _check_json(_student_copy(root, "s01", tmp_path, nb))
-    assert code == 0 and out["passed"] == 4
+    assert code == 0 and out["passed"] == 5
 
 
 def test_autograder_never_scores_a_correct_notebook_below_the_promise(course):

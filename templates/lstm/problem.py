@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hwkit.checks import Array, Cases, Exact, Fields
+from hwkit.checks import Array, Cases, Exact, Fields, Formula, Rubric
 from hwkit.problem import KernelModule, Mistake, Part, Probe, Problem, say
 from hwkit.probes import read_variable
-from solutions.lstm import (GATES, lstm_cell_manual, lstm_forward_manual, lstm_param_count, lstm_param_formula,
+from solutions.lstm import (CELL_FORMULA, GATES, HIDDEN_FORMULA, MODEL_ANSWER_GATES, MODEL_DIAGRAM, gate_formula,
+                            gate_symbols, lstm_cell_manual, lstm_forward_manual, lstm_param_count, lstm_param_formula,
                             torch_lstm_cell, torch_lstm_forward)
 
 TOL = Array(rtol=1e-4, atol=1e-5)
@@ -150,9 +151,87 @@ _NO_COUNTING = ((r"\bLSTM\b|\.parameters\s*\(|\bnumel\b", say(
     "你的答案让 PyTorch 去数参数（构造 nn.LSTM 并用 .parameters() 或 numel），题目要求自己推导。该小题将由教师复核。")),)
 
 
+# ---- (a)-(c): the gates' roles, their formulas, the cell diagram -------------------------------------
+
+GATES_RUBRIC = Rubric(concepts=(
+    ("forget_keeps_old", ("c_{t-1}", "c_(t-1)", "c_{t−1}", "上一时刻", "旧记忆", "旧的记忆", "过去的记忆", "保留多少", "遗忘多少",
+                          "丢弃", "previous cell", "previous memory", "old memory", "past memory", "previous state",
+                          "discard", "erase", "throw away", "keep")),
+    ("input_writes_new", ("写入", "新信息", "新的信息", "新内容", "候选", "存入", "write", "new information", "new content",
+                          "candidate", "store", "add to the cell")),
+    ("output_exposes", ("隐藏状态", "h_t", "对外输出", "输出多少", "作为输出", "hidden state", "expose", "what to output",
+                        "becomes the output", "as the output")),
+    ("gate_fraction", ("(0,1)", "(0, 1)", "0 到 1", "0到1", "0 和 1", "0和1", "比例", "系数", "多少", "sigmoid", "σ",
+                       "between 0 and 1", "fraction", "proportion", "how much")),
+))
+DIAGRAM_RUBRIC = Rubric(concepts=(
+    ("cell_state", ("c_t", "c_{t-1}", "c_(t-1)", "c_prev", "cell state", "记忆单元", "细胞状态", "单元状态")),
+    ("forget_gate", ("forget", "遗忘门", "f_t")),
+    ("input_gate", ("input gate", "输入门", "i_t")),
+    ("output_gate", ("output gate", "输出门", "o_t")),
+    ("sigmoid", ("sigmoid", "σ", "sigma")),
+    ("tanh", ("tanh",)),
+    ("multiply", ("×", "*", "⊙", "乘", "multipl", "product")),
+    ("add", ("+", "add", "相加", "加法", "sum")),
+    ("hidden_state", ("h_t", "h_{t-1}", "h_(t-1)", "hidden", "隐藏状态")),
+))
+FUNCTIONS = ("sigmoid", "tanh", "exp")
+_BLOCK_NAMES = {"i": say("input gate i_t", "输入门 i_t"), "f": say("forget gate f_t", "遗忘门 f_t"),
+                "g": say("candidate memory g_t", "候选记忆 g_t"), "o": say("output gate o_t", "输出门 o_t")}
+_FORMULA_FEEDBACK = {
+    "LSTM_GATE_TANH": say("A gate is a fraction between 0 and 1: its activation is the sigmoid σ, not tanh.",
+                          "门的取值是 0 到 1 之间的比例，激活函数是 sigmoid σ，而不是 tanh。"),
+    "LSTM_CANDIDATE_SIGMOID": say("The candidate memory g_t is new content in (−1, 1): its activation is tanh, not the sigmoid.",
+                                  "候选记忆 g_t 是 (−1, 1) 之间的新内容，激活函数是 tanh，而不是 sigmoid。"),
+    "LSTM_CELL_GATES_SWAPPED": say("The forget gate scales the old memory and the input gate the candidate: c_t = f_t·c_{t−1} + i_t·g_t.",
+                                   "遗忘门乘旧记忆，输入门乘候选记忆：c_t = f_t·c_{t−1} + i_t·g_t。"),
+    "LSTM_CELL_NO_FORGET": say("The old memory passes through the forget gate: it is scaled by f_t before the new content is added.",
+                               "旧记忆要先经过遗忘门：乘以 f_t 之后再加上新内容。"),
+    "LSTM_H_NO_OUTPUT_GATE": say("The output gate decides what of tanh(c_t) is exposed: h_t = o_t·tanh(c_t).",
+                                 "输出门决定 tanh(c_t) 中有多少输出：h_t = o_t·tanh(c_t)。"),
+}
+
+
+def _gate_part(block: str) -> Part:
+    right = gate_formula(block)
+    other = "tanh" if block != "g" else "sigmoid"
+    mistakes = [Mistake("LSTM_CANDIDATE_SIGMOID" if block == "g" else "LSTM_GATE_TANH", gate_formula(block, activation=other),
+                        _FORMULA_FEEDBACK["LSTM_CANDIDATE_SIGMOID" if block == "g" else "LSTM_GATE_TANH"]),
+                Mistake("LSTM_NO_HH_BIAS", gate_formula(block, hh_bias=False), _FEEDBACK["LSTM_NO_HH_BIAS"])]
+    name = _BLOCK_NAMES[block]
+    return Part(f"lstm_formula_{block}", 1, say(f"Formula of the {name['en']}", f"{name['zh']} 的公式"),
+                probe=lambda rng: read_variable(f"lstm_formula_{block}"), reference=lambda probe: right,
+                check=Formula(symbols=gate_symbols(block), functions=FUNCTIONS), kind="formula",
+                mistakes=lambda probe: mistakes)
+
+
+def _formula_parts() -> list[Part]:
+    cell_mistakes = [Mistake("LSTM_CELL_GATES_SWAPPED", "i*c + f*g", _FORMULA_FEEDBACK["LSTM_CELL_GATES_SWAPPED"]),
+                     Mistake("LSTM_CELL_NO_FORGET", "c + i*g", _FORMULA_FEEDBACK["LSTM_CELL_NO_FORGET"])]
+    hidden_mistakes = [Mistake("LSTM_TANH_CELL_MISSING", "o*c_t", _FEEDBACK["LSTM_TANH_CELL_MISSING"]),
+                       Mistake("LSTM_H_NO_OUTPUT_GATE", "tanh(c_t)", _FORMULA_FEEDBACK["LSTM_H_NO_OUTPUT_GATE"])]
+    return [_gate_part(block) for block in GATES] + [
+        Part("lstm_formula_c", 1, say("Formula of the cell state c_t", "记忆单元 c_t 的公式"),
+             probe=lambda rng: read_variable("lstm_formula_c"), reference=lambda probe: CELL_FORMULA,
+             check=Formula(symbols=("i", "f", "g", "c"), functions=FUNCTIONS), kind="formula",
+             mistakes=lambda probe: cell_mistakes),
+        Part("lstm_formula_h", 1, say("Formula of the hidden state h_t", "隐藏状态 h_t 的公式"),
+             probe=lambda rng: read_variable("lstm_formula_h"), reference=lambda probe: HIDDEN_FORMULA,
+             check=Formula(symbols=("o", "c_t"), functions=FUNCTIONS), kind="formula",
+             mistakes=lambda probe: hidden_mistakes),
+    ]
+
+
 def parts(params: dict) -> list[Part]:
     count = answers(params)["lstm_param_count"]
     return [
+        Part("lstm_gate_roles", 3, say("Roles of the input, forget and output gates", "输入门、遗忘门、输出门的作用"),
+             probe=lambda rng: read_variable("lstm_gate_roles"), reference=lambda probe: MODEL_ANSWER_GATES,
+             check=GATES_RUBRIC, kind="written"),
+        *_formula_parts(),
+        Part("lstm_diagram", 3, say("Diagram of the LSTM cell", "LSTM 单元结构示意图"),
+             probe=lambda rng: read_variable("lstm_diagram"), reference=lambda probe: MODEL_DIAGRAM,
+             check=DIAGRAM_RUBRIC, kind="written"),
         Part("lstm_cell", 5, say("Function lstm_cell (one time step)", "函数 lstm_cell（单个时间步）"),
              probe=lambda rng: KERNEL.probe("cell", {"cases": _cell_cases(rng, params)}),
              reference=_cell_reference, check=Cases(TOL),
@@ -170,9 +249,15 @@ def parts(params: dict) -> list[Part]:
     ]
 
 
+def context(params: dict) -> dict:
+    return {"gates_answer_src": repr(MODEL_ANSWER_GATES), "diagram": MODEL_DIAGRAM,
+            "formulas": {f"lstm_formula_{b}": gate_formula(b) for b in GATES} | {"lstm_formula_c": CELL_FORMULA,
+                                                                                 "lstm_formula_h": HIDDEN_FORMULA}}
+
+
 PROBLEM = Problem(
     id="lstm",
     title=say("LSTM gates, forward pass and parameter count", "LSTM 的门控、前向计算与参数量"),
-    points=12, sample=sample, note=note, parts=parts, answers=answers,
+    points=24, sample=sample, note=note, parts=parts, answers=answers, context=context,
     template=Path(__file__).with_name("notebook.j2"),
 )

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from hwkit.behaviour import ModuleSpec, Variant, module_case, module_part
-from hwkit.checks import Formula
+from hwkit.checks import Formula, Rubric
 from hwkit.problem import Mistake, Part, Problem, say
 from hwkit.probes import read_variable
-from solutions.resnet import LAYOUTS, BasicBlock, chain_gradient, make_resnet, model_facts
+from solutions.resnet import (LAYOUTS, MODEL_ANSWER_RESIDUAL, MODEL_DIAGRAM, BasicBlock, chain_gradient, make_resnet,
+                              model_facts)
 
 
 def sample(rng: random.Random) -> dict:
@@ -143,6 +144,32 @@ def _public(cases):
     return lambda: cases(random.Random(20240611))
 
 
+# ---- (f), (g) written: the residual connection, the block diagram (provisional, reviewed) ---------------
+
+RESIDUAL_RUBRIC = Rubric(concepts=(
+    ("shortcut", ("恒等", "捷径", "跳跃连接", "跨层连接", "短路连接", "identity", "shortcut", "skip")),
+    ("residual_learning", ("残差", "residual", "f(x) + x", "f(x)+x", "h(x) - x", "h(x)-x")),
+    ("gradient_plus_one", ("+ 1", "+1", "1 +", "1+", "加 1", "加1", "加上 1", "加上1", "常数项", "constant term",
+                           "constant 1", "the 1 ", "∂x/∂x = 1")),
+    ("direct_path", ("直接", "浅层", "绕过", "不经过", "无衰减", "不衰减", "directly", "earlier layers", "shallow",
+                     "bypass", "without passing", "unchanged", "unattenuated", "straight")),
+    ("no_vanishing", ("不会消失", "不消失", "缓解", "避免", "防止", "does not vanish", "doesn't vanish", "won't vanish",
+                      "not vanish", "never vanish", "alleviat", "eases", "mitigat", "avoid", "prevent")),
+    ("degradation", ("退化", "更容易优化", "更容易学习", "容易得多", "接近 0", "接近0", "≈ 0", "≈0", "degrad",
+                     "easier to optimi", "easier to learn", "close to zero", "near zero", "f(x) = 0", "f(x)=0")),
+))
+# What the diagram must show; a person checks the drawing itself.
+DIAGRAM_RUBRIC = Rubric(concepts=(
+    ("kernel_3x3", ("3x3", "3×3", "3 x 3", "3 × 3", "3*3")),
+    ("conv", ("conv", "卷积")),
+    ("batchnorm", ("bn", "batchnorm", "batch norm", "批归一化", "批量归一化", "批标准化")),
+    ("relu", ("relu",)),
+    ("shortcut", ("shortcut", "identity", "skip", "恒等", "捷径", "跳跃")),
+    ("projection", ("1x1", "1×1", "1 x 1", "1 × 1", "projection", "downsample", "投影", "下采样")),
+    ("addition", ("add", "+", "⊕", "相加", "加法", "求和", "sum")),
+))
+
+
 # ---- parts ------------------------------------------------------------------------------------
 
 def parts(params: dict) -> list[Part]:
@@ -174,16 +201,24 @@ def parts(params: dict) -> list[Part]:
                     cases=lambda rng: _model_cases(params, rng),
                     public_cases=_public(lambda rng: _model_cases({"depth": 18, "num_classes": 10, "in_channels": 3}, rng,
                                                                    PUBLIC_MODEL_SIZES))),
+        Part("resnet_residual", 3, say("What a residual connection is and how it eases vanishing gradients",
+                                       "什么是残差连接，它如何缓解梯度消失"),
+             probe=lambda rng: read_variable("resnet_residual"), reference=lambda probe: MODEL_ANSWER_RESIDUAL,
+             check=RESIDUAL_RUBRIC, kind="written"),
+        Part("resnet_diagram", 3, say("Diagram of the residual block (BasicBlock)", "残差块（BasicBlock）结构示意图"),
+             probe=lambda rng: read_variable("resnet_diagram"), reference=lambda probe: MODEL_DIAGRAM,
+             check=DIAGRAM_RUBRIC, kind="written"),
     ]
 
 
 def context(params: dict) -> dict:
-    return {"layout": list(LAYOUTS[params["depth"]]), "chain_symbols": [f"d{i}" for i in range(1, params["chain_k"] + 1)]}
+    return {"layout": list(LAYOUTS[params["depth"]]), "chain_symbols": [f"d{i}" for i in range(1, params["chain_k"] + 1)],
+            "residual_answer_src": repr(MODEL_ANSWER_RESIDUAL), "diagram": MODEL_DIAGRAM}
 
 
 PROBLEM = Problem(
     id="resnet",
     title=say("Residual networks: ResNet-18/34", "残差网络:ResNet-18/34"),
-    points=16, sample=sample, note=note, parts=parts, answers=answers, context=context,
+    points=22, sample=sample, note=note, parts=parts, answers=answers, context=context,
     template=Path(__file__).with_name("notebook.j2"),
 )

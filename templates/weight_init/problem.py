@@ -11,7 +11,7 @@ import numpy as np
 from hwkit.checks import Array, Cases, Fields, Formula, Number, Rubric
 from hwkit.problem import KernelModule, Mistake, Part, Probe, Problem, say
 from hwkit.probes import call_function, read_variable
-from solutions.weight_init import MODEL_ANSWER_WHY, activation_stds, he_var, target_var, xavier_var
+from solutions.weight_init import MODEL_ANSWER_COMPARE, MODEL_ANSWER_WHY, activation_stds, he_var, target_var, xavier_var
 
 # init_weights probe: layer widths alternate between two bands, so consecutive widths differ by a factor
 # of at least 1.4 (fan-in and fan-out mistakes stay distinguishable) and every layer has at least
@@ -174,6 +174,24 @@ _FEEDBACK = {
 }
 
 
+# (f) the written comparison: each scheme's design idea, ReLU's half, and what each does to the gradient.
+COMPARE_RUBRIC = Rubric(concepts=(
+    ("forward_and_backward", ("n_in + n_out", "n_in+n_out", "fan_in + fan_out", "fan_in+fan_out", "fan-in and fan-out",
+                              "fan in and fan out", "扇入和扇出", "扇入与扇出", "扇入、扇出", "forward and backward",
+                              "forward and the backward", "前向和反向", "前向与反向", "正向和反向", "both directions",
+                              "折中", "compromise", "平均", "average")),
+    ("symmetric_activation", ("tanh", "对称", "symmetric", "近似线性", "linear", "sigmoid")),
+    ("relu_zeroes_half", ("一半", "half", "负半轴", "负半", "截断", "置零", "置为 0", "置为0", "变为 0", "变为0",
+                          "zeroes", "zeros out", "zero out", "negative", "负值", "负数", "非对称", "asymmetr")),
+    ("he_doubles", ("2/n_in", "2/fan_in", "factor 2", "factor of 2", "twice", "double", "加倍", "两倍", "2 倍", "2倍",
+                    "翻倍", "补偿", "compensat", "乘以 2", "乘以2")),
+    ("xavier_shrinks", ("逐层减小", "逐层变小", "逐层缩小", "越来越小", "消失", "vanish", "shrink", "decay", "衰减",
+                        "1/√2", "1/sqrt(2)", "0.7", "减半", "halve", "smaller and smaller", "decreas", "减小")),
+    ("he_stable", ("稳定", "stable", "保持不变", "基本不变", "大致不变", "constant", "preserv", "maintain", "stays",
+                   "does not shrink", "doesn't shrink", "不会消失", "不消失")),
+))
+
+
 def parts(params: dict) -> list[Part]:
     n_in, n_out = params["n_in"], params["n_out"]
     ref = answers(params)
@@ -237,17 +255,22 @@ def parts(params: dict) -> list[Part]:
                                 "go to zero", "goes to zero", "tends to zero", "趋于零", "趋于0", "趋近于零", "趋近于0",
                                 "越来越小", "变得很小", "接近零", "接近0")),
              )), kind="written"),
+        Part("wi_compare", 4, say("Xavier vs He for ReLU: design ideas and gradient propagation",
+                                  "以 ReLU 为例对比 Xavier 与 He：设计思路与梯度传播"),
+             probe=lambda rng: read_variable("wi_compare"), reference=lambda probe: MODEL_ANSWER_COMPARE,
+             check=COMPARE_RUBRIC, kind="written"),
     ]
 
 
 def context(params: dict) -> dict:
     return {"act_widths": [params["width"]] * (params["depth"] + 1), "act_batch": ACT_BATCH,
-            "var_rtol_pct": f"{100 * VAR_RTOL:.1f}", "wi_model_answer_src": repr(MODEL_ANSWER_WHY)}
+            "var_rtol_pct": f"{100 * VAR_RTOL:.1f}", "wi_model_answer_src": repr(MODEL_ANSWER_WHY),
+            "wi_compare_answer_src": repr(MODEL_ANSWER_COMPARE)}
 
 
 PROBLEM = Problem(
     id="weight-init",
     title=say("Weight initialisation: Xavier vs He", "参数初始化:Xavier 与 He"),
-    points=17, sample=sample, note=note, parts=parts, answers=answers, context=context,
+    points=21, sample=sample, note=note, parts=parts, answers=answers, context=context,
     template=Path(__file__).with_name("notebook.j2"),
 )
