@@ -60,7 +60,7 @@ def init(directory: Path, lang: str, name: str | None, example: bool):
 @course_option
 @click.option("--lang", default=None, help="zh or en (default: the course's language).")
 @click.option("--students", default=None, help="Comma-separated student ids (default: the whole roster).")
-@click.option("--force", is_flag=True, help="Replace a release made in the other language.")
+@click.option("--force", is_flag=True, help="Replace a release made in the other language without a warning.")
 def generate(assignment: str, course_dir: Path, lang: str | None, students: str | None, force: bool):
     """Write every student's notebook, solution notebook and the answer key."""
     from hwkit.generate import generate as build, released_languages, write_generated
@@ -72,10 +72,11 @@ def generate(assignment: str, course_dir: Path, lang: str | None, students: str 
     if not roster:
         raise HwkitError(f"{course_dir / 'roster.csv'}: the roster is empty; add students first")
     other = released_languages(course, assignment, roster) - {lang}
-    if other and not force:
-        raise HwkitError(f"{course_dir / 'release' / assignment}: already released in {', '.join(sorted(other))}; "
-                         f"generating in {lang} would replace notebooks students may already have. "
-                         "Pass --force to do it anyway")
+    if other and not force:     # same variants, other words: students who already downloaded keep the old notebook
+        err_console.print(f"[yellow]warning:[/yellow] {escape(str(course_dir / 'release' / assignment))}: already "
+                          f"released in {', '.join(sorted(other))}; the {lang} notebooks replace them (same variants; "
+                          "students who downloaded the old ones can keep working in them). --force: no warning",
+                          highlight=False, soft_wrap=True)
     start = time.perf_counter()
     generated = build(course, spec, lang, roster)
     write_generated(course, spec, generated)

@@ -49,12 +49,11 @@ def test_a_killed_grader_holds_no_lock(tmp_path):
         pass
 
 
-def test_generating_in_the_other_language_asks_for_force(tmp_path):
+def test_generating_in_the_other_language_warns_that_it_replaces_the_release(tmp_path):
     root = make_course(tmp_path, ["receptive-field"], lang="zh")
     release = (root / "release" / "t" / "s001" / "t.ipynb").read_bytes()
-    proc = hwkit("generate", "t", "--course", root, "--lang", "en", check=False)
-    assert proc.returncode == 2 and "already released in zh" in proc.stderr and "--force" in proc.stderr
-    assert (root / "release" / "t" / "s001" / "t.ipynb").read_bytes() == release
-    hwkit("generate", "t", "--course", root, "--lang", "zh")                 # the same language: no question
-    hwkit("generate", "t", "--course", root, "--lang", "en", "--force")
+    quiet = hwkit("generate", "t", "--course", root, "--lang", "zh")        # the same language: nothing to say
+    assert "warning" not in quiet.stderr
+    proc = hwkit("generate", "t", "--course", root, "--lang", "en")
+    assert "already released in zh" in proc.stderr and "replace" in proc.stderr and "--force" in proc.stderr
     assert (root / "release" / "t" / "s001" / "t.ipynb").read_bytes() != release
