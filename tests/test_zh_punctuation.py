@@ -45,17 +45,31 @@ def test_the_chinese_templates_use_chinese_punctuation():
     assert not bad, bad[:10]
 
 
-@pytest.mark.parametrize("assignment", ["nn-homework", "quiz-review"])
-def test_generated_chinese_notebooks_use_chinese_punctuation(tmp_path, assignment):
+def _markdown(tmp_path, assignment: str, lang: str) -> list[str]:
     import nbformat
 
-    root = make_course(tmp_path, [], ["s001"], lang="zh", generate_now=False)
+    root = make_course(tmp_path, [], ["s001"], lang=lang, generate_now=False)
     (root / "assignments" / "t.toml").unlink()
     course = load_course(root)
-    spec = course.assignment(assignment)
-    student = generate(course, spec, "zh", course.students())[0]
-    nb = nbformat.reads(student.release_nb, as_version=4)
-    bad = [o for cell in nb.cells if cell.cell_type == "markdown" for o in offenders(cell.source)]
+    student = generate(course, course.assignment(assignment), lang, course.students())[0]
+    return [c.source for c in nbformat.reads(student.release_nb, as_version=4).cells if c.cell_type == "markdown"]
+
+
+@pytest.mark.parametrize("assignment", ["nn-homework", "quiz-review"])
+def test_generated_chinese_notebooks_use_chinese_punctuation(tmp_path, assignment):
+    bad = [o for source in _markdown(tmp_path, assignment, "zh") for o in offenders(source)]
+    assert not bad, bad[:10]
+
+
+# a subscript or superscript written as LaTeX (R_{l-1}, x^{2}) that Jupyter would show as typed
+RAW_MATH = re.compile(r"[A-Za-z0-9)][_^]\{[^}]*\}")
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+@pytest.mark.parametrize("assignment", ["nn-homework", "quiz-review"])
+def test_math_in_statements_is_written_for_jupyter_to_render(tmp_path, assignment, lang):
+    bad = [m.group(0) for source in _markdown(tmp_path, assignment, lang)
+           for m in RAW_MATH.finditer(CODE.sub(" ", source))]
     assert not bad, bad[:10]
 
 
