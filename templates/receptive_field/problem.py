@@ -110,7 +110,7 @@ def _table_mistakes(params: dict, table: list) -> list[Mistake]:
     return distinct_mistakes(table, check=TABLE_CHECK, mistakes=[
         Mistake("RF_TABLE_IGNORED_STRIDE", receptive_field_table(layers, use_stride=False), say(
             "The strides are missing from the table: J_l = J_{l-1}·S_l, and each layer adds (K_l - 1)·J_{l-1} to R.",
-            "表中没有考虑步幅:J_l = J_{l-1}·S_l，每层给 R 增加 (K_l - 1)·J_{l-1}。")),
+            "表中没有考虑步幅：J_l = J_{l-1}·S_l，每层给 R 增加 (K_l - 1)·J_{l-1}。")),
         Mistake("RF_TABLE_NEW_JUMP", receptive_field_table(layers, jump_after_layer=True), say(
             "A layer grows R by (K_l - 1)·J_{l-1}, with the jump BEFORE the layer; you used its own J_l = J_{l-1}·S_l.",
             "一层使 R 增加 (K_l - 1)·J_{l-1}，用的是该层之前的跳跃步长；你用了该层自己的 J_l = J_{l-1}·S_l。")),
