@@ -157,3 +157,26 @@ def test_the_page_shows_what_another_shell_decided_or_regraded(site):
     page = client.get(f"/student/{ids[1]}{q}").text
     assert "A regraded answer about channels." in page
     assert len(server.results()) == 8 and [r.student_id for r in server.results()] == sorted(ids)
+
+
+def test_a_diagram_drawn_in_an_answer_cell_is_shown_to_the_reviewer(site):
+    """A student answers a diagram part with a matplotlib drawing: the TA sees the figure on the student's page,
+    beside the part, taken from the executed notebook grading kept."""
+    import base64
+    import io
+
+    import nbformat
+    from PIL import Image
+
+    root, ids, server, client = site
+    png = io.BytesIO()
+    Image.new("RGB", (4, 3), "red").save(png, format="PNG")
+    payload = base64.b64encode(png.getvalue()).decode()
+    cell = nbformat.v4.new_code_cell("draw_block()", metadata={"hwkit": {"parts": ["ds_principle"]}})
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": payload, "text/plain": "<Figure>"})]
+    kept = root / "graded" / ASSIGNMENT / ids[2] / f"{ASSIGNMENT}.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), str(kept))
+    page = client.get(f"/student/{ids[2]}?token={server.token}").text
+    row = page[page.index('id="part-ds_principle"'):page.index('id="part-ds_standard_formula"')]
+    assert f'src="data:image/png;base64,{payload}"' in row
+    assert "data:image/png" not in client.get(f"/student/{ids[3]}?token={server.token}").text

@@ -24,6 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from hwkit.course import Course, HwkitError
+from hwkit.figures import part_figures
 from hwkit.gradebook import Gradebook
 from hwkit.notebooks import answer_sources, read_notebook
 from hwkit.overrides import Decision, record_decisions
@@ -119,6 +120,14 @@ class ReviewServer:
             nb, _ = read_notebook(path) if path.is_file() else (None, "")
             self.solutions[student_id] = nb or {}
         return self.solutions[student_id]
+
+    def executed(self, student_id: str) -> str | None:
+        """The executed notebook grading kept for this student (its figures: a diagram drawn in an answer cell)."""
+        kept = self.course.root / "graded" / self.assignment / student_id / f"{self.assignment}.ipynb"
+        try:
+            return kept.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
 
     def render(self, name: str, **context) -> HTMLResponse:
         return HTMLResponse(self.env.get_template(name).render(**context))
@@ -227,7 +236,7 @@ def student_page(server: ReviewServer, request: Request) -> Response:
     if result is None:
         return PlainTextResponse(f"{sid[:60]!r} has no graded submission of {server.assignment}", status_code=404)
     return server.render("student.html", result=result, history=server.history(sid),
-                         flag=lambda p: rq.review_flag(result, p),
+                         figures=part_figures(server.executed(sid)), flag=lambda p: rq.review_flag(result, p),
                          hits=rq.concept_hits, view=rq.rubric_view,
                          model=lambda p: model_answer(server, sid, p.problem, p.part))
 
