@@ -351,7 +351,7 @@ def test_floods_files_links_and_processes_cost_the_grader_only_its_limits(rf, wa
     append_cell(nb, HOOKS)                                           # last: no cell runs after it, only probes
     result, parts, executed = _grade(rf, "s001", nb, warm=warm)
     assert result.status == "cell errors" and result.reason == "1 cell(s) raised an error"   # the forged error output
-    assert {pid: p.note for pid, p in parts.items()} == dict.fromkeys(parts, "CORRECT")        # the work keeps its points
+    assert [pid for pid, p in parts.items() if p.score < p.max_points] == []                   # the work keeps its points
     assert len(executed) < 9_000_000                                # the notebook's 8 MB of output, and the sources
     cells = nbformat.reads(executed, as_version=4).cells
     for key, source in FLOODS.items():
@@ -409,7 +409,7 @@ def test_warm_kernels_leave_nothing_to_the_next_student(rf):
     assert result.status == "ok" and sum(p.score for p in parts.values()) == 0
     honest = append_cell(solution_notebook(rf, "s002"), CHECK_CLEAN)
     result, parts, executed = _grade(rf, "s002", honest, warm=True)
-    assert result.status == "ok" and {p.note for p in parts.values()} == {"CORRECT"}
+    assert result.status == "ok" and [pid for pid, p in parts.items() if p.score < p.max_points] == []
     seen = json.loads(_outputs_text(executed, "CLEAN").split("CLEAN", 1)[1].strip().splitlines()[0])
     assert seen["planted"] == [] and seen["torch_add"] == 2.0 and seen["np_allclose"] and seen["abs"] == 3
     assert seen["answer"] == "Runtime.answer"
@@ -450,7 +450,7 @@ def test_a_stalling_probe_handler_costs_one_limit(tmp_path):
     assert result.status == "ok", result.reason
     assert parts["rf_final"].note == "CORRECT"
     assert {pid: (p.score, p.note) for pid, p in parts.items() if pid != "rf_final"} == {
-        "rf_jump": (0, "RAISED"), "rf_out_size": (0, "RAISED"), "receptive_field": (0, "RAISED")}
+        pid: (0, "RAISED") for pid in parts if pid != "rf_final"}                   # the stall, then every later part
     assert "Timeout" in parts["rf_jump"].feedback["en"]
     assert "KernelStopped" in parts["rf_out_size"].feedback["en"]
     assert result.timings["probes"] < 4 + 5 + 10                     # one limit, the grace, and the storm

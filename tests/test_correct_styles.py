@@ -32,7 +32,8 @@ from torch import nn  # noqa: E402
 from hwkit.bank import get_problem  # noqa: E402
 from hwkit.sandbox import sandbox_available  # noqa: E402
 from solutions.cifar_visualize import LABEL_NAMES  # noqa: E402
-from tests.support import grade_probe, hwkit, make_course, read_grades, release_notebook, set_answer_cell, submit  # noqa: E402
+from tests.support import (grade_probe, hwkit, make_course, read_grades, release_notebook, set_answer_cell,  # noqa: E402
+                           solution_notebook, submit)
 
 SEEDS = range(5)          # hidden draws per style (fewer for the whole networks, see below)
 
@@ -1654,6 +1655,11 @@ def _student_notebook(root, sid: str, index: int, answers: dict):
             pc = answers["lstm"]["params"]
             source = f"lstm_pc = ({pc['pc_input']}, {pc['pc_hidden']}, {pc['pc_layers']})\n" + source
         set_answer_cell(nb, key, textwrap.dedent(source))
+    solution = solution_notebook(root, sid)
+    for cell in nb.cells:     # the parts these styles do not vary (the receptive-field table, the LSTM formulas,
+        parts = cell.get("metadata", {}).get("hwkit", {}).get("parts", [])    # the new written parts): as solved
+        if parts and not set(parts) & set(cells):
+            cell.source = _answer_source(solution, parts[0])
     return nb
 
 
