@@ -518,6 +518,8 @@ def check_spec(check: Check) -> dict:
         return {"type": name, "fields": {k: [w, check_spec(c)] for k, (w, c) in check.fields.items()}}
     if isinstance(check, Cases):
         return {"type": name, "check": check_spec(check.check)}
+    if isinstance(check, Rubric):   # checked at grading: its concepts are the grader's, and can name an answer
+        return {"type": name, "concepts": [], "min_chars": check.min_chars}
     spec = {"type": name}
     for key, value in vars(check).items():
         spec[key] = [list(v) if isinstance(v, tuple) else v for v in value] if isinstance(value, tuple) else value

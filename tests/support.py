@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +23,15 @@ HWKIT = str(Path(sys.executable).with_name("hwkit"))
 
 
 def make_course(tmp_path: Path, problems: list[str], students: list[str] = ("s001",), lang: str = "en",
-                assignment: str = ASSIGNMENT, generate_now: bool = True, selfcheck: str = "exact") -> Path:
+                assignment: str = ASSIGNMENT, generate_now: bool = True, selfcheck: str = "exact",
+                secret: str | None = None) -> Path:
+    """A course of `students` with one assignment of `problems`; `secret` fixes its variants (default: a fresh
+    random secret, as `hwkit init` makes)."""
     root = init_course(Path(tmp_path) / "course", lang=lang)
+    if secret is not None:
+        config = root / "hwkit.toml"
+        config.write_text(re.sub(r'(?m)^secret = ".*"$', f'secret = "{secret}"', config.read_text(encoding="utf-8"),
+                                 count=1), encoding="utf-8")
     (root / "roster.csv").write_text("student_id,name\n" + "".join(f"{s},Student {s}\n" for s in students), encoding="utf-8")
     entries = "".join(f'[[problems]]\nid = "{p}"\n\n' for p in problems)
     (root / "assignments" / f"{assignment}.toml").write_text(f'title = "Test"\nselfcheck = "{selfcheck}"\n\n{entries}',

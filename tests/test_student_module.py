@@ -67,8 +67,8 @@ def test_the_cell_in_jupyter_shows_what_hwkit_check_says(course, tmp_path, monke
             for row in page.split("<tr>")[2:]}
     out = json.loads(hwkit("check", path, "--json", check=False).stdout)
     assert rows == {r["title"]["en"]: r["status"] for r in out["results"]}
-    assert rows["Jump (cumulative stride)"] == "fail" and list(rows.values()).count("pass") == 3
-    assert "3 of 4 public checks pass" in page and "3 of 4 public checks pass" in text
+    assert rows["Jump (cumulative stride)"] == "fail" and list(rows.values()).count("pass") == 4
+    assert "4 of 5 public checks pass" in page and "4 of 5 public checks pass" in text
 
 
 def test_finds_the_notebook_from_jupyter_and_vs_code(tmp_path):
