@@ -91,4 +91,4 @@ def test_the_notebooks_own_self_check_needs_only_the_engine(tmp_path):
                           env={**env, "PYTHONPATH": str(site)}, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "last saved version of t.ipynb" in done.stdout and "0 of 5 public checks pass" in done.stdout
-    assert done.stdout.count("not answered") == 4 and "bank modules: []" in done.stdout
+    assert done.stdout.count("not answered") == 6 and "bank modules: []" in done.stdout
