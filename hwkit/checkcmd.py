@@ -120,7 +120,8 @@ def run_check(notebook: Path, parts: list[str], lang: str | None, on_warning=Non
     nb, problem = read_notebook(notebook) if notebook.is_file() else (None, "no such file")
     if nb is None:
         raise HwkitError(f"{notebook}: {problem}")
-    lang = notebook_lang(nb, lang) or "en"
+    lang = lang or notebook_lang(nb)
+    lang = lang if lang in TEXT else "en"
     bundle, problem = load_bundle(nb, lang)
     if bundle is None:
         raise HwkitError(f"{notebook}: {problem}")

@@ -17,6 +17,11 @@ from hwkit.course import HwkitError, check_lang, load_course
 console = Console()
 err_console = Console(stderr=True)
 
+
+def _warn(text: str) -> None:
+    err_console.print(f"[yellow]warning:[/yellow] {escape(text)}", highlight=False, soft_wrap=True)
+
+
 course_option = click.option("--course", "course_dir", type=click.Path(file_okay=False, path_type=Path),
                              default=Path("."), show_default="current directory", help="Course directory.")
 
@@ -73,10 +78,9 @@ def generate(assignment: str, course_dir: Path, lang: str | None, students: str 
         raise HwkitError(f"{course_dir / 'roster.csv'}: the roster is empty; add students first")
     other = released_languages(course, assignment, roster) - {lang}
     if other and not force:     # same variants, other words: students who already downloaded keep the old notebook
-        err_console.print(f"[yellow]warning:[/yellow] {escape(str(course_dir / 'release' / assignment))}: already "
-                          f"released in {', '.join(sorted(other))}; the {lang} notebooks replace them (same variants; "
-                          "students who downloaded the old ones can keep working in them). --force: no warning",
-                          highlight=False, soft_wrap=True)
+        _warn(f"{course_dir / 'release' / assignment}: already released in {', '.join(sorted(other))}; the {lang} "
+              "notebooks replace them (same variants; students who downloaded the old ones can keep working in "
+              "them). --force: no warning")
     start = time.perf_counter()
     generated = build(course, spec, lang, roster)
     write_generated(course, spec, generated)
@@ -144,7 +148,7 @@ def export(assignment, course_dir, fmt, output, allow_provisional, template, col
     path, warning = export_grades(load_course(course_dir), assignment, fmt, output, allow_provisional,
                                   template, column)
     if warning:
-        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+        _warn(warning)
     console.print(f"Wrote {path}")
 
 

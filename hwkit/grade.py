@@ -40,7 +40,7 @@ class Submission:
     student_id: str
     path: Path | None
     problem: str = ""        # why no notebook could be chosen, if path is None
-    chosen_by: str = ""      # with several notebooks in the folder: "metadata" or "name" (CHOSEN_BY)
+    chosen_by: str = ""      # with several notebooks in the folder, why this one: "metadata" or "name"
     notebooks: int = 1       # how many notebooks the folder holds
 
 
@@ -108,14 +108,13 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
     result.submitted_at = submitted.at.isoformat(timespec="seconds") if submitted.at else ""
     result.late_days = late.days_late(assignment, student, submitted) if sub.path else 0
     result.penalty = late.penalty(assignment, result.late_days)
-    if sub.path is not None:
-        result.notebook, result.chosen_by, result.notebooks = sub.path.name[:200], sub.chosen_by, sub.notebooks
     if sub.path is None:
         missing = sub.problem.startswith("no folder") or sub.problem.startswith("the folder holds no")
         result.status, result.reason = (NO_SUBMISSION if missing else AMBIGUOUS), sub.problem
         result.parts = _zero_parts(variant, "NO_SUBMISSION", "No notebook was graded: " + sub.problem,
                                    "未评分：" + in_language(sub.problem, "zh"))
         return result, None
+    result.notebook, result.chosen_by, result.notebooks = sub.path.name[:200], sub.chosen_by, sub.notebooks
     nb, problem = read_notebook(sub.path)
     result.lang = notebook_lang(nb) or released_lang(course, assignment, student)
     if nb is None:
@@ -185,15 +184,6 @@ def _check_variant(course: Course, assignment: Assignment, student: Student, nb,
 LANES_PER_WORKER = 4
 
 @dataclass(frozen=True)
-class Task:
-    student_id: str
-    path: str | None
-    problem: str
-    chosen_by: str = ""
-    notebooks: int = 1
-
-
-@dataclass(frozen=True)
 class BatchPlan:
     lanes: int             # kernels in flight
     workers: int           # processes holding the lanes
@@ -209,12 +199,10 @@ def plan_batch(jobs: int | None, todo: int, configured_threads: int = 0, cores: 
     return BatchPlan(lanes, -(-lanes // LANES_PER_WORKER), threads)
 
 
-def _grade_task(course: Course, assignment: Assignment, student: Student, task: Task, slot: int, sandbox: bool,
-                warm: bool) -> tuple[dict, str | None]:
+def _grade_task(course: Course, assignment: Assignment, student: Student, sub: Submission, slot: int,
+                sandbox: bool, warm: bool) -> tuple[dict, str | None]:
     from hwkit.sandbox import SandboxLeak
 
-    sub = Submission(task.student_id, Path(task.path) if task.path else None, task.problem, task.chosen_by,
-                     task.notebooks)
     try:
         result, executed = grade_submission(course, assignment, student, sub, slot=slot, sandbox=sandbox, warm=warm)
     except SandboxLeak:
@@ -260,16 +248,16 @@ def _worker_main(course_root: str, assignment_id: str, slots: list[int], torch_t
     from hwkit.sandbox import SandboxLeak
 
     def lane(slot: int) -> None:
-        while (task := tasks.get()) is not None:
-            results.put(("start", task.student_id, os.getpid()))
+        while (sub := tasks.get()) is not None:
+            results.put(("start", sub.student_id, os.getpid()))
             try:
-                results.put(("done", *_grade_task(course, assignment, students[task.student_id], task, slot,
+                results.put(("done", *_grade_task(course, assignment, students[sub.student_id], sub, slot,
                                                   sandbox, warm)))
             except SandboxLeak as exc:
-                results.put(("leak", task.student_id, str(exc)))
+                results.put(("leak", sub.student_id, str(exc)))
                 return
             except BaseException as exc:  # noqa: BLE001 (even this is reported, never a silent loss)
-                results.put(("failed", task.student_id, f"{type(exc).__name__}: {exc}"))
+                results.put(("failed", sub.student_id, f"{type(exc).__name__}: {exc}"))
 
     threads = [threading.Thread(target=lane, args=(slot,), name=f"hwkit-lane-{slot}") for slot in slots]
     for t in threads:
@@ -286,8 +274,7 @@ class _Batch:
         ctx = multiprocessing.get_context("spawn")
         self.tasks, self.results = ctx.Queue(), ctx.Queue()
         for sub in todo:
-            self.tasks.put(Task(sub.student_id, str(sub.path) if sub.path else None, sub.problem, sub.chosen_by,
-                                sub.notebooks))
+            self.tasks.put(sub)
         for _ in range(plan.lanes):
             self.tasks.put(None)
         slots = [list(range(plan.lanes))[w::plan.workers] for w in range(plan.workers)]

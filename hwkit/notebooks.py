@@ -47,11 +47,10 @@ def read_notebook(path: Path) -> tuple[nbformat.NotebookNode | None, str]:
 ANSWER_CHARS = 4000     # what a reviewer is shown of one part's answer
 
 
-def notebook_lang(nb, asked: str | None = None) -> str:
-    """The language its reader reads: the one asked for, else the one the notebook was released in (its
-    metadata), else "" (unknown)."""
+def notebook_lang(nb) -> str:
+    """The language the notebook was released in (its metadata), or "" (unknown)."""
     meta = nb.metadata.get("hwkit") if nb is not None and isinstance(nb.metadata, dict) else None
-    lang = asked or (meta.get("lang") if isinstance(meta, dict) else None)
+    lang = meta.get("lang") if isinstance(meta, dict) else None
     return lang if isinstance(lang, str) and lang in LANGS else ""
 
 

@@ -58,8 +58,8 @@ def feedback_html(result: SubmissionResult, lang: str, figures: PartFigures | No
     reason = t["mismatch"] if result.status == VARIANT_MISMATCH else in_language(bounded(result.reason), lang)
     return _pages().get_template("feedback.html").render(
         lang=lang, t=t, r=result, style=_STYLE, css=_css_class, kind=t[score_kind(result)],
-        status=status_in(result.status, lang) + (f" — {reason}" if reason else ""),
-        chosen=t[result.chosen_by].format(n=result.notebooks) if result.chosen_by in ("metadata", "name") else "", late=late_text(result, lang),
+        status=status_in(result.status, lang) + (f" — {reason}" if reason else ""), late=late_text(result, lang),
+        chosen=t[result.chosen_by].format(n=result.notebooks) if result.chosen_by in ("metadata", "name") else "",
         figures=figures or PartFigures())
 
 
