@@ -11,8 +11,8 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-from hwkit.course import HwkitError, did_you_mean
-from hwkit.problem import Problem
+from hwkit.errors import HwkitError, did_you_mean
+from hwkit.records import Problem
 
 BANK_ENV = "HWKIT_BANK"
 

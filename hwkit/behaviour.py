@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from hwkit.checks import NOT_ANSWERED, Check, correct, unanswered
-from hwkit.problem import Outcome, Text, say
+from hwkit.records import Outcome, Text, say
 from hwkit_kernel.modules import FillStream, behaviour, run, use_order
 
 CORRECT = "CORRECT"
@@ -467,7 +467,7 @@ def module_part(part_id: str, points: float, title: Text, spec: ModuleSpec, *, c
     """A part graded by behaviour: `cases(rng)` draws the hidden cases, `public_cases()` the self-check's
     (the same for every student, so their references are computed once per process)."""
     from hwkit.checks import Array, Cases, Fields
-    from hwkit.problem import Part
+    from hwkit.records import Part
     from hwkit.probes import module_probe
 
     def verdicts(reply, probe) -> list:

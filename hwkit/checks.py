@@ -18,7 +18,7 @@ import sympy
 
 from hwkit.formula import (FormulaError, compile_formula, decide, fingerprint_value, parse_formula,
                            reference_formula)
-from hwkit.problem import Outcome, Part, Probe, say
+from hwkit.records import Outcome, Part, Probe, Reply, say
 from hwkit.wording import in_language
 
 CORRECT = "CORRECT"
@@ -45,15 +45,6 @@ def correct() -> Outcome:
 
 def wrong(note: str, en: str, zh: str, fraction: float = 0.0) -> Outcome:
     return Outcome(fraction, note, say(en, zh))
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What the kernel said for one part: a value (data only) or the error it raised."""
-    ok: bool
-    value: object = None
-    error_type: str = ""
-    error_message: str = ""
 
 
 def _as_number(value) -> float | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 
 from hwkit.checks import Choice
-from hwkit.problem import Mistake, Part
+from hwkit.records import Mistake, Part
 from hwkit.probes import read_variable
 
 LETTERS = "ABCD"

@@ -118,7 +118,7 @@ def problems(lang: str):
               help="Afterwards, write the copying evidence report (as `hwkit similarity`).")
 def grade(assignment, course_dir, submissions_dir, jobs, force, students, no_sandbox, warm, with_similarity):
     """Grade a folder of submissions in sandboxed kernels; write the gradebook, feedback and grades.csv."""
-    from hwkit.grade import main as grade_main
+    from hwkit.grading.main import main as grade_main
 
     summary = grade_main(course_dir=course_dir, assignment_id=assignment, submissions_dir=submissions_dir,
                          jobs=jobs, force=force, students=_ids(students), sandbox=not no_sandbox, console=console,

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from hwkit.course import Course, HwkitError, Student, load_course
+from hwkit.fsutil import atomic_write_bytes
 from hwkit.late import RECORD
 from hwkit.notebooks import MAX_NOTEBOOK_BYTES
 
@@ -217,9 +218,7 @@ def file_one(folder: Path, assignment_id: str, student: Student, entry: Incoming
     else:
         outcome = "new"
     target_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    atomic_write_bytes(target, data)
     record_path.write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return outcome
 

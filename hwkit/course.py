@@ -5,7 +5,6 @@ and exits non-zero, so bad input never becomes a traceback."""
 from __future__ import annotations
 
 import csv
-import difflib
 import os
 import re
 import secrets
@@ -14,14 +13,12 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
+from hwkit.errors import HwkitError, did_you_mean
+
 LANGS = ("zh", "en")
 CONFIG_NAME = "hwkit.toml"
 ROSTER_NAME = "roster.csv"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class HwkitError(Exception):
-    """A user-facing error: the message is one line naming the file and the fix."""
 
 
 @dataclass(frozen=True)
@@ -150,12 +147,6 @@ def load_course(root: Path) -> Course:
     limits = SandboxLimits.from_mapping(sandbox, str(path))
     return Course(root=root, name=str(course.get("name", root.name)), secret=secret.encode(),
                   lang=lang, limits=limits, roster=load_roster(root / ROSTER_NAME))
-
-
-def did_you_mean(name: str, known) -> str:
-    """' (did you mean 'x'?)' for the closest known names, or nothing."""
-    close = difflib.get_close_matches(name, sorted(known), n=2, cutoff=0.6)
-    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def load_roster(path: Path) -> list[Student]:

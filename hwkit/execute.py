@@ -18,23 +18,20 @@ import nbformat
 from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from hwkit.checks import Reply
 from hwkit.course import SandboxLimits
 from hwkit.notebooks import self_check_cells
 from hwkit.outputs import CappedClient
-from hwkit.problem import Probe
+from hwkit.records import Probe, Reply, Status
 from hwkit.probes import REPLY, REQUEST, new_nonce, read_reply, request
 
 # Execution statuses, worst first when several apply.
-OK, CELL_ERRORS, TIMEOUT, CPU_LIMIT, MEMORY_LIMIT, KILLED, KERNEL_DIED, INVALID = (
-    "ok", "cell errors", "timeout", "cpu limit", "memory limit", "killed", "kernel died", "invalid notebook")
 SELF_CHECK_NOTE = "[hwkit: the notebook's self-check cell is not run when the notebook is graded or checked]\n"
 INTERRUPT_GRACE = 5.0        # seconds a probe gets to stop after the interrupt, before the kernel counts as stuck
 
 
 @dataclass
 class Execution:
-    status: str
+    status: Status
     reason: str
     notebook: nbformat.NotebookNode | None
     replies: dict[str, Reply] = field(default_factory=dict)
@@ -63,15 +60,15 @@ def apply_run_report(execution: Execution, report) -> None:
     if report is None:
         return
     execution.peak_memory_mb, execution.cpu_seconds = report.peak_memory_mb, report.cpu_seconds
-    died_or_late = execution.status in (KERNEL_DIED, TIMEOUT)
+    died_or_late = execution.status in (Status.KERNEL_DIED, Status.TIMEOUT)
     if died_or_late and report.memory_limit_hit:
-        execution.status, execution.reason = MEMORY_LIMIT, "the kernel ran out of its memory limit"
+        execution.status, execution.reason = Status.MEMORY_LIMIT, "the kernel ran out of its memory limit"
     elif died_or_late and report.cpu_limit_hit:
-        execution.status, execution.reason = CPU_LIMIT, "the kernel used up its CPU-time limit"
-    elif execution.status == KERNEL_DIED and getattr(report, "wall_limit_hit", False):
-        execution.status, execution.reason = TIMEOUT, "the kernel ran past the whole-notebook time limit and was stopped"
-    elif execution.status == KERNEL_DIED and report.killed_signal:
-        execution.status, execution.reason = KILLED, f"the kernel was killed by signal {report.killed_signal}"
+        execution.status, execution.reason = Status.CPU_LIMIT, "the kernel used up its CPU-time limit"
+    elif execution.status == Status.KERNEL_DIED and getattr(report, "wall_limit_hit", False):
+        execution.status, execution.reason = Status.TIMEOUT, "the kernel ran past the whole-notebook time limit and was stopped"
+    elif execution.status == Status.KERNEL_DIED and report.killed_signal:
+        execution.status, execution.reason = Status.KILLED, f"the kernel was killed by signal {report.killed_signal}"
 
 
 def _error_summary(cell, index: int) -> str | None:
@@ -105,7 +102,7 @@ def run_notebook(nb: nbformat.NotebookNode, kernel, limits: SandboxLimits, probe
                           interrupt_on_timeout=False, record_timing=False, shutdown_kernel="immediate",
                           startup_timeout=60)
     client.cell_bytes, client.notebook_bytes = limits.output_bytes, limits.notebook_output_bytes
-    status, reason, errors = OK, "", []
+    status, reason, errors = Status.OK, "", []
     replies: dict[str, Reply] = {}
     timings = {"kernel_start": 0.0, "execute": 0.0, "probes": 0.0}
     t0 = time.perf_counter()
@@ -120,21 +117,21 @@ def run_notebook(nb: nbformat.NotebookNode, kernel, limits: SandboxLimits, probe
             status, reason = _execute_cells(client, nb, limits, deadline, errors)
             timings["execute"] = time.perf_counter() - t1
             t2 = time.perf_counter()
-            if status != KERNEL_DIED:
+            if status != Status.KERNEL_DIED:
                 replies = run_sync(_ask_all)(client, probes, limits, deadline)
             timings["probes"] = time.perf_counter() - t2
     except DeadKernelError:
-        status, reason = KERNEL_DIED, "the kernel died"
+        status, reason = Status.KERNEL_DIED, "the kernel died"
     except RuntimeError as exc:  # "Kernel died before replying to kernel_info" and start-up failures
         stderr = kernel.kernel_stderr()[-300:] if hasattr(kernel, "kernel_stderr") else ""
-        status, reason = KERNEL_DIED, f"the kernel could not start ({str(exc)[:200]}) {stderr}".strip()
+        status, reason = Status.KERNEL_DIED, f"the kernel could not start ({str(exc)[:200]}) {stderr}".strip()
     except TimeoutError as exc:
-        status, reason = TIMEOUT, f"the kernel did not respond ({str(exc)[:200]})"
+        status, reason = Status.TIMEOUT, f"the kernel did not respond ({str(exc)[:200]})"
     del nb.cells[n_cells:]
     for part in probes:
         replies.setdefault(part, Reply(False, error_type="NoReply", error_message=f"not graded: {reason or status}"))
-    if status == OK and errors:
-        status, reason = CELL_ERRORS, f"{len(errors)} cell(s) raised an error"
+    if status == Status.OK and errors:
+        status, reason = Status.CELL_ERRORS, f"{len(errors)} cell(s) raised an error"
     if client.notebook_full:
         note = f"output beyond the notebook's {limits.notebook_output_bytes // 1_000_000} MB limit was dropped"
         reason = f"{reason}; {note}" if reason else note
@@ -142,7 +139,7 @@ def run_notebook(nb: nbformat.NotebookNode, kernel, limits: SandboxLimits, probe
 
 
 def _execute_cells(client, nb, limits, deadline, errors) -> tuple[str, str]:
-    status, reason = OK, ""
+    status, reason = Status.OK, ""
     self_checks = self_check_cells(nb)
     for index, cell in enumerate(list(nb.cells)):
         if cell.cell_type != "code" or not cell.source.strip():
@@ -152,13 +149,13 @@ def _execute_cells(client, nb, limits, deadline, errors) -> tuple[str, str]:
             continue
         remaining = deadline - time.perf_counter()
         if remaining <= 1:
-            return TIMEOUT, f"the notebook ran past its {limits.notebook_timeout}s limit"
+            return Status.TIMEOUT, f"the notebook ran past its {limits.notebook_timeout}s limit"
         client.timeout = int(max(1, min(limits.cell_timeout, remaining)))
         try:
             client.execute_cell(cell, index)
         except CellTimeoutError:
             limit = client.timeout
-            status, reason = TIMEOUT, f"cell {index} ran past its {limit}s limit and was interrupted"
+            status, reason = Status.TIMEOUT, f"cell {index} ran past its {limit}s limit and was interrupted"
             errors.append(f"cell {index}: timed out")
             _interrupt(client)
             _resync(client, nb)
@@ -167,12 +164,12 @@ def _execute_cells(client, nb, limits, deadline, errors) -> tuple[str, str]:
             continue
         except DeadKernelError:
             errors.append(f"cell {index}: the kernel died")
-            return KERNEL_DIED, f"the kernel died while running cell {index}"
+            return Status.KERNEL_DIED, f"the kernel died while running cell {index}"
         summary = _error_summary(cell, index)
         if summary:
             errors.append(summary)
-            if ": MemoryError" in summary and status == OK:
-                status, reason = MEMORY_LIMIT, f"cell {index} ran out of memory (MemoryError)"
+            if ": MemoryError" in summary and status == Status.OK:
+                status, reason = Status.MEMORY_LIMIT, f"cell {index} ran out of memory (MemoryError)"
     return status, reason
 
 

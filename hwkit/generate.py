@@ -20,7 +20,7 @@ import nbformat
 from hwkit import selfcheck
 from hwkit.bank import get_problem
 from hwkit.course import Assignment, Course, HwkitError, Student
-from hwkit.problem import Part, Problem
+from hwkit.records import Part, Problem
 from hwkit.probes import as_reply
 from hwkit.render import render_problem_cells
 from hwkit.variants import keyed_letters, variant_rng

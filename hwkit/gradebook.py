@@ -9,11 +9,11 @@ import sqlite3
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from hwkit.records import Status
 from hwkit_kernel.wire import valid_text
 
 GRADEBOOK_NAME = "gradebook.sqlite"
 # The submitted notebook is another student's variant (hwkit/integrity.py): scores stand, a person reviews it.
-VARIANT_MISMATCH = "variant mismatch"
 REASON_CHARS = 500      # a reason is built from what a notebook says; bounded where it is built, stored and shown
 
 
@@ -99,7 +99,7 @@ def apply_overrides(result: "SubmissionResult", latest: dict) -> "SubmissionResu
     made for another answer is kept aside and the part flagged for review; a variant mismatch flags every part
     that no person has decided."""
     parts = []
-    mismatch = result.status == VARIANT_MISMATCH
+    mismatch = result.status == Status.VARIANT_MISMATCH
     for p in result.parts:
         o = latest.get((p.problem, p.part))
         if o is None and (p.needs_review or not mismatch):
@@ -131,7 +131,7 @@ class SubmissionResult:
     late_days: int = 0
     penalty: float = 0.0        # the fraction of the score lost for lateness
     notebook: str = ""          # the file graded (its name in the student's folder)
-    chosen_by: str = ""         # with several notebooks in the folder: "metadata" or "name" (hwkit.grade)
+    chosen_by: str = ""         # with several notebooks in the folder: "metadata" or "name" (hwkit.grading.submissions)
     notebooks: int = 0          # how many notebooks the folder held
     lang: str = ""              # the language the notebook was released in ("" = unknown: the course's)
 
@@ -152,7 +152,7 @@ class SubmissionResult:
     @property
     def needs_review(self) -> bool:
         decided = bool(self.parts) and all(p.overridden for p in self.parts)
-        return any(p.needs_review for p in self.parts) or (self.status == VARIANT_MISMATCH and not decided)
+        return any(p.needs_review for p in self.parts) or (self.status == Status.VARIANT_MISMATCH and not decided)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from hwkit.checks import Choice
 from hwkit.course import Assignment, Course, Student
 from hwkit.generate import CELLS_INDEX, build_variant, cell_digest, variant_id
-from hwkit.gradebook import VARIANT_MISMATCH, bounded
+from hwkit.gradebook import bounded
+from hwkit.records import Status
 
 SHOWN_CHARS = 64        # any value taken from a notebook, as shown in a reason
 MIN_CELLS = 2           # parameter cells of another student's release that name them
@@ -82,7 +83,7 @@ def review(course: Course, assignment: Assignment, student_id: str, nb, wrong: l
     if finding.mismatch:
         ran = f"{status}: {reason}" if reason else status
         text = "; ".join(t for t in (finding.evidence, notes, "" if ran == "ok" else "also " + ran) if t)
-        return VARIANT_MISMATCH, bounded(text)
+        return Status.VARIANT_MISMATCH, bounded(text)
     return status, bounded("; ".join(t for t in (reason, notes) if t))
 
 

@@ -9,8 +9,7 @@ import json
 import secrets
 import zlib
 
-from hwkit.checks import Reply
-from hwkit.problem import KernelModule, Probe
+from hwkit.records import KernelModule, Probe, Reply
 from hwkit_kernel.runtime import REPLY, REQUEST
 from hwkit_kernel.wire import WireError, decode, encode, valid_text
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from hwkit.course import Course, HwkitError
 from hwkit.figures import PartFigures, part_figures
-from hwkit.gradebook import VARIANT_MISMATCH, Gradebook, SubmissionResult, bounded
+from hwkit.fsutil import atomic_write_text
+from hwkit.gradebook import Gradebook, SubmissionResult, bounded
+from hwkit.records import Status
 from hwkit.wording import in_language, status_in
 
 _STYLE = ("body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
@@ -55,7 +57,7 @@ def feedback_html(result: SubmissionResult, lang: str, figures: PartFigures | No
     beside the part they belong to (hwkit/figures.py); no hidden inputs, no reference values."""
     t = _LABELS[lang]
     # A mismatch's reason names another student: it is for the instructor (grades.csv, summary), not this page.
-    reason = t["mismatch"] if result.status == VARIANT_MISMATCH else in_language(bounded(result.reason), lang)
+    reason = t["mismatch"] if result.status == Status.VARIANT_MISMATCH else in_language(bounded(result.reason), lang)
     return _pages().get_template("feedback.html").render(
         lang=lang, t=t, r=result, style=_STYLE, css=_css_class, kind=t[score_kind(result)],
         status=status_in(result.status, lang) + (f" — {reason}" if reason else ""), late=late_text(result, lang),
@@ -119,7 +121,7 @@ def _write_csv(path: Path, header: list[str], rows: list[dict]) -> Path:
     writer = csv.DictWriter(buf, fieldnames=header, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    return _atomic_text(path, buf.getvalue())
+    return atomic_write_text(path, buf.getvalue())
 
 
 def write_feedback(course: Course, result: SubmissionResult, executed: str | None = ...) -> Path:
@@ -131,14 +133,7 @@ def write_feedback(course: Course, result: SubmissionResult, executed: str | Non
         kept = folder / f"{result.assignment}.ipynb"
         executed = kept.read_text(encoding="utf-8", errors="replace") if kept.is_file() else None
     lang = result.lang or course.lang     # a mixed course: each student reads the language of their notebook
-    return _atomic_text(folder / "feedback.html", feedback_html(result, lang, part_figures(executed)))
-
-
-def _atomic_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8", errors="replace")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(folder / "feedback.html", feedback_html(result, lang, part_figures(executed)))
 
 
 def _histogram(results: list[SubmissionResult], path: Path) -> None:
@@ -159,7 +154,7 @@ def _histogram(results: list[SubmissionResult], path: Path) -> None:
 
 def mismatch_count(results: list[SubmissionResult]) -> str:
     """'2 variant mismatches', for the summary page and the last line of `hwkit grade`."""
-    n = sum(r.status == VARIANT_MISMATCH for r in results)
+    n = sum(r.status == Status.VARIANT_MISMATCH for r in results)
     return f"{n} variant mismatch{'' if n == 1 else 'es'}"
 
 
@@ -178,7 +173,7 @@ def summary_html(assignment: str, results: list[SubmissionResult], top: int = 5,
         late=sum(bool(r.late_days) for r in results),
         overridden=sum(p.overridden for r in results for p in r.parts), waiting=waiting,
         waiting_students=waiting_students, mismatches=mismatch_count(results),
-        flagged=[r for r in results if r.status == VARIANT_MISMATCH],
+        flagged=[r for r in results if r.status == Status.VARIANT_MISMATCH],
         evidence=lambda r: in_language(bounded(r.reason), lang),
         notes=[(key, counter.most_common(top)) for key, counter in notes.items()]) + "\n"
 
@@ -191,7 +186,7 @@ def write_reports(course: Course, assignment: str, results: list[SubmissionResul
     grades = _write_csv(folder / "grades.csv", header, rows)
     if histogram:
         write_histogram(course, assignment, results)
-    summary = _atomic_text(folder / "summary.html", summary_html(assignment, results, lang=course.lang))
+    summary = atomic_write_text(folder / "summary.html", summary_html(assignment, results, lang=course.lang))
     return {"grades": grades, "summary": summary}
 
 
@@ -230,11 +225,11 @@ def export_grades(course: Course, assignment: str, fmt: str, output: Path | None
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
             warning = "; ".join(w for w in (warning, f"{len(missing)} graded student(s) have no row in the "
                                                      f"template ({shown})") if w)
-        return _atomic_text(path, text), warning
+        return atomic_write_text(path, text), warning
     if fmt == "csv":
         header, rows = grades_rows(results)
     elif fmt == "canvas":
-        return _atomic_text(path, lms.write_rows(lms.canvas_minimal(spec, course.roster, results), "\r\n", False)), \
+        return atomic_write_text(path, lms.write_rows(lms.canvas_minimal(spec, course.roster, results), "\r\n", False)), \
             warning
     elif fmt == "moodle":
         # Moodle "Import grades from CSV": map "ID number" to the user field of the same name.
@@ -248,7 +243,7 @@ def export_grades(course: Course, assignment: str, fmt: str, output: Path | None
 
 def _moodle_feedback(result: SubmissionResult) -> str:
     """The status when not ok, whether the total is provisional, and the reviewers' comments per part."""
-    said = [result.status] if result.status != "ok" else []
+    said = [result.status] if result.status != Status.OK else []
     if result.late_days:
         said.append(f"late {result.late_days} day(s): -{result.points - result.score:g} ({result.penalty:.0%})")
     if result.needs_review:

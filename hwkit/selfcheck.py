@@ -13,7 +13,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from hwkit.checks import Reply, cases_unanswered, check_from_spec, check_spec, unanswered
+from hwkit.records import Reply
+from hwkit.checks import cases_unanswered, check_from_spec, check_spec, unanswered
 from hwkit.probes import pack_letters, pack_probe, unpack_letters
 from hwkit.variants import keyed_letters, letters_digest, letters_of
 

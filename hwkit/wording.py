@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import re
 
-_ZH_STATUS = {"ok": "正常", "cell errors": "单元格出错", "timeout": "超时", "cpu limit": "超出 CPU 时间上限",
-              "memory limit": "超出内存上限", "killed": "被终止", "kernel died": "内核崩溃",
-              "invalid notebook": "无效的笔记本", "no submission": "未提交", "ambiguous submission": "提交不明确",
-              "grader error": "评分程序出错", "variant mismatch": "题目版本不符"}
+from hwkit.records import Status
+
+_ZH_STATUS = {Status.OK: "正常", Status.CELL_ERRORS: "单元格出错", Status.TIMEOUT: "超时",
+              Status.CPU_LIMIT: "超出 CPU 时间上限", Status.MEMORY_LIMIT: "超出内存上限", Status.KILLED: "被终止",
+              Status.KERNEL_DIED: "内核崩溃", Status.INVALID: "无效的笔记本", Status.NO_SUBMISSION: "未提交",
+              Status.AMBIGUOUS: "提交不明确", Status.GRADER_ERROR: "评分程序出错",
+              Status.VARIANT_MISMATCH: "题目版本不符"}
 
 _NAME = r"(.{1,120}?)"
 _ZH_MESSAGES: list[tuple[str, str]] = [
@@ -90,7 +93,7 @@ _COMPILED = [(re.compile(pattern + r"\Z", re.S), zh) for pattern, zh in _ZH_MESS
 
 
 def status_in(status: str, lang: str) -> str:
-    """A submission's status word (hwkit.execute, hwkit.grade) for a reader of `lang`."""
+    """A submission's status word (hwkit.records.Status) for a reader of `lang`."""
     return _ZH_STATUS.get(status, status) if lang == "zh" else status
 
 

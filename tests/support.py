@@ -14,7 +14,8 @@ import nbformat
 
 from hwkit.course import load_course
 from hwkit.generate import generate, write_generated
-from hwkit.grade import Submission, grade_submission
+from hwkit.grading.one import grade_submission
+from hwkit.grading.submissions import Submission
 from hwkit.probes import as_reply
 from hwkit.scaffold import init_course
 

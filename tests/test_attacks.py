@@ -15,7 +15,8 @@ import nbformat
 import pytest
 
 from hwkit.course import load_course
-from hwkit.grade import Submission, grade_submission
+from hwkit.grading.one import grade_submission
+from hwkit.grading.submissions import Submission
 from hwkit.sandbox import sandbox_available
 from tests.support import append_cell, make_course, release_notebook, solution_notebook, submit
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from hwkit.course import load_course
-from hwkit.grade import grading_lock
+from hwkit.grading.main import grading_lock
 from tests.support import hwkit, make_course
 
 
@@ -39,7 +39,7 @@ def test_a_second_grading_of_the_same_assignment_refuses(tmp_path):
 def test_a_killed_grader_holds_no_lock(tmp_path):
     root = make_course(tmp_path, ["receptive-field"])
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom hwkit.course import load_course\nfrom hwkit.grade import grading_lock\n"
+        "import sys, time\nfrom hwkit.course import load_course\nfrom hwkit.grading.main import grading_lock\n"
         f"with grading_lock(load_course({str(root)!r}), 't'):\n    print('held', flush=True)\n    time.sleep(60)\n")],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"

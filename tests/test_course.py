@@ -74,7 +74,7 @@ def test_problems_lists_the_bank():
 
 def test_kernels_in_flight_and_threads_follow_the_cores(course):
     from hwkit.course import load_course
-    from hwkit.grade import plan_batch
+    from hwkit.grading.batch import plan_batch
 
     assert load_course(course).limits.torch_threads == 0                      # a new course: auto
     assert plan_batch(None, 40, 0, cores=2) == plan_batch(3, 40, 0, cores=2)  # cores + 1 kernels, one thread each

@@ -90,7 +90,7 @@ THIEF = r'''
 # Borrow the reference: every way to reach the bank or the grader from inside the kernel.
 import importlib, sys, glob
 found = {}
-for name in ("solutions", "solutions.resnet", "templates", "hwkit", "hwkit.grade", "hwkit.bank"):
+for name in ("solutions", "solutions.resnet", "templates", "hwkit", "hwkit.grading", "hwkit.bank"):
     try:
         found[name] = importlib.import_module(name)
     except ImportError:

@@ -74,7 +74,7 @@ def _race(tasks, rounds: int) -> dict:
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    """As in the grader's worker processes (hwkit/grade.py): one intra-op thread, the lanes are the parallelism
+    """As in the grader's worker processes (hwkit/grading/batch.py): one intra-op thread, the lanes are the parallelism
     (8 lanes each entering a 2-thread OpenMP region crawl on a busy machine, and so does one on a loaded one)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

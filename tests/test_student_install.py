@@ -26,7 +26,7 @@ except SystemExit as exit:
     code = exit.code
 import hwkit
 bank = sorted(m for m in sys.modules if m.split(".")[0] in ("solutions", "templates")
-              or m.startswith("hwkit_bank_") or m in ("hwkit.generate", "hwkit.grade"))
+              or m.startswith("hwkit_bank_") or m in ("hwkit.generate", "hwkit.grading"))
 print(json.dumps({"exit": code, "hwkit": hwkit.__file__, "bank_modules": bank}))
 """
 
@@ -75,7 +75,7 @@ IN_NOTEBOOK = """
 import sys
 import hwkit.student as hw
 hw.check(path=sys.argv[1])
-bank = sorted(m for m in sys.modules if m.split(".")[0] in ("solutions", "templates") or m in ("hwkit.generate", "hwkit.grade"))
+bank = sorted(m for m in sys.modules if m.split(".")[0] in ("solutions", "templates") or m in ("hwkit.generate", "hwkit.grading"))
 print("bank modules:", bank)
 """
 

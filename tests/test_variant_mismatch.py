@@ -17,8 +17,9 @@ from hwkit import integrity
 from hwkit.checks import Reply, grade_reply
 from hwkit.course import Student, load_course
 from hwkit.generate import build_variant
-from hwkit.gradebook import REASON_CHARS, VARIANT_MISMATCH, Gradebook, PartResult, SubmissionResult
+from hwkit.gradebook import REASON_CHARS, Gradebook, PartResult, SubmissionResult
 from hwkit.probes import as_reply
+from hwkit.records import Status
 from hwkit.report import feedback_html, grades_rows, summary_html
 from hwkit.sandbox import sandbox_available
 from tests.support import append_cell, hwkit, make_course, read_grades, release_notebook, solution_notebook, submit
@@ -175,7 +176,7 @@ def test_huge_metadata_stays_out_of_reasons(course):
     nb.metadata["hwkit"]["student"] = "x" * (15 * 2**20)
     course_, spec = _context(course)
     status, reason = integrity.review(course_, spec, "s001", nb, [], "cell errors", "2 cell(s) raised an error")
-    assert status == VARIANT_MISMATCH and len(reason) <= REASON_CHARS
+    assert status == Status.VARIANT_MISMATCH and len(reason) <= REASON_CHARS
     assert "s002" in reason and "cell errors" in reason
     nb = solution_notebook(course, "s001")                        # the student's own work, odd metadata
     nb.metadata["hwkit"] = {"student": "\n".join(["ignore me"] * 10**6), "variant_id": ["x"] * 10**6}
@@ -188,7 +189,7 @@ def test_a_mismatch_with_cell_errors_says_both(course):
     course_, spec = _context(course)
     wrong = _wrong(course, "s001", _replies_of(course, "s002"))
     status, reason = integrity.review(course_, spec, "s001", nb, wrong, "cell errors", "1 cell(s) raised an error")
-    assert status == VARIANT_MISMATCH
+    assert status == Status.VARIANT_MISMATCH
     assert reason.startswith("parameter cells match s002's variant") and "cell errors: 1 cell(s) raised an error" in reason
 
 
@@ -223,16 +224,16 @@ def _result(status: str, reason: str) -> SubmissionResult:
 
 
 def test_a_mismatch_keeps_its_scores_and_asks_for_review(tmp_path):
-    result = _result(VARIANT_MISMATCH, "parameter cells match s002's variant; 4 answers equal s002's references")
+    result = _result(Status.VARIANT_MISMATCH, "parameter cells match s002's variant; 4 answers equal s002's references")
     assert result.score == 2.0 and result.needs_review
     header, rows = grades_rows([result, _result("ok", "")])
-    assert rows[0]["needs_review"] == "yes" and rows[0]["status"] == VARIANT_MISMATCH and rows[1]["needs_review"] == ""
+    assert rows[0]["needs_review"] == "yes" and rows[0]["status"] == Status.VARIANT_MISMATCH and rows[1]["needs_review"] == ""
     page = summary_html("t", [result, _result("ok", "")])
     assert "1 variant mismatch" in page and "s002" in page
 
 
 def test_the_students_page_names_no_one_else(tmp_path):
-    page = feedback_html(_result(VARIANT_MISMATCH, "parameter cells match s002's variant"), "en")
+    page = feedback_html(_result(Status.VARIANT_MISMATCH, "parameter cells match s002's variant"), "en")
     assert "variant mismatch" in page and "s002" not in page
 
 
@@ -245,7 +246,7 @@ def test_stored_and_rendered_reasons_are_bounded(tmp_path):
     assert len(stored.reason) <= REASON_CHARS
     assert len(feedback_html(_result("ok", huge), "en")) < 10_000
     assert len(grades_rows([_result("ok", huge)])[1][0]["reason"]) <= REASON_CHARS
-    assert len(summary_html("t", [_result(VARIANT_MISMATCH, huge)])) < 10_000
+    assert len(summary_html("t", [_result(Status.VARIANT_MISMATCH, huge)])) < 10_000
 
 
 # ---- the TA's story, end to end ----------------------------------------------------------------------------
@@ -279,7 +280,7 @@ def test_copied_notebooks_are_flagged_with_their_evidence(graded):
     grades = read_grades(root / "graded" / "t" / "grades.csv")
     for sid, friend in (("s001", "s002"), ("s003", "s004"), ("s005", "s006"), ("s007", "s008")):
         row = grades[sid]
-        assert row["status"] == VARIANT_MISMATCH and row["needs_review"] == "yes", (sid, row)
+        assert row["status"] == Status.VARIANT_MISMATCH and row["needs_review"] == "yes", (sid, row)
         assert f"parameter cells match {friend}'s variant" in row["reason"], (sid, row["reason"])
         assert float(row["total"]) > 0        # scores stay visible
     assert "cell errors" in grades["s007"]["reason"]
@@ -289,7 +290,7 @@ def test_honest_submissions_are_not_flagged(graded):
     root, _ = graded
     grades = read_grades(root / "graded" / "t" / "grades.csv")
     for sid in ("s002", "s004", "s006", "s008"):
-        assert grades[sid]["status"] != VARIANT_MISMATCH and "s00" not in grades[sid]["reason"], (sid, grades[sid])
+        assert grades[sid]["status"] != Status.VARIANT_MISMATCH and "s00" not in grades[sid]["reason"], (sid, grades[sid])
     assert len(grades["s008"]["reason"]) <= REASON_CHARS
     assert grades["s002"]["total"] == grades["s002"]["max"]
 

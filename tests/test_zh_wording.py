@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ENGLISH_PHRASE = re.compile(r"\b[a-z]{2,}\s+[a-z]{2,}\b")
 
 # Where hwkit writes the reasons and messages a person reads (the kernel's, the grader's, the notebook reader's).
-MESSAGE_SOURCES = ["hwkit/execute.py", "hwkit/notebooks.py", "hwkit/grade.py", "hwkit/probes.py",
+MESSAGE_SOURCES = ["hwkit/execute.py", "hwkit/notebooks.py", *(str(p.relative_to(ROOT)) for p in sorted((ROOT / "hwkit/grading").glob("*.py"))),
+                   "hwkit/probes.py",
                    "hwkit/integrity.py", *(str(p.relative_to(ROOT)) for p in sorted((ROOT / "hwkit_kernel").glob("*.py"))),
                    *(str(p.relative_to(ROOT)) for p in sorted((ROOT / "templates").glob("*/kernel.py")))]
 

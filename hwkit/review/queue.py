@@ -12,7 +12,8 @@ from functools import lru_cache
 from rapidfuzz import fuzz, process
 
 from hwkit.checks import normalise_text
-from hwkit.gradebook import VARIANT_MISMATCH, PartResult, SubmissionResult
+from hwkit.gradebook import PartResult, SubmissionResult
+from hwkit.records import Status
 
 WRITTEN, FORMULA, GRADER, SHORTCUT, MISMATCH, CHANGED, OTHER = (
     "written answer", "undecided formula", "grader error", "forbidden shortcut", "variant mismatch",
@@ -32,7 +33,7 @@ def review_flag(result: SubmissionResult, part: PartResult) -> str:
         return GRADER
     if part.note == "FORBIDDEN_SHORTCUT":
         return SHORTCUT
-    if result.status == VARIANT_MISMATCH:
+    if result.status == Status.VARIANT_MISMATCH:
         return MISMATCH
     return OTHER
 

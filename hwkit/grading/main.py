@@ -1,0 +1,142 @@
+"""`hwkit grade`: what is left to grade, the batch with its progress bar, each result written as it comes."""
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from hwkit.course import Course, load_course
+from hwkit.errors import HwkitError
+from hwkit.fsutil import atomic_write_text
+from hwkit.gradebook import Gradebook, SubmissionResult
+from hwkit.grading.batch import Batch, plan_batch
+from hwkit.grading.one import grader_error
+from hwkit.grading.submissions import file_hash, find_submissions
+from hwkit.records import Status
+from hwkit.report import mismatch_count, review_count, write_feedback, write_reports
+
+FINISHED = (Status.OK, Status.CELL_ERRORS)     # what the progress bar does not count as "not ok"
+
+
+def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None = None, jobs: int | None = None,
+         force: bool = False, students: list[str] | None = None, sandbox: bool = True, console=None,
+         warm: bool = False) -> str:
+    course = load_course(course_dir)
+    if not (course.root / "source" / assignment_id / "answers.json").is_file():
+        raise HwkitError(f"{course.root / 'source' / assignment_id}: not generated yet; run `hwkit generate {assignment_id}` first")
+    folder = submissions_dir or course.root / "submitted" / assignment_id
+    if not folder.is_dir():
+        raise HwkitError(f"{folder}: no such submissions folder; put submissions in <folder>/<student_id>/*.ipynb")
+    if sandbox:
+        from hwkit.sandbox import sandbox_available
+
+        ok, why = sandbox_available()
+        if not ok:
+            raise HwkitError(f"the sandbox cannot run here: {why}. Run `hwkit sandbox doctor`; or pass --no-sandbox "
+                             "to run student code unsandboxed (only for code you trust)")
+    with grading_lock(course, assignment_id):
+        return _grade_all(course, assignment_id, folder, jobs, force, students, sandbox, console, warm)
+
+
+@contextmanager
+def grading_lock(course: Course, assignment_id: str):
+    """One `hwkit grade` per course and assignment at a time: a second one refuses, naming the first's pid.
+    An advisory lock on a file, so a grader that was killed holds nothing."""
+    folder = course.root / "graded" / assignment_id
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".grading.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise HwkitError(f"{assignment_id} is already being graded in this course (pid {holder}); wait for it "
+                             "to finish, or stop it, then run again (finished submissions are kept)") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            f.truncate(0)
+
+
+def _grade_all(course: Course, assignment_id: str, folder: Path, jobs, force, students, sandbox, console,
+               warm) -> str:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    subs, unknown = find_submissions(folder, course, assignment_id, students)
+    if console is not None:
+        for sid in unknown:
+            console.print(f"[yellow]skipped[/yellow] {folder / sid}: not on the roster")
+    book = Gradebook(course.root)
+    todo = [s for s in subs if force or book.graded_hash(assignment_id, s.student_id) != file_hash(s.path)
+            or not (course.root / "graded" / assignment_id / s.student_id / "feedback.html").is_file()]
+    plan = plan_batch(jobs, len(todo), course.limits.torch_threads)
+    failures, graded, start = 0, 0, time.perf_counter()
+    by_id = {s.student_id: s for s in todo}
+    if not todo:
+        course.assignment(assignment_id)  # validates the assignment file
+    else:
+        progress = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                            TimeElapsedColumn(), console=console, disable=console is None)
+        with progress, Batch(course, assignment_id, todo, plan, sandbox, warm and sandbox) as batch:
+            course.assignment(assignment_id)  # validated while the workers start (loading the bank imports torch)
+            task = progress.add_task("grade", total=len(todo), info="")
+            for msg in batch.messages():
+                kind = msg[0]
+                if kind == "leak":
+                    raise HwkitError(f"grading stopped: a sandbox did not tear down cleanly ({msg[2]}); results so far "
+                                     "are saved. Run `hwkit sandbox doctor` before grading again")
+                if kind == "done":
+                    result, executed = SubmissionResult.from_json(msg[1]), msg[2]
+                else:                       # "failed" or "lost": recorded as a grader error, retried next run
+                    sub = by_id[msg[1]]
+                    result = grader_error(course, course.assignment(assignment_id), course.students([sub.student_id])[0],
+                                          sub.path, msg[2])
+                    executed = None
+                keep(course, book, result, executed)
+                graded += 1
+                failures += result.status not in FINISHED
+                rate = graded / max(1e-9, time.perf_counter() - start) * 60
+                progress.update(task, advance=1, info=f"{failures} not ok, {rate:.0f}/min")
+                if graded == len(todo):
+                    break
+    results = book.results(assignment_id)
+    paths = write_reports(course, assignment_id, results)
+    book.close()
+    skipped, left = len(subs) - len(todo), len(todo) - graded
+    flagged = sum(r.status == Status.VARIANT_MISMATCH for r in results)
+    waiting = review_count(results)[0]
+    return (f"Graded {graded} submission(s) of {assignment_id} in {time.perf_counter() - start:.1f}s"
+            + (f", {skipped} unchanged skipped" if skipped else "")
+            + (f", {left} not reached (the grading workers stopped; run again to grade them)" if left else "")
+            + f" ({plan.lanes} at once, {plan.torch_threads} torch thread(s) each)."
+            + (f" {mismatch_count(results)} to review (another student's variant; see the summary)." if flagged else "")
+            + (f" {waiting} part(s) await review: `hwkit review {assignment_id}`." if waiting else "")
+            + f" Grades: {paths['grades']}  "
+            f"Summary: {paths['summary']}  Feedback: {course.root / 'graded' / assignment_id}/<student>/feedback.html")
+
+
+def keep(course: Course, book: Gradebook, result: SubmissionResult, executed: str | None) -> None:
+    """Write one result's files and its gradebook row. A result that cannot be kept (whatever a submission put
+    in it) is kept as a grader error with the reason, retried by the next run: it never stops the batch."""
+    try:
+        write_outputs(course, book.final(result), executed)    # the page shows what people decided
+        book.record(result)
+    except Exception as exc:  # noqa: BLE001 (one submission's files or row must not cost the others theirs)
+        failed = grader_error(course, course.assignment(result.assignment), course.students([result.student_id])[0], None,
+                              f"its results could not be written ({type(exc).__name__}: {str(exc)[:200]})")
+        write_outputs(course, book.final(failed), None)
+        book.record(failed)
+
+
+def write_outputs(course: Course, result: SubmissionResult, executed: str | None) -> None:
+    folder = course.root / "graded" / result.assignment / result.student_id
+    folder.mkdir(parents=True, exist_ok=True)
+    if executed is not None:
+        atomic_write_text(folder / f"{result.assignment}.ipynb", executed)
+    write_feedback(course, result, executed)

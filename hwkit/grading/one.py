@@ -1,0 +1,161 @@
+"""Grading one submission: find its notebook's variant, run it in a fresh sandboxed kernel, probe it with
+fresh hidden inputs, check the replies here (outside the sandbox), and make its result.
+
+`grade_submission` is the sequence of steps; each step is a function below it, in order."""
+from __future__ import annotations
+
+import random
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import nbformat
+
+from hwkit import integrity, late
+from hwkit.checks import grade_reply
+from hwkit.course import Assignment, Course, Student
+from hwkit.execute import Execution, apply_run_report, kernel_for, run_notebook
+from hwkit.generate import ProblemVariant, StudentVariant, build_variant, released_languages
+from hwkit.gradebook import PartResult, SubmissionResult
+from hwkit.grading.submissions import Submission, file_hash
+from hwkit.integrity import FORBIDDEN, answer_record, forbidden_shortcut
+from hwkit.notebooks import answer_fingerprint, answer_text, notebook_lang, read_notebook
+from hwkit.records import Outcome, Part, Probe, Status
+from hwkit.wording import in_language
+
+
+@dataclass(frozen=True)
+class PlannedProbe:
+    """One part of the variant and the probe drawn for it in this grading run."""
+    variant: ProblemVariant
+    part: Part
+    probe: Probe
+
+    @property
+    def key(self) -> str:
+        return f"{self.variant.problem.id}/{self.part.id}"
+
+
+def grade_submission(course: Course, assignment: Assignment, student: Student, sub: Submission, *,
+                     slot: int = 0, sandbox: bool = True, warm: bool = False) -> tuple[SubmissionResult, str | None]:
+    """Grade one student. Returns the result and the executed notebook (JSON text) if it ran."""
+    variant = build_variant(course, assignment, student)
+    result = new_result(assignment, student, sub)
+    if sub.path is None:
+        return not_graded(result, variant, sub.missing or Status.NO_SUBMISSION, sub.problem), None
+    nb, problem = read_notebook(sub.path)
+    result.lang = notebook_lang(nb) or released_lang(course, assignment, student)
+    if nb is None:
+        return not_graded(result, variant, Status.INVALID, problem), None
+    plan = draw_probes(variant)
+    execution = run_in_kernel(course, assignment, nb, plan, slot=slot, sandbox=sandbox, warm=warm)
+    started = time.perf_counter()
+    score_parts(result, plan, execution, nb)
+    checks = time.perf_counter() - started
+    check_variant(course, assignment, student, nb, plan, execution, result)
+    result.timings = {**{k: round(v, 3) for k, v in execution.timings.items()},
+                      "checks": round(checks, 3), "variant": round(time.perf_counter() - started - checks, 3)}
+    return result, nbformat.writes(execution.notebook)
+
+
+def new_result(assignment: Assignment, student: Student, sub: Submission) -> SubmissionResult:
+    """The result's identification: who, which file, when it came in and how late."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    result = SubmissionResult(assignment.assignment_id, student.student_id, "", "", file_hash(sub.path), graded_at=now)
+    submitted = late.submission_time(sub.path, assignment.due)
+    result.submitted_at = submitted.at.isoformat(timespec="seconds") if submitted.at else ""
+    result.late_days = late.days_late(assignment, student, submitted) if sub.path else 0
+    result.penalty = late.penalty(assignment, result.late_days)
+    if sub.path is not None:
+        result.notebook, result.chosen_by, result.notebooks = sub.path.name[:200], sub.chosen_by, sub.notebooks
+    return result
+
+
+_NOT_GRADED = {   # status -> (part note, what the student reads before the reason)
+    Status.NO_SUBMISSION: ("NO_SUBMISSION", "No notebook was graded: ", "未评分："),
+    Status.AMBIGUOUS: ("NO_SUBMISSION", "No notebook was graded: ", "未评分："),
+    Status.INVALID: ("INVALID_NOTEBOOK", "The notebook could not be read: ", "无法读取笔记本："),
+}
+
+
+def not_graded(result: SubmissionResult, variant: StudentVariant, status: Status, why: str) -> SubmissionResult:
+    """No notebook could be run: every part scores zero and says why."""
+    note, en, zh = _NOT_GRADED[status]
+    result.status, result.reason = status, why
+    result.parts = zero_parts(variant, note, en + why, zh + in_language(why, "zh"))
+    return result
+
+
+def zero_parts(variant: StudentVariant, note: str, en: str, zh: str) -> list[PartResult]:
+    return [PartResult(pv.problem.id, part.id, part.title, 0.0, part.points, note, {"en": en, "zh": zh})
+            for pv in variant.problems for part in pv.parts]
+
+
+def released_lang(course: Course, assignment: Assignment, student: Student) -> str:
+    """The language this student's notebook was released in ("" if unknown)."""
+    found = released_languages(course, assignment.assignment_id, [student])
+    return found.pop() if len(found) == 1 else ""
+
+
+def draw_probes(variant: StudentVariant) -> list[PlannedProbe]:
+    """Fresh hidden inputs for every grading run, from a generator of its own (never process-wide state)."""
+    rng = random.Random(secrets.randbits(128))
+    return [PlannedProbe(pv, part, part.probe(rng)) for pv in variant.problems for part in pv.parts]
+
+
+def run_in_kernel(course: Course, assignment: Assignment, nb, plan: list[PlannedProbe], *, slot: int,
+                  sandbox: bool, warm: bool) -> Execution:
+    """Run the notebook's cells and then the probes in a fresh kernel, with the assignment's data files."""
+    data_dir = course.root / "source" / assignment.assignment_id / "data"
+    workdir = Path(tempfile.mkdtemp(prefix="hwk-"))
+    try:
+        with kernel_for(sandbox, workdir, course.limits, slot, data_dir if data_dir.is_dir() else None, warm) as kernel:
+            execution = run_notebook(nb, kernel, course.limits, {p.key: p.probe for p in plan})
+        report = getattr(kernel, "report", None)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    apply_run_report(execution, report)
+    return execution
+
+
+def score_parts(result: SubmissionResult, plan: list[PlannedProbe], execution: Execution, nb) -> None:
+    """Compare each reply with its reference, here in the grader, and record the part."""
+    result.status, result.reason = execution.status, execution.reason
+    result.peak_memory_mb, result.cpu_seconds = execution.peak_memory_mb, execution.cpu_seconds
+    for planned in plan:
+        part, reply = planned.part, execution.replies[planned.key]
+        outcome = grade_reply(part, reply, planned.probe)
+        shortcut = forbidden_shortcut(part, nb) if outcome.fraction > 0 else None
+        if shortcut is not None:     # right by behaviour, but by a means the statement forbids: a person decides
+            outcome = Outcome(0.0, FORBIDDEN, shortcut, needs_review=True)
+        result.parts.append(PartResult(planned.variant.problem.id, part.id, part.title,
+                                       round(outcome.fraction * part.points, 4), part.points, outcome.note,
+                                       outcome.feedback, outcome.needs_review,
+                                       answer_text(nb, part.id, reply.value if reply.ok else None),
+                                       answer_fingerprint(nb, part.id), compared=answer_record(part, reply)))
+
+
+def check_variant(course: Course, assignment: Assignment, student: Student, nb, plan: list[PlannedProbe],
+                  execution: Execution, result: SubmissionResult) -> None:
+    """Is this notebook the student's own variant (metadata, parameter cells, wrong answers that are another
+    student's references; hwkit/integrity.py)? A mismatch keeps the scores and asks for review; the reason
+    is bounded, and the check never fails the grading."""
+    wrong = [(p.variant.problem.id, p.part, execution.replies.get(p.key))
+             for p, scored in zip(plan, result.parts) if scored.score < scored.max_points]
+    result.status, result.reason = integrity.review(course, assignment, student.student_id, nb, wrong,
+                                                    result.status, result.reason)
+
+
+def grader_error(course: Course, assignment: Assignment, student: Student, path: Path | None,
+                 reason: str) -> SubmissionResult:
+    """The grader failed on this submission: recorded with the reason, and graded again by the next run
+    (its hash is marked, so it never counts as unchanged)."""
+    result = SubmissionResult(assignment.assignment_id, student.student_id, Status.GRADER_ERROR, reason[:300],
+                              "retry:" + file_hash(path))
+    result.parts = zero_parts(build_variant(course, assignment, student), "GRADER_ERROR",
+                              "The grader failed on this submission; it will be graded again.", "评分程序出错，将重新评分。")
+    return result
