@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from hwkit.course import Assignment, Course, HwkitError, Student
 from hwkit.records import Part, Problem
 from hwkit.probes import as_reply
 from hwkit.render import render_problem_cells
-from hwkit.variants import keyed_letters, variant_rng
+from hwkit.variants import keyed_letters, public_rng, variant_rng
 
 FORMAT_VERSION = 1
 # source/<assignment>/release-cells.json: per student, the digests of the release notebook's parameter cells
@@ -86,10 +85,6 @@ def build_variant(course: Course, assignment: Assignment, student: Student) -> S
                              f"{problem.template.parent.name}/problem.py") from exc
         variant.problems.append(ProblemVariant(problem, number, points, params, parts))
     return variant
-
-
-def public_rng(course_secret: bytes, assignment_id: str, problem_id: str, part_id: str, student_id: str) -> random.Random:
-    return variant_rng(course_secret, "public", assignment_id, problem_id, part_id, student_id)
 
 
 def verify_variant(course: Course, assignment: Assignment, variant: StudentVariant) -> None:

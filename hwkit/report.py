@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import html
 import io
 from collections import Counter, defaultdict
 from pathlib import Path

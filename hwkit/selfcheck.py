@@ -13,10 +13,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from hwkit.records import Reply
 from hwkit.checks import cases_unanswered, check_from_spec, check_spec, unanswered
 from hwkit.probes import pack_letters, pack_probe, unpack_letters
-from hwkit.variants import keyed_letters, letters_digest, letters_of
+from hwkit.records import Reply
+from hwkit.variants import keyed_letters, letters_digest, letters_of, public_rng
 
 BUNDLE_VERSION = 3
 # scrypt's cost per digest (hence per guess). A part graded on a fixed answer: a guess that matches is that answer,
@@ -116,8 +116,6 @@ def _entry(salt: str, problem_id: str, part, probe, exact: bool, answers: set[st
 
 
 def build_bundle(course, assignment, variant) -> dict:
-    from hwkit.generate import public_rng  # shared seed derivation with the pre-release verification
-
     sid = variant.student.student_id
     salt = keyed_letters(course.secret, "salt", assignment.assignment_id, sid)
     exact = assignment.selfcheck == "exact"

@@ -30,3 +30,9 @@ def letters_of(raw: bytes) -> str:
 
 def keyed_letters(secret: bytes, *path: str, length: int = 24) -> str:
     return hmac.new(secret, "/".join(path).encode("utf-8"), hashlib.sha256).hexdigest()[:length].translate(_LETTERS)
+
+
+def public_rng(course_secret: bytes, assignment_id: str, problem_id: str, part_id: str, student_id: str) -> random.Random:
+    """The inputs of a part's public (self-check) probe: the same for the release's verification and for the
+    student's `hwkit check`, and never those of grading (which draws fresh ones)."""
+    return variant_rng(course_secret, "public", assignment_id, problem_id, part_id, student_id)

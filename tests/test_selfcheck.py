@@ -378,7 +378,7 @@ def test_public_inputs_differ_from_hidden_inputs():
     import numpy as np
 
     from hwkit.bank import load_bank
-    from hwkit.generate import public_rng
+    from hwkit.variants import public_rng
 
     def same(a, b):
         if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):

@@ -10,7 +10,8 @@ Read in this order:
     host        slots and uids, run dirs and their tmpfs, stale-run reaping
     cgroups     procs     seccomp     linux (libc calls, shared with the warm zygote)     files (no-follow reads)
     local       LocalKernel: the same interface, no isolation (a student's laptop, --no-sandbox)
-    diagnose    sandbox_available(), doctor()
+    available   sandbox_available(): can a jail start here at all
+    doctor      doctor(): every check the sandbox depends on, with advice
 The warm path (kernels forked from a zygote that has imported torch) is hwkit.warm.
 
 Names are imported lazily, so that the warm zygote can import spec and linux without jupyter_client."""
@@ -30,7 +31,8 @@ _EXPORTS = {
     "ipc": ("EndpointRefused",),
     "jail": ("Jail",),
     "local": ("LocalKernel",),
-    "diagnose": ("doctor", "run_code", "sandbox_available"),
+    "available": ("sandbox_available",),
+    "doctor": ("doctor", "run_code"),
 }
 
 __getattr__ = lazy_exports("hwkit.sandbox", globals(), _EXPORTS)

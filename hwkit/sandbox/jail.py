@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from jupyter_core.utils import run_sync
 
 from hwkit.sandbox.cgroups import Cgroups, cgroup_layout
-from hwkit.sandbox.diagnose import sandbox_available
+from hwkit.sandbox.available import sandbox_available
 from hwkit.sandbox.files import read_file_nofollow
 from hwkit.sandbox.host import (CGROUP_PREFIX, HOST_PATH, SLOT_UID_BASE, RunPaths, copy_seed, ensure_private_dir,
                                 lock_slot, reap_stale_runs_once, run_base, slot_uid, uid_is_unused)

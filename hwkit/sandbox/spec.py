@@ -25,16 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hwkit.sandbox.limits import rlimits
+from hwkit.sandbox.visible import KERNEL_MODULE, HostView
 
 if TYPE_CHECKING:
     from hwkit.course import SandboxLimits
     from hwkit.sandbox.host import RunPaths
-    from hwkit.sandbox.visible import HostView
 
 JAIL_HOME = "/home/student"          # the kernel's cwd and HOME inside the jail
 KERNEL_ROOT = "/opt/hwkit"           # holds hwkit_kernel/ (read-only), the kernel's PYTHONPATH
-KERNEL_MODULE = "hwkit_kernel"                     # the only piece of hwkit a kernel can import
-GRADER_PACKAGES = ("hwkit", "solutions", "templates")   # never importable in a kernel (hwkit.sandbox.visible)
 MOUNT_KINDS = ("ro-bind", "ro-bind-try", "bind", "symlink", "dir", "proc", "dev")
 NAMESPACES = ("pid", "net", "ipc", "uts", "cgroup")
 RLIMIT_NAMES = ("as", "cpu", "nproc", "nofile", "fsize", "core")

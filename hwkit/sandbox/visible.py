@@ -17,7 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hwkit.sandbox.spec import GRADER_PACKAGES, KERNEL_MODULE
+KERNEL_MODULE = "hwkit_kernel"                          # the only piece of hwkit a kernel can import
+GRADER_PACKAGES = ("hwkit", "solutions", "templates")   # never importable in a kernel
 
 _NOT_MODULES = (".dist-info", ".egg-info", ".pth", ".egg-link")
 

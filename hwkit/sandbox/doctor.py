@@ -1,13 +1,11 @@
-"""Is this machine ready to grade? sandbox_available() (cached; every Jail asks it) and doctor() (`hwkit
-sandbox doctor`: every check the sandbox depends on, with advice in plain words for those that fail)."""
+"""`hwkit sandbox doctor`: every check the sandbox depends on, with advice in plain words for those that fail
+(hwkit.sandbox.available answers only whether a jail can start)."""
 from __future__ import annotations
 
-import functools
 import os
 import platform
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -15,46 +13,14 @@ from pathlib import Path
 
 from jupyter_core.utils import run_sync
 
+from hwkit.sandbox.available import quick_jail_argv, run_quick
 from hwkit.sandbox.cgroups import Cgroups, cgroup_layout
 from hwkit.sandbox.host import (CGROUP_PREFIX, HOST_PATH, MAX_SLOTS, SLOT_UID_BASE, ensure_private_dir, probe_uid,
                                 run_base, slot_uid, uid_is_unused)
+from hwkit.sandbox.jail import Jail
 from hwkit.sandbox.limits import MB
 from hwkit.sandbox.linux import mount_tmpfs, umount
 from hwkit.sandbox.seccomp import seccomp_program
-from hwkit.sandbox.spec import mount_args, setpriv_args, system_mounts
-
-
-def quick_jail_argv(uid: int, command: list[str]) -> list[str]:
-    """A bare jail (namespaces, system binds, the uid switch) for the availability probes."""
-    return (["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
-             "--new-session", "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
-             "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"] + mount_args(system_mounts())
-            + ["--proc", "/proc", "--dev", "/dev", "--"] + setpriv_args(uid) + command)
-
-
-def _run_quick(argv: list[str]) -> tuple[bool, str]:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=20, env={"PATH": HOST_PATH})
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return False, str(e)
-    return done.returncode == 0, (done.stdout + done.stderr).strip()
-
-
-@functools.lru_cache(maxsize=1)
-def sandbox_available() -> tuple[bool, str]:
-    if not sys.platform.startswith("linux"):
-        return False, "the sandbox needs Linux (bubblewrap); on this system notebooks can only run unsandboxed"
-    for tool, package in (("bwrap", "bubblewrap"), ("setpriv", "util-linux"), ("prlimit", "util-linux")):
-        if shutil.which(tool, path=HOST_PATH) is None:
-            return False, f"'{tool}' not found; install the '{package}' package (apt-get install {package})"
-    if os.geteuid() != 0:
-        return False, ("the sandbox must be run as root (it switches each kernel to its own uid, mounts size-"
-                       "limited tmpfs and makes cgroups); run the grader as root, e.g. with sudo")
-    uid = probe_uid()
-    ok, out = _run_quick(quick_jail_argv(uid, ["/usr/bin/id", "-u"]))
-    if not ok or out.splitlines()[-1:] != [str(uid)]:
-        return False, f"bubblewrap could not start a jail here: {out[-300:] or 'no output'}"
-    return True, "ok"
 
 
 def doctor() -> list[tuple[str, bool, str]]:
@@ -76,12 +42,12 @@ def doctor() -> list[tuple[str, bool, str]]:
                    "run grading as root (sudo): uid switching, tmpfs mounts and cgroups need it"))
     if bwrap is None or tools or not root:
         return checks
-    ok, out = _run_quick(quick_jail_argv(probe_uid(), ["/bin/true"]))
+    ok, out = run_quick(quick_jail_argv(probe_uid(), ["/bin/true"]))
     checks.append(("namespaces (pid, net, ipc, uts, mount)", ok, "bwrap starts a jail" if ok else
                    f"bwrap failed: {out[-300:]}; in a container, allow namespaces (e.g. docker --privileged or a "
                    "seccomp profile that permits unshare/mount)"))
     taken = [u for u in (slot_uid(0), slot_uid(1), probe_uid()) if not uid_is_unused(u)]
-    ok, out = _run_quick(quick_jail_argv(probe_uid(), ["/usr/bin/id", "-u"]))
+    ok, out = run_quick(quick_jail_argv(probe_uid(), ["/usr/bin/id", "-u"]))
     switched = ok and out.splitlines()[-1:] == [str(probe_uid())] and not taken
     checks.append(("uid switching", switched, f"kernels run as uid {SLOT_UID_BASE}+slot" if switched else
                    (f"uids {taken} are taken by users in /etc/passwd; hwkit needs uids {SLOT_UID_BASE}.. unused"
@@ -159,7 +125,6 @@ print(1 + 1, ' '.join(hidden))
 
 def _check_test_kernel() -> list[tuple[str, bool, str]]:
     from hwkit.course import SandboxLimits
-    from hwkit.sandbox.jail import Jail
 
     name = "test kernel answers 1+1 inside the jail"
     hidden_name = "grader and bank packages hidden from the kernel"
