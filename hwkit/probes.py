@@ -10,6 +10,7 @@ import secrets
 import zlib
 
 from hwkit.records import KernelModule, Probe, Reply
+from hwkit.variants import bytes_of_letters, letters_of
 from hwkit_kernel.runtime import REPLY, REQUEST
 from hwkit_kernel.wire import WireError, decode, encode, valid_text
 
@@ -90,15 +91,11 @@ def unpack_probe(packed: dict, modules: dict[str, str]) -> Probe:
         raise ValueError(f"a probe in the self-check bundle is damaged ({exc})") from None
 
 
-_TO_LETTERS = bytes.maketrans(b"0123456789abcdef", b"abcdefghijklmnop")
-_FROM_LETTERS = bytes.maketrans(b"abcdefghijklmnop", b"0123456789abcdef")
-
-
 def pack_letters(data) -> str:
     """JSON data as one compressed blob spelled in the letters a-p: a notebook that
     carries it holds no digit run that could read as an answer."""
     raw = zlib.compress(json.dumps(data, sort_keys=True, ensure_ascii=False).encode("utf-8"), 9)
-    return raw.hex().encode("ascii").translate(_TO_LETTERS).decode("ascii")
+    return letters_of(raw)
 
 
 def unpack_letters(blob: str, max_bytes: int = 64 * 2**20):
@@ -106,7 +103,7 @@ def unpack_letters(blob: str, max_bytes: int = 64 * 2**20):
     if not isinstance(blob, str):
         raise ValueError("not a packed blob")
     try:
-        raw = bytes.fromhex(blob.encode("ascii").translate(_FROM_LETTERS).decode("ascii"))
+        raw = bytes_of_letters(blob)
         text = zlib.decompressobj().decompress(raw, max_bytes)
         return json.loads(text)
     except (UnicodeError, zlib.error) as exc:

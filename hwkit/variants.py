@@ -5,7 +5,10 @@ import hashlib
 import hmac
 import random
 
+# Hex digits spelled as the letters a-p: what hwkit writes into a release can never hold a digit run that
+# reads as an answer.
 _LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
+_HEX = str.maketrans("abcdefghijklmnop", "0123456789abcdef")
 
 
 def variant_seed(secret: bytes, *path: str) -> int:
@@ -26,6 +29,13 @@ def letters_digest(data: bytes, length: int = 32) -> str:
 def letters_of(raw: bytes) -> str:
     """Bytes spelled in the letters a-p (two per byte)."""
     return raw.hex().translate(_LETTERS)
+
+
+def bytes_of_letters(text: str) -> bytes:
+    """The inverse of letters_of; ValueError on anything else."""
+    if not text.isascii():
+        raise ValueError("not spelled in the letters a-p")
+    return bytes.fromhex(text.translate(_HEX))
 
 
 def keyed_letters(secret: bytes, *path: str, length: int = 24) -> str:

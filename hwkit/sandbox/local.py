@@ -16,7 +16,7 @@ from jupyter_core.utils import run_sync
 from hwkit.sandbox.files import read_file_nofollow
 from hwkit.sandbox.kernelmgr import Connections, HwkitKernelManager
 from hwkit.sandbox.limits import RunReport, channel_limits
-from hwkit.sandbox.spec import KERNEL_MPLBACKEND, kernel_command
+from hwkit.sandbox.spec import kernel_command, kernel_env
 from hwkit.sandbox.visible import kernel_package_dir
 
 if TYPE_CHECKING:
@@ -59,13 +59,10 @@ class LocalKernel:
 
     def __enter__(self) -> "LocalKernel":
         self._link_data()
-        threads = str(self.limits.kernel_threads())
         # hwkit_kernel importable wherever hwkit is (installed, or run from a checkout)
         python_path = os.pathsep.join(p for p in (str(kernel_package_dir().parent), os.environ.get("PYTHONPATH"))
                                       if p)
-        env = {"MPLBACKEND": KERNEL_MPLBACKEND, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": python_path,
-               "HWKIT_OUTPUT_LIMIT": str(self.limits.output_bytes)}
+        env = {**kernel_env(self.limits), "PYTHONPATH": python_path}
         self.km = LocalKernelManager(cwd=str(self.workdir), env=env, before_shutdown=self._record_exit,
                                      connections=Connections(channel_limits(self.limits)))
         return self

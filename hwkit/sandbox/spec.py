@@ -127,17 +127,22 @@ def check_kernel_cmd(cmd: list[str], python: str) -> None:
 KERNEL_MPLBACKEND = "module://matplotlib_inline.backend_inline"
 
 
-def jail_env(limits: SandboxLimits) -> dict[str, str]:
+def kernel_env(limits: SandboxLimits) -> dict[str, str]:
+    """What every kernel's environment says, jailed or not: the backend, its threads, its output cap."""
     threads = str(limits.kernel_threads())
+    return {"MPLBACKEND": KERNEL_MPLBACKEND,
+            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "HWKIT_OUTPUT_LIMIT": str(limits.output_bytes)}      # hwkit_kernel's cap on each cell's output
+
+
+def jail_env(limits: SandboxLimits) -> dict[str, str]:
     return {
+        **kernel_env(limits),
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": JAIL_HOME, "USER": "student", "LANG": "C.UTF-8",
-        "MPLBACKEND": KERNEL_MPLBACKEND, "MPLCONFIGDIR": "/tmp/matplotlib",
+        "HOME": JAIL_HOME, "USER": "student", "LANG": "C.UTF-8", "MPLCONFIGDIR": "/tmp/matplotlib",
         "IPYTHONDIR": "/tmp/ipython", "JUPYTER_CONFIG_DIR": "/tmp/jupyter",   # no student-planted startup files
-        "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-        "PYTHONDONTWRITEBYTECODE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-        "PYTHONPATH": KERNEL_ROOT,
-        "HWKIT_OUTPUT_LIMIT": str(limits.output_bytes),      # hwkit_kernel's cap on each cell's output
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1", "PYTHONPATH": KERNEL_ROOT,
     }
 
 
