@@ -73,6 +73,7 @@ class Jail:
         self._exit_status: int | None = None      # the launch's status when the kernel died on its own
         self._exit_recorded = False
         self._stderr_fd: int | None = None
+        self._stderr_lock = threading.Lock()   # the watchdog drains while the lane may tear down (see _drain_stderr)
         self._stderr_head = b""
 
     # -- setup ---------------------------------------------------------------------------------------------
@@ -200,19 +201,32 @@ class Jail:
                 return
 
     def _drain_stderr(self, wait: float) -> None:
-        fd = self._stderr_fd
-        if fd is None:
+        """Read what the stderr pipe holds, after waiting up to `wait` seconds for it. Under the lock that its
+        closing takes: a read from a descriptor closed meanwhile could be from another lane's socket or pipe
+        that was given the same number (lanes are threads of one process)."""
+        if self._stderr_fd is None:
             time.sleep(wait)
             return
-        if wait:
-            select.select([fd], [], [], wait)
-        try:
-            while chunk := os.read(fd, 65536):
-                room = STDERR_KEPT - len(self._stderr_head)
-                if room > 0:
-                    self._stderr_head += chunk[:room]
-        except (BlockingIOError, OSError):
-            pass
+        with self._stderr_lock:
+            fd = self._stderr_fd
+            if fd is None:
+                return
+            if wait:
+                select.select([fd], [], [], wait)
+            try:
+                while chunk := os.read(fd, 65536):
+                    room = STDERR_KEPT - len(self._stderr_head)
+                    if room > 0:
+                        self._stderr_head += chunk[:room]
+            except (BlockingIOError, OSError):
+                pass
+
+    def _close_stderr(self) -> None:
+        self._drain_stderr(wait=0)
+        with self._stderr_lock:
+            if self._stderr_fd is not None:
+                os.close(self._stderr_fd)
+                self._stderr_fd = None
 
     def _kill_everything(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -259,10 +273,7 @@ class Jail:
             problems += self._remove_run()
             if self._watcher is not None:
                 self._watcher.join(timeout=2)
-            if self._stderr_fd is not None:
-                self._drain_stderr(wait=0)
-                os.close(self._stderr_fd)
-                self._stderr_fd = None
+            self._close_stderr()
             if self._slot_lock_fd is not None:
                 os.close(self._slot_lock_fd)
                 self._slot_lock_fd = None

@@ -157,26 +157,32 @@ def process_zygote(wait: bool = True) -> Zygote:
 
 class ForkedKernel:
     """Popen-like handle on C (the zygote's child): poll/wait through its pidfd, the kernel's exit status
-    from the status pipe I writes to (Popen's convention: -N when killed by signal N)."""
+    from the status pipe I writes to (Popen's convention: -N when killed by signal N).
+
+    The lane and its jail's watchdog use one handle at once. Its descriptors are read, signalled through and
+    closed under one lock: a descriptor closed twice, or a signal sent through a closed pidfd, could reach
+    another lane's kernel that was given the same number in between."""
 
     stdin = stdout = stderr = None
 
     def __init__(self, pid: int, pidfd: int, status_fd: int):
         self.pid, self._pidfd, self._status_fd = pid, pidfd, status_fd
         self.returncode: int | None = None
+        self._lock = threading.Lock()
 
     def _exited(self, timeout: float) -> bool:
         return bool(select.select([self._pidfd], [], [], timeout)[0])
 
     def poll(self) -> int | None:
-        if self.returncode is None and self._pidfd >= 0 and self._exited(0):
-            try:
-                raw = os.read(self._status_fd, 64)
-                self.returncode = int(raw) if raw.strip() else -signal.SIGKILL
-            except (OSError, ValueError):
-                self.returncode = -signal.SIGKILL
-            self._close()
-        return self.returncode
+        with self._lock:
+            if self.returncode is None and self._pidfd >= 0 and self._exited(0):
+                try:
+                    raw = os.read(self._status_fd, 64)
+                    self.returncode = int(raw) if raw.strip() else -signal.SIGKILL
+                except (OSError, ValueError):
+                    self.returncode = -signal.SIGKILL
+                self._close()
+            return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -184,15 +190,23 @@ class ForkedKernel:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise subprocess.TimeoutExpired("warm kernel", timeout)
-            self._exited(min(left, 0.5) if left is not None else 0.5)
+            with self._lock:
+                if self._pidfd < 0:
+                    continue
+                pidfd = os.dup(self._pidfd)        # waited on outside the lock, never closed by another thread
+            try:
+                select.select([pidfd], [], [], min(left, 0.5) if left is not None else 0.5)
+            finally:
+                os.close(pidfd)
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
-        if self.returncode is None and self._pidfd >= 0:
-            try:
-                signal.pidfd_send_signal(self._pidfd, sig)
-            except ProcessLookupError:
-                pass
+        with self._lock:
+            if self.returncode is None and self._pidfd >= 0:
+                try:
+                    signal.pidfd_send_signal(self._pidfd, sig)
+                except ProcessLookupError:
+                    pass
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
@@ -201,6 +215,7 @@ class ForkedKernel:
         self.send_signal(signal.SIGTERM)
 
     def _close(self) -> None:
+        """Under the lock (or from __del__, when no other thread holds the handle)."""
         for fd in (self._pidfd, self._status_fd):
             if fd >= 0:
                 os.close(fd)
