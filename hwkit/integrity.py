@@ -15,8 +15,11 @@ evidence say whose variant a notebook is:
 A student is named only on strong evidence: their variant id; at least MIN_CELLS of their own release cells
 and more of theirs than of the graded student's; or at least MIN_ANSWERS wrong answers equal to their
 references, each a *rare* reference of a part with many possible answers: a part counts only if the
-references of BACKGROUND synthetic students (fresh variants under the course secret) never repeat, and a
-reference only if at most RARE_HOLDERS of the roster and the background hold it. A small integer, an output
+references of BACKGROUND synthetic students (fresh variants under the course secret) repeat at most
+BACKGROUND_PAIRS times (pairs of background students with one reference: with N equally likely answers about
+4950/N are expected, so two or fewer means some thousands of answers, while "never" would drop a part with tens
+of thousands of answers in one course of ten), and a reference only if at most RARE_HOLDERS of the roster and
+the background hold it. A small integer, an output
 size or a choice letter that many variants share is never evidence, whatever the roster's size. Weak evidence
 (the student field, one or two matching answers or cells) is only quoted beside strong evidence for the same
 student. A variant id that matches nobody, or a student field that names another student, is noted in the
@@ -47,6 +50,7 @@ MIN_CELLS = 2           # parameter cells of another student's release that name
 MIN_ANSWERS = 3         # rare wrong answers equal to another student's references that name them
 RARE_HOLDERS = 2        # a reference held by more (roster + background) is not evidence
 BACKGROUND = 100        # synthetic students whose references tell how common a reference is
+BACKGROUND_PAIRS = 2    # a part whose background references repeat more often has too few possible answers
 MAX_CELLS = 5000        # cells of a submission looked at
 _COMPARABLE_KINDS = ("value", "formula", "choice")
 
@@ -269,7 +273,7 @@ class AnswerIndex:
     def __init__(self) -> None:
         self._refs: dict[tuple, dict[str, tuple[int, set, list]]] = defaultdict(dict)   # print -> (keys, roster, [bg])
         self._pieces: dict[tuple, dict[tuple, list[str]]] = defaultdict(lambda: defaultdict(list))
-        self._repeats: set[tuple] = set()    # parts whose background references repeat: too few possible answers
+        self._pairs: Counter = Counter()     # part -> pairs of background students that share a reference
         self._reference_of: dict[tuple, dict[str, str]] = defaultdict(dict)   # part -> roster student -> print
 
     def add(self, key: tuple, prints: dict[str, str], holder: str | None) -> None:
@@ -280,9 +284,8 @@ class AnswerIndex:
                 self._pieces[key][piece].append(name)
         size, roster, background = self._refs[key][name]
         if holder is None:
+            self._pairs[key] += background[0]
             background[0] += 1
-            if background[0] > 1:
-                self._repeats.add(key)
         else:
             roster.add(holder)
             self._reference_of[key][holder] = name
@@ -297,7 +300,7 @@ class AnswerIndex:
 
     def rare_holders_of(self, key: tuple, candidates: dict[str, list[str]]) -> set[str]:
         """The same, for a reply's fingerprints (as `answer_record` keeps them)."""
-        if key not in self._refs or key in self._repeats:
+        if not self.varies(key):
             return set()
         hits = Counter()
         for k, values in candidates.items():
@@ -316,8 +319,8 @@ class AnswerIndex:
         return a in refs and refs.get(a) == refs.get(b)
 
     def varies(self, key: tuple) -> bool:
-        """Is this part's reference drawn from many possible answers (no two background variants share one)?"""
-        return key in self._refs and key not in self._repeats
+        """Is this part's reference drawn from many possible answers (background variants seldom share one)?"""
+        return key in self._refs and self._pairs[key] <= BACKGROUND_PAIRS
 
 
 def answer_index(course: Course, assignment: Assignment) -> AnswerIndex:

@@ -4,7 +4,8 @@ Every student answered different numbers, so two kinds of evidence exist here th
 produce, beside the usual code and text comparison:
 
 - cross-variant answers: a wrong answer that equals another student's *rare* reference (integrity.AnswerIndex:
-  a reference no background variant repeats, held by at most two students) names whose variant it was solved for;
+  a reference of a part whose background variants seldom repeat one, held by at most two students) names
+  whose variant it was solved for;
 - shared wrong answers: two students with the same wrong value where their references differ, weighted by how
   rarely the class gave that value (the estimate is stated with the evidence);
 - code: the student's own code (answer cells and cells they added, not the statement's or the starter's),

@@ -302,3 +302,21 @@ def test_the_summary_and_the_last_line_count_mismatches(graded):
     page = (root / "graded" / "t" / "s001" / "feedback.html").read_text()
     assert "variant mismatch" in page and "s002" not in page
     assert (root / "graded" / "t" / "s008" / "feedback.html").stat().st_size < 100_000
+
+
+def test_a_part_with_many_answers_stays_evidence_despite_one_chance_repeat_in_the_background():
+    """With some course secrets two of the 100 background variants happen to share a reference of a part that has
+    tens of thousands of answers; that part must still count, while a part with a handful of answers never does."""
+    key_many, key_few = ("p", "many"), ("p", "few")
+    index = integrity.AnswerIndex()
+    rng = random.Random(7)
+    for i in range(integrity.BACKGROUND):
+        value = "same" if i < 2 else f"v{rng.randrange(10**9)}"        # one chance pair
+        index.add(key_many, {"canonical": value}, None)
+        index.add(key_few, {"canonical": f"v{i % 8}"}, None)          # eight possible answers
+    index.add(key_many, {"canonical": "s002-ref"}, "s002")
+    index.add(key_few, {"canonical": "s002-few"}, "s002")
+    assert index.varies(key_many) and not index.varies(key_few)
+    assert index.rare_holders_of(key_many, {"canonical": ["s002-ref"]}) == {"s002"}
+    assert index.rare_holders_of(key_many, {"canonical": ["same"]}) == set()     # held by two: not rare
+    assert index.rare_holders_of(key_few, {"canonical": ["s002-few"]}) == set()
