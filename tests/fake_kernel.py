@@ -425,6 +425,11 @@ def dies() -> Step:
     return step
 
 
+def publishes(msg_type: str, content: dict) -> Step:
+    """Any iopub message of this request, as code in the kernel can send one (get_ipython().kernel.session)."""
+    return lambda kernel, request: kernel.publish(request, msg_type, content)
+
+
 def publishes_for_another_request(msg_type: str, content: dict) -> Step:
     """An iopub message whose parent is some other request (another client's, an earlier cell's)."""
     return lambda kernel, request: kernel.publish(request, msg_type, content, parent=ANOTHER_REQUEST)
@@ -435,19 +440,21 @@ def replies_for_another_request(msg_type: str, content: dict) -> Step:
     return lambda kernel, request: kernel.reply(request, msg_type, content, parent=ANOTHER_REQUEST)
 
 
-def answers(*, ignoring_the_size_limit: bool = False, then: Callable | None = None) -> Step:
+def answers(*, ignoring_the_size_limit: bool = False, then: Callable | None = None,
+            parent: dict | None = None) -> Step:
     """The runtime answers the probe. Untouched, through the handler hwkit_kernel installs (Runtime.handle);
     `ignoring_the_size_limit`: a runtime the student's code changed so that it ignores the request's
-    max_bytes; `then(content, buffers) -> (content, buffers)`: the reply altered on its way out."""
+    max_bytes; `then(content, buffers) -> (content, buffers)`: the reply altered on its way out; `parent`:
+    the reply addressed to another request than the one it answers."""
     def step(kernel: FakeKernel, request: Request):
-        if not ignoring_the_size_limit and then is None:
+        if not ignoring_the_size_limit and then is None and parent is None:
             kernel.shell_handlers[REQUEST](_Outbox(kernel, request.client), request.idents, request.msg)
             return None
         content = dict(request.content, max_bytes=2**62) if ignoring_the_size_limit else request.content
         reply, buffers = kernel.runtime.answer(content, list(request.buffers))
         if then is not None:
             reply, buffers = then(reply, buffers)
-        kernel.reply(request, REPLY, reply, buffers)
+        kernel.reply(request, REPLY, reply, buffers, parent=parent)
         return None
     return step
 
@@ -461,10 +468,14 @@ def answers_the_previous_probe() -> Step:
     return step
 
 
-def sends_unreadable_frames() -> Step:
-    """A shell message the grader's Session cannot parse: signed (code in the kernel can read the key), but
-    its header is not JSON."""
+def sends_unreadable_frames(channel: str = "shell") -> Step:
+    """A message the grader's Session cannot parse, on the shell (to this client) or iopub channel: signed
+    (code in the kernel can read the key), but its header is not JSON."""
     def step(kernel: FakeKernel, request: Request):
         parts = [b"\xff not json", b"{}", b"{}", b"{}"]
-        kernel.send_frames(request.client, [*request.idents, DELIM, kernel.session.sign(parts), *parts])
+        frames = [DELIM, kernel.session.sign(parts), *parts]
+        if channel == "shell":
+            kernel.send_frames(request.client, [*request.idents, *frames])
+        else:
+            kernel.send_frames(None, frames)
     return step

@@ -4,11 +4,13 @@ so that timeouts, dead kernels, stray messages, output floods and probe replies 
 bubblewrap or a kernel process. Probes are answered by the real hwkit_kernel runtime, over the real wire."""
 from __future__ import annotations
 
+import asyncio
 import time
 
 import nbformat
 import numpy as np
 import pytest
+from jupyter_core.utils import ensure_event_loop
 
 from hwkit import execute
 from hwkit.checks import cases_unanswered, unanswered
@@ -17,8 +19,9 @@ from hwkit.execute import SELF_CHECK_NOTE, run_notebook
 from hwkit.outputs import output_size
 from hwkit.probes import MAX_REPLY_BYTES, call_function, read_variable
 from hwkit.records import KernelModule, Status
-from tests.fake_kernel import (FakeKernel, answers, answers_the_previous_probe, captures_output_in_a_widget, dies,
-                               hangs, prints, publishes_for_another_request, raises, replies_for_another_request,
+from tests.fake_kernel import (ANOTHER_REQUEST, FakeKernel, answers, answers_the_previous_probe,
+                               captures_output_in_a_widget, dies, hangs, prints, publishes,
+                               publishes_for_another_request, raises, replies_for_another_request,
                                sends_unreadable_frames, shows, takes, updates)
 
 # A problem's kernel-side probe code, as templates/<problem>/kernel.py would hold it.
@@ -52,6 +55,17 @@ def run(kernel: FakeKernel, cells: list, probes: dict | None = None, **limits):
 
 def texts(cell) -> str:
     return "".join(out.get("text", "") for out in cell.outputs)
+
+
+def end_what_nbclient_left_running() -> None:
+    """A cell that raises out of nbclient leaves its kernel-alive poller pending on the thread's event loop: it
+    is ended here rather than failing in a later test, or being finalised inside pytest's report (where, on
+    CPython 3.11.7, a finaliser run during ast.parse made the report fail with SystemError)."""
+    loop = ensure_event_loop()
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
 def kept(cell) -> int:
@@ -145,6 +159,26 @@ def test_messages_for_other_requests_are_not_attributed_to_the_running_cell():
     assert texts(execution.notebook.cells[1]) == "after\n"
 
 
+@pytest.mark.xfail(strict=True, raises=(ValueError, KeyError),
+                   reason="bug: run_notebook raises on a kernel message it cannot read during a cell (nbclient reads "
+                          "the channels), so the submission is recorded as a grader error, retried on every run")
+@pytest.mark.parametrize("message", [
+    sends_unreadable_frames("iopub"), sends_unreadable_frames("shell"),
+    publishes("stream", {"name": "stdout"}), publishes("status", {})],
+    ids=["unparsable iopub", "unparsable shell", "stream without text", "status without state"])
+def test_a_message_the_grader_cannot_read_costs_the_student_not_the_grader(message):
+    """Code in the kernel can send anything on its sockets (get_ipython().kernel.session): a message of its cell
+    the grader cannot read (not JSON, or without the fields its type has) must not make the grading fail; the
+    cells after it run, and the parts are checked."""
+    kernel = FakeKernel(cells={"tamper()": [message, prints("x\n")]})
+    try:
+        execution = run(kernel, [code("tamper()"), code("y = 1")], {"y": read_variable("y")}, cell_timeout=2)
+    finally:
+        end_what_nbclient_left_running()
+    assert kernel.executed[-1] == "y = 1"
+    assert execution.replies["y"].value == 1
+
+
 def test_the_whole_notebook_has_a_deadline_and_parts_left_without_time_say_so():
     """Each cell is within its own limit, but together they use up the notebook's: the cells after are not
     sent, and every part gets a timeout reply saying no time was left."""
@@ -178,10 +212,14 @@ def test_a_kernel_that_dies_in_a_cell_costs_every_part_its_answer_with_the_reaso
 
 
 def test_a_kernel_that_dies_while_a_part_is_checked_costs_that_part_and_the_rest():
+    """The kernel dies in the forward pass of the second part: the grader notices within seconds (not at the
+    part's limit), that part says the kernel died, and the parts after it are not asked."""
     kernel = FakeKernel(probes={"forward": [dies()]})
+    started = time.monotonic()
     execution = run(kernel, [code("conv_weights = [1, 2]\ndef forward(x):\n    return x")],
                     {"conv": LENET.probe("conv_weights"), "forward": LENET.probe("forward", {"x": 1}),
-                     "count": LENET.probe("param_count")})
+                     "count": LENET.probe("param_count")}, cell_timeout=30)
+    assert time.monotonic() - started < 10
     assert execution.replies["conv"].value == [1, 2]
     forward, count = execution.replies["forward"], execution.replies["count"]
     assert (forward.error_type, forward.error_message) == ("KernelDied", "the kernel died while this part was checked")
@@ -278,6 +316,16 @@ def test_a_reply_without_the_requests_nonce_is_not_taken_as_the_answer():
     real answer, sent after it, is the one recorded."""
     forged = answers(then=lambda content, buffers: ({**content, "nonce": "0" * 16, "value": 9999}, buffers))
     kernel = FakeKernel(probes={"param_count": [forged, takes(0.1), answers()]})
+    execution = run(kernel, [code("param_count = 61706")], {"count": LENET.probe("param_count")})
+    assert execution.replies["count"].value == 61706
+
+
+def test_a_reply_addressed_to_another_request_is_not_taken_as_the_answer():
+    """A reply carrying the nonce but addressed to another request (its parent header) is not this request's
+    reply either."""
+    misaddressed = answers(then=lambda content, buffers: ({**content, "value": 9999}, buffers),
+                           parent=ANOTHER_REQUEST)
+    kernel = FakeKernel(probes={"param_count": [misaddressed, takes(0.1), answers()]})
     execution = run(kernel, [code("param_count = 61706")], {"count": LENET.probe("param_count")})
     assert execution.replies["count"].value == 61706
 
