@@ -1,5 +1,5 @@
 """What an executed notebook keeps of its outputs: a cap per cell and a cap for the whole notebook, applied
-as messages arrive (nbclient keeps every output it is given in memory).
+as messages arrive (nbclient keeps every output it is given in memory); and only messages the grader can read.
 
 Every path by which output enters the notebook goes through the caps: stream, display_data,
 execute_result and error outputs, updates of an existing display (update_display_data and display_id
@@ -7,8 +7,10 @@ replacements), and comm messages, which are ignored (no widget state is kept). N
 probe replies never travel as outputs (hwkit_kernel.runtime)."""
 from __future__ import annotations
 
+import time
+
 from nbclient import NotebookClient
-from jupyter_core.utils import run_sync
+from jupyter_core.utils import ensure_async, run_sync
 from nbformat.v4 import new_output
 
 from hwkit_kernel.wire import scrub
@@ -78,6 +80,63 @@ def _shrink(out, room: int) -> None:
         out.update(note)
 
 
+# ---- messages the grader can read ----------------------------------------------------------------------
+# Code in the kernel can send anything on its sockets (get_ipython().kernel.session). What nbclient reads must
+# parse and have the fields its type has; anything else is skipped like noise on the line, so a student's
+# tampering costs that student's cell, never the grading.
+
+_FIELDS = {          # msg_type -> {field: type it must have}
+    "status": {"execution_state": str},
+    "stream": {"name": str, "text": str},
+    "display_data": {"data": dict},
+    "update_display_data": {"data": dict},
+    "execute_result": {"data": dict},
+    "error": {"ename": str, "evalue": str, "traceback": list},
+    "execute_reply": {"status": str},
+}
+
+
+def well_formed(msg) -> bool:
+    """Does a parsed message have what nbclient reads of it, with the types it expects?"""
+    if not isinstance(msg, dict) or not isinstance(msg.get("msg_type"), str):
+        return False
+    content, parent = msg.get("content"), msg.get("parent_header")
+    if not isinstance(content, dict) or not isinstance(parent, dict) or not isinstance(msg.get("header"), dict):
+        return False
+    for field, kind in _FIELDS.get(msg["msg_type"], {}).items():
+        if not isinstance(content.get(field), kind):
+            return False
+    transient = content.get("transient")
+    if transient is not None and not (isinstance(transient, dict)
+                                      and isinstance(transient.get("display_id", ""), str)):
+        return False
+    count = content.get("execution_count")
+    if not (count is None or (isinstance(count, int) and not isinstance(count, bool))):
+        return False
+    if "metadata" in content and not isinstance(content["metadata"], dict):
+        return False
+    return msg["msg_type"] != "error" or all(isinstance(line, str) for line in content["traceback"])
+
+
+def skip_unreadable(channel) -> None:
+    """Make `channel.get_msg` pass over messages that cannot be parsed (or are unsigned) and messages that are
+    not well formed, within the caller's timeout (queue.Empty when it passes, as before)."""
+    read = channel.get_msg
+
+    async def get_msg(timeout: float | None = None):
+        until = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if until is None else max(0.0, until - time.monotonic())
+            try:
+                msg = await ensure_async(read(timeout=left))
+            except (ValueError, KeyError, TypeError, UnicodeError):     # not JSON, a bad signature, bad frames
+                continue
+            if well_formed(msg):
+                return msg
+
+    channel.get_msg = get_msg
+
+
 class CappedClient(NotebookClient):
     """A NotebookClient that keeps about `cell_bytes` of output per cell and `notebook_bytes` in all; the
     rest is dropped as it arrives, and one note at the end of each cut cell says how much."""
@@ -135,6 +194,16 @@ class CappedClient(NotebookClient):
         for cell_index, indices in self._display_id_map.get(display_id, {}).items():
             self._spend(cell_index, size * len(indices))
         super()._update_display_id(display_id, msg)
+
+    async def async_start_new_kernel_client(self):
+        """The kernel client nbclient makes (again after a timed-out cell), reading only well-formed messages
+        once it is ready (before any student code runs)."""
+        kc = await super().async_start_new_kernel_client()
+        skip_unreadable(kc.shell_channel)
+        skip_unreadable(kc.iopub_channel)
+        return kc
+
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
 
     def handle_comm_msg(self, outs, msg, cell_index):
         """Widgets are not rendered when grading: their messages are ignored and nothing of them is kept."""

@@ -159,13 +159,15 @@ def test_messages_for_other_requests_are_not_attributed_to_the_running_cell():
     assert texts(execution.notebook.cells[1]) == "after\n"
 
 
-@pytest.mark.xfail(strict=True, raises=(ValueError, KeyError),
-                   reason="bug: run_notebook raises on a kernel message it cannot read during a cell (nbclient reads "
-                          "the channels), so the submission is recorded as a grader error, retried on every run")
 @pytest.mark.parametrize("message", [
     sends_unreadable_frames("iopub"), sends_unreadable_frames("shell"),
-    publishes("stream", {"name": "stdout"}), publishes("status", {})],
-    ids=["unparsable iopub", "unparsable shell", "stream without text", "status without state"])
+    publishes("stream", {"name": "stdout"}), publishes("status", {}),
+    publishes("error", {"ename": "E", "evalue": "v", "traceback": "not a list"}),
+    publishes("display_data", {"data": ["not", "a", "dict"]}),
+    publishes("stream", {"name": "stdout", "text": "x", "execution_count": "7"}),
+    publishes("display_data", {"data": {}, "transient": "not a dict"})],
+    ids=["unparsable iopub", "unparsable shell", "stream without text", "status without state",
+         "traceback not a list", "data not a dict", "execution count a string", "transient not a dict"])
 def test_a_message_the_grader_cannot_read_costs_the_student_not_the_grader(message):
     """Code in the kernel can send anything on its sockets (get_ipython().kernel.session): a message of its cell
     the grader cannot read (not JSON, or without the fields its type has) must not make the grading fail; the
