@@ -37,10 +37,10 @@ def test_seccomp_program_is_whole_instructions():
 
 
 def test_unavailable_says_what_to_install(monkeypatch):
-    from hwkit.sandbox import diagnose
+    from hwkit.sandbox import available
 
-    monkeypatch.setattr(diagnose, "HOST_PATH", "/nonexistent")
-    ok, why = diagnose.sandbox_available.__wrapped__()
+    monkeypatch.setattr(available, "HOST_PATH", "/nonexistent")
+    ok, why = available.sandbox_available.__wrapped__()
     assert not ok
     assert "bwrap" in why or "Linux" in why
 

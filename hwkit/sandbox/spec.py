@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hwkit.sandbox.limits import rlimits
-from hwkit.sandbox.visible import KERNEL_MODULE, HostView
 
 if TYPE_CHECKING:
     from hwkit.course import SandboxLimits
     from hwkit.sandbox.host import RunPaths
 
+KERNEL_MODULE = "hwkit_kernel"                     # the only piece of hwkit a kernel can import
+GRADER_PACKAGES = ("hwkit", "solutions", "templates")   # never importable in a kernel (hwkit.sandbox.visible)
 JAIL_HOME = "/home/student"          # the kernel's cwd and HOME inside the jail
 KERNEL_ROOT = "/opt/hwkit"           # holds hwkit_kernel/ (read-only), the kernel's PYTHONPATH
 MOUNT_KINDS = ("ro-bind", "ro-bind-try", "bind", "symlink", "dir", "proc", "dev")
@@ -39,6 +40,14 @@ RLIMIT_NAMES = ("as", "cpu", "nproc", "nofile", "fsize", "core")
 JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 111; shift; done; shift; exec "$@"'
 TOMBSTONE = ('"""Hidden from sandboxed kernels (hwkit.sandbox.visible)."""\n'
              'raise ModuleNotFoundError(f"No module named {__name__!r}", name=__name__)\n')
+
+
+@dataclass(frozen=True)
+class HostView:
+    """What of the host's Python a kernel sees (built by hwkit.sandbox.visible)."""
+    roots: tuple[Path, ...]              # bound read-only at the same paths
+    hidden: tuple[Path, ...]             # under the roots, each covered by a tombstone
+    kernel_package: Path                 # bound read-only at KERNEL_ROOT/hwkit_kernel
 
 
 @dataclass(frozen=True)

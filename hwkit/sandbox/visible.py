@@ -14,11 +14,9 @@ import importlib.metadata
 import os
 import site
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-KERNEL_MODULE = "hwkit_kernel"                          # the only piece of hwkit a kernel can import
-GRADER_PACKAGES = ("hwkit", "solutions", "templates")   # never importable in a kernel
+from hwkit.sandbox.spec import GRADER_PACKAGES, KERNEL_MODULE, HostView
 
 _NOT_MODULES = (".dist-info", ".egg-info", ".pth", ".egg-link")
 
@@ -112,13 +110,6 @@ def grader_entries(dirs: list[Path]) -> list[Path]:
                     if path not in found and any(under(path, d) for d in dirs):
                         found.append(path)
     return found
-
-
-@dataclass(frozen=True)
-class HostView:
-    roots: tuple[Path, ...]              # bound read-only at the same paths
-    hidden: tuple[Path, ...]             # under the roots, each covered by a tombstone
-    kernel_package: Path                 # bound read-only at KERNEL_ROOT/hwkit_kernel
 
 
 @functools.lru_cache(maxsize=8)

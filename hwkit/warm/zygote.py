@@ -36,8 +36,7 @@ from hwkit.sandbox.linux import (NAMESPACES, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEA
                                  PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, MS_REC, MS_SLAVE, capset_zero,
                                  drop_bounding_set, install_seccomp, loopback_up, mount, pivot_root, prctl,
                                  sethostname, unshare)
-from hwkit.sandbox.spec import KERNEL_ROOT, LaunchSpec
-from hwkit.sandbox.visible import GRADER_PACKAGES, KERNEL_MODULE
+from hwkit.sandbox.spec import GRADER_PACKAGES, KERNEL_MODULE, KERNEL_ROOT, LaunchSpec
 from hwkit.warm.view import build_root
 
 PRELOAD = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "torch.utils.data", "sympy",
