@@ -6,6 +6,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -192,6 +193,23 @@ def test_rerun_skips_unchanged_and_force_regrades(graded):
     assert "Graded 1 submission" in proc.stdout
     after = {r[0]: r[1] for r in sqlite3.connect(root / "gradebook.sqlite").execute("SELECT student_id, graded_at FROM submissions")}
     assert {k for k in before if before[k] != after[k]} <= {"s01"}
+
+
+def test_a_rerun_with_nothing_to_grade_loads_neither_the_bank_nor_matplotlib(graded):
+    """A TA reruns `hwkit grade` to pick up late submissions and none came: the answer comes back at once, the
+    reports are rewritten, and neither the bank (which imports torch) nor matplotlib (the histogram, unchanged)
+    is loaded."""
+    root, _ = graded
+    (root / "graded" / "t" / "grades.csv").unlink()
+    run = subprocess.run([sys.executable, "-c", (
+        "import sys\nfrom hwkit.cli import main\n"
+        f"sys.argv = ['hwkit', 'grade', 't', '--course', {str(root)!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('loaded:', sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))\n")],
+        capture_output=True, text=True, timeout=300)
+    assert "Graded 0 submission" in run.stdout, run.stdout + run.stderr
+    assert "loaded: []" in run.stdout
+    assert (root / "graded" / "t" / "grades.csv").is_file() and (root / "graded" / "t" / "histogram.png").is_file()
 
 
 def test_tampered_helpers_do_not_earn_points(tmp_path):

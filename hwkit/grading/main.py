@@ -78,9 +78,7 @@ def _grade_all(course: Course, assignment_id: str, folder: Path, jobs, force, st
     plan = plan_batch(jobs, len(todo), course.limits.torch_threads)
     failures, graded, start = 0, 0, time.perf_counter()
     by_id = {s.student_id: s for s in todo}
-    if not todo:
-        course.assignment(assignment_id)  # validates the assignment file
-    else:
+    if todo:   # (with nothing to grade the assignment is not loaded: that imports the bank, hence torch)
         progress = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                             TimeElapsedColumn(), console=console, disable=console is None)
         with progress, Batch(course, assignment_id, todo, plan, sandbox, warm and sandbox) as batch:
