@@ -10,7 +10,10 @@ and its zygote another, once per batch.
 Workers talk to the grader through one queue of messages, each a tuple whose first item says what it is:
 ("start", student_id, worker_pid), ("done", result_json, executed_notebook_or_None),
 ("failed", student_id, reason), ("leak", student_id, reason); `Batch.messages` adds ("lost", student_id,
-reason) for what a dead worker held."""
+reason) for what a dead worker held.
+
+`LocalRunner` is how `hwkit grade` uses this module; a cluster runner (hwkit.cluster.client) has the same two
+methods and its batch yields the same messages, so the command's progress and writing are one loop."""
 from __future__ import annotations
 
 import multiprocessing
@@ -20,6 +23,7 @@ from pathlib import Path
 from queue import Empty
 
 from hwkit.course import Assignment, Course, Student, load_course
+from hwkit.errors import HwkitError
 from hwkit.grading.one import grade_submission, grader_error
 from hwkit.grading.submissions import Submission
 from hwkit.sandbox import SandboxLeak
@@ -98,11 +102,32 @@ def worker_main(course_root: str, assignment_id: str, slots: list[int], torch_th
         t.join()
 
 
+class LocalRunner:
+    """Grading on this machine: `check` before anything is locked, then one `batch` of what is left to grade."""
+
+    def __init__(self, jobs: int | None, sandbox: bool, warm: bool):
+        self.jobs, self.sandbox, self.warm = jobs, sandbox, warm and sandbox
+
+    def check(self) -> None:
+        if self.sandbox:
+            from hwkit.sandbox import sandbox_available
+
+            ok, why = sandbox_available()
+            if not ok:
+                raise HwkitError(f"the sandbox cannot run here: {why}. Run `hwkit sandbox doctor`; or pass --no-sandbox "
+                                 "to run student code unsandboxed (only for code you trust)")
+
+    def batch(self, course: Course, assignment_id: str, todo: list[Submission]) -> "Batch":
+        plan = plan_batch(self.jobs, len(todo), course.limits.torch_threads)
+        return Batch(course, assignment_id, todo, plan, self.sandbox, self.warm)
+
+
 class Batch:
     """The worker processes of one `hwkit grade` run and the queues between them and the grader."""
 
     def __init__(self, course: Course, assignment_id: str, todo: list[Submission], plan: BatchPlan,
                  sandbox: bool, warm: bool):
+        self.summary = f"{plan.lanes} at once, {plan.torch_threads} torch thread(s) each"
         ctx = multiprocessing.get_context("spawn")
         self.tasks, self.results = ctx.Queue(), ctx.Queue()
         for sub in todo:

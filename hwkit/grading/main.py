@@ -11,7 +11,7 @@ from hwkit.course import Course, load_course
 from hwkit.errors import HwkitError
 from hwkit.fsutil import atomic_write_text
 from hwkit.gradebook import Gradebook, SubmissionResult
-from hwkit.grading.batch import Batch, plan_batch
+from hwkit.grading.batch import LocalRunner
 from hwkit.grading.one import grader_error
 from hwkit.grading.submissions import file_hash, find_submissions
 from hwkit.records import Status
@@ -22,22 +22,19 @@ FINISHED = (Status.OK, Status.CELL_ERRORS)     # what the progress bar does not 
 
 def main(*, course_dir: Path, assignment_id: str, submissions_dir: Path | None = None, jobs: int | None = None,
          force: bool = False, students: list[str] | None = None, sandbox: bool = True, console=None,
-         warm: bool = False) -> str:
+         warm: bool = False, runner=None) -> str:
+    """`runner`: where the submissions are graded (default: `LocalRunner`, this machine; `hwkit grade --cluster`
+    passes hwkit.cluster's). Either way this process alone writes the gradebook and the files."""
     course = load_course(course_dir)
     if not (course.root / "source" / assignment_id / "answers.json").is_file():
         raise HwkitError(f"{course.root / 'source' / assignment_id}: not generated yet; run `hwkit generate {assignment_id}` first")
     folder = submissions_dir or course.root / "submitted" / assignment_id
     if not folder.is_dir():
         raise HwkitError(f"{folder}: no such submissions folder; put submissions in <folder>/<student_id>/*.ipynb")
-    if sandbox:
-        from hwkit.sandbox import sandbox_available
-
-        ok, why = sandbox_available()
-        if not ok:
-            raise HwkitError(f"the sandbox cannot run here: {why}. Run `hwkit sandbox doctor`; or pass --no-sandbox "
-                             "to run student code unsandboxed (only for code you trust)")
+    runner = runner or LocalRunner(jobs, sandbox, warm)
+    runner.check()
     with grading_lock(course, assignment_id):
-        return _grade_all(course, assignment_id, folder, jobs, force, students, sandbox, console, warm)
+        return _grade_all(course, assignment_id, folder, force, students, runner, console)
 
 
 @contextmanager
@@ -64,8 +61,7 @@ def grading_lock(course: Course, assignment_id: str):
             f.truncate(0)
 
 
-def _grade_all(course: Course, assignment_id: str, folder: Path, jobs, force, students, sandbox, console,
-               warm) -> str:
+def _grade_all(course: Course, assignment_id: str, folder: Path, force, students, runner, console) -> str:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     subs, unknown = find_submissions(folder, course, assignment_id, students)
@@ -75,13 +71,13 @@ def _grade_all(course: Course, assignment_id: str, folder: Path, jobs, force, st
     book = Gradebook(course.root)
     todo = [s for s in subs if force or book.graded_hash(assignment_id, s.student_id) != file_hash(s.path)
             or not (course.root / "graded" / assignment_id / s.student_id / "feedback.html").is_file()]
-    plan = plan_batch(jobs, len(todo), course.limits.torch_threads)
-    failures, graded, start = 0, 0, time.perf_counter()
+    failures, graded, start, how = 0, 0, time.perf_counter(), ""
     by_id = {s.student_id: s for s in todo}
     if todo:   # (with nothing to grade the assignment is not loaded: that imports the bank, hence torch)
         progress = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                             TimeElapsedColumn(), console=console, disable=console is None)
-        with progress, Batch(course, assignment_id, todo, plan, sandbox, warm and sandbox) as batch:
+        with progress, runner.batch(course, assignment_id, todo) as batch, reports_if_stopped(course, book, assignment_id):
+            how = f" ({batch.summary})"
             course.assignment(assignment_id)  # validated while the workers start (loading the bank imports torch)
             task = progress.add_task("grade", total=len(todo), info="")
             for msg in batch.messages():
@@ -112,11 +108,22 @@ def _grade_all(course: Course, assignment_id: str, folder: Path, jobs, force, st
     return (f"Graded {graded} submission(s) of {assignment_id} in {time.perf_counter() - start:.1f}s"
             + (f", {skipped} unchanged skipped" if skipped else "")
             + (f", {left} not reached (the grading workers stopped; run again to grade them)" if left else "")
-            + f" ({plan.lanes} at once, {plan.torch_threads} torch thread(s) each)."
+            + f"{how}."
             + (f" {mismatch_count(results)} to review (another student's variant; see the summary)." if flagged else "")
             + (f" {waiting} part(s) await review: `hwkit review {assignment_id}`." if waiting else "")
             + f" Grades: {paths['grades']}  "
             f"Summary: {paths['summary']}  Feedback: {course.root / 'graded' / assignment_id}/<student>/feedback.html")
+
+
+@contextmanager
+def reports_if_stopped(course: Course, book: Gradebook, assignment_id: str):
+    """A batch that stops (HwkitError: a sandbox leak, a cluster gone) keeps what it graded, and the reports
+    (grades.csv, the summary) show it."""
+    try:
+        yield
+    except HwkitError:
+        write_reports(course, assignment_id, book.results(assignment_id))
+        raise
 
 
 def keep(course: Course, book: Gradebook, result: SubmissionResult, executed: str | None) -> None:
