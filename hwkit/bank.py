@@ -31,6 +31,18 @@ def bank_root() -> Path:
     return root
 
 
+def use_bank(root: Path) -> None:
+    """Load problems from `root` in this process from now on (a cluster worker that was sent the bank). Refused
+    once another folder's problems are loaded here: their modules are imported and cannot be unloaded."""
+    root = Path(root).resolve()
+    if load_bank.cache_info().currsize and bank_root() != root:
+        raise HwkitError(f"this process already loaded the problem bank at {bank_root()}; a process grades "
+                         "with one bank: start a new one to use another")
+    os.environ[BANK_ENV] = str(root)
+    bank_root.cache_clear()
+    bank_root()
+
+
 def templates_dir() -> Path:
     return bank_root() / "templates"
 

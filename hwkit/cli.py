@@ -102,6 +102,34 @@ def problems(lang: str):
     console.print(table)
 
 
+def tls_options(command):
+    """--tls-ca-file, --tls-cert, --tls-key: a tls:// Dask scheduler's certificates (distributed.security.Security)."""
+    for name, words in (("--tls-key", "this grader's private key (PEM)"),
+                        ("--tls-cert", "this grader's certificate (PEM), signed by the cluster's CA"),
+                        ("--tls-ca-file", "the CA certificate that signed the scheduler's and workers' certificates")):
+        command = click.option(name, type=click.Path(dir_okay=False, path_type=Path), default=None,
+                               help=f"With a tls:// cluster: {words}.")(command)
+    return command
+
+
+def _cluster_module(name: str):
+    """hwkit.cluster.NAME, or one line saying how to install Dask (the extra hwkit[cluster])."""
+    import importlib
+
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise HwkitError("--cluster needs Dask's `distributed`: pip install 'hwkit[cluster]' (on this machine and "
+                         "on every worker)") from None
+    return importlib.import_module(f"hwkit.cluster.{name}")
+
+
+def _cluster_target(address, tls_ca_file, tls_cert, tls_key):
+    if not address:
+        raise HwkitError("--tls-* options are for a cluster: add --cluster tls://HOST:PORT")
+    return _cluster_module("client").ClusterTarget(address, tls_ca_file, tls_cert, tls_key)
+
+
 @main.command()
 @click.argument("assignment")
 @course_option
@@ -116,13 +144,22 @@ def problems(lang: str):
                    "jail, same limits); cold: start every kernel from scratch.")
 @click.option("--similarity", "with_similarity", is_flag=True,
               help="Afterwards, write the copying evidence report (as `hwkit similarity`).")
-def grade(assignment, course_dir, submissions_dir, jobs, force, students, no_sandbox, warm, with_similarity):
+@click.option("--cluster", "cluster", default=None, metavar="tcp://HOST:PORT",
+              help="Grade on a Dask cluster (hwkit[cluster]) whose scheduler is here; --jobs is then lanes per "
+                   "worker (default: the worker's threads + 1). This machine still writes the gradebook.")
+@tls_options
+def grade(assignment, course_dir, submissions_dir, jobs, force, students, no_sandbox, warm, with_similarity,
+          cluster, tls_ca_file, tls_cert, tls_key):
     """Grade a folder of submissions in sandboxed kernels; write the gradebook, feedback and grades.csv."""
     from hwkit.grading.main import main as grade_main
 
+    runner = None
+    if cluster or tls_ca_file or tls_cert or tls_key:
+        runner = _cluster_module("client").ClusterRunner(_cluster_target(cluster, tls_ca_file, tls_cert, tls_key),
+                                                         jobs=jobs, sandbox=not no_sandbox, warm=warm)
     summary = grade_main(course_dir=course_dir, assignment_id=assignment, submissions_dir=submissions_dir,
                          jobs=jobs, force=force, students=_ids(students), sandbox=not no_sandbox, console=console,
-                         warm=warm)
+                         warm=warm, runner=runner)
     console.print(summary)
     if with_similarity:
         from hwkit.similarity import main as similarity_main
@@ -241,6 +278,28 @@ def doctor():
         ok_all &= ok
         console.print(f"[{'green' if ok else 'red'}]{'ok ' if ok else 'NO '}[/] {name}: {message}", highlight=False)
     console.print("The sandbox is ready." if ok_all else "The sandbox is NOT fully available; see the lines above.")
+    sys.exit(0 if ok_all else 1)
+
+
+@main.group()
+def cluster():
+    """A Dask cluster that grades (hwkit grade --cluster)."""
+
+
+@cluster.command("doctor")
+@click.argument("address")
+@tls_options
+def cluster_doctor(address, tls_ca_file, tls_cert, tls_key):
+    """Can the workers of the Dask cluster at ADDRESS grade for this machine? Same hwkit and software, the bank,
+    and the sandbox checked on each worker."""
+    doctor = _cluster_module("doctor")
+    report, ok_all = doctor.cluster_doctor(_cluster_target(address, tls_ca_file, tls_cert, tls_key))
+    for heading, lines in report:
+        console.print(f"[bold]{escape(heading)}[/bold]", highlight=False)
+        for ok, text in lines:
+            mark = "    " if ok is None else ("[green]ok [/] " if ok else "[red]NO [/] ")
+            console.print(f"  {mark}{escape(text)}", highlight=False, soft_wrap=True)
+    console.print("The cluster is ready to grade." if ok_all else "The cluster is NOT ready; see the NO lines above.")
     sys.exit(0 if ok_all else 1)
 
 

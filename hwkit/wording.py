@@ -74,6 +74,10 @@ _ZH_MESSAGES: list[tuple[str, str]] = [
     (r"the notebook could not be read as nbformat 4 \((.*)\)", "无法按 nbformat 4 读取笔记本（{0}）"),
     (r"the notebook has no cell list", "笔记本中没有单元格列表"),
     (r"the grading worker exited while grading this submission", "评分进程在评分这份提交时退出"),
+    (r"the cluster's workers died while grading this submission, too often to try again",
+     "集群中评分这份提交的工作进程多次退出，不再重试"),
+    (r"the cluster could not run the grading task \((.*)\)", "集群无法运行评分任务（{0}）"),
+    (r"the worker's reply could not be read \((.*)\)", "无法读取工作进程的回复（{0}）"),
     # the variant check's notes that name nobody (hwkit/integrity.py)
     (r"the variant check could not run \((\w+)\)", "题目版本检查无法运行（{0}）"),
     (r"the notebook's variant id matches no student of the roster", "笔记本的题目版本编号与名单中的任何学生都不符"),

@@ -21,5 +21,6 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e ".[test]"     # + starlette, uvicorn, rapidfuzz; selenium for tests
+.venv/bin/python -m pip install -q -e ".[test,cluster]"   # + starlette, uvicorn, rapidfuzz; selenium for tests;
+                                                          # Dask distributed for hwkit grade --cluster
 echo "hwkit is installed in .venv ($(.venv/bin/hwkit --version))"
