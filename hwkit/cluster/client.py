@@ -73,14 +73,18 @@ class ClusterTarget:
 
 @contextmanager
 def quiet_dask():
-    """Dask logs reconnection attempts and worker deaths with tracebacks; the command line says one line."""
-    logger = logging.getLogger("distributed")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    """Dask logs reconnection attempts and worker deaths with tracebacks; the command line says one line. (Dask
+    configures levels of its own for some of its loggers, such as distributed.client: each is set here.)"""
+    loggers = [logging.getLogger(name) for name in ["distributed", *logging.root.manager.loggerDict]
+               if name == "distributed" or name.startswith("distributed.")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def connect(target: ClusterTarget) -> Client:
