@@ -171,7 +171,8 @@ def main() -> None:
     for name in ("cluster, fresh workers", "cluster, warm workers"):
         r = runs[name]
         print(f"overhead of the cluster path ({name.split(', ')[1]}): {(r['wall'] - local['wall']) / n:+.2f} s wall and "
-              f"{(r['cpu'] - local['cpu']) / n:+.2f} CPU-s per submission"
+              f"{(r['cpu'] - local['cpu']) / n:+.2f} CPU-s per submission ({(r['cpu'] - idle * r['wall'] - local['cpu']) / n:+.2f} "
+              "without the idle cluster's background)"
               + (", points differ!" if abs(r["points"] - local["points"]) > 1e-6 else ", same points"))
 
 
