@@ -124,7 +124,7 @@ def refusals(facts: list[dict], mine: dict, sandbox: bool) -> list[str]:
         if sandbox and f.get("sandbox") and not f["sandbox"][0]:
             problems.append(f"cannot run the sandbox ({f['sandbox'][1]})")
         if f.get("broken"):
-            problems.append(f.get("broken"))
+            problems.append(f"refuses work: {f['broken']}")
         if problems:
             said.append(f"{who}: " + "; ".join(problems))
     return said

@@ -35,7 +35,7 @@ from distributed import WorkerPlugin, get_worker, secede
 from hwkit.cluster.identity import differences, software
 from hwkit.cluster.payload import (BANK, COURSE, CoursePayload, SubmissionFiles, reap_stale_payloads,
                                    write_release_lang)
-from hwkit.grading.batch import plan_batch
+from hwkit.grading.batch import grade_task, plan_batch
 
 PLUGIN_PREFIX = "hwkit-course-"
 
@@ -71,7 +71,7 @@ class WorkerProcess:
         self.lock = threading.Lock()
         self.lanes: Lanes | None = None
         self.bank = ""           # the digest of the bank loaded in this process, "" if none
-        self.broken = ""         # why this worker grades nothing more
+        self.broken = ""         # why this worker grades nothing more (a sandbox leak: fail closed)
 
     def lanes_for(self, count: int) -> Lanes:
         with self.lock:
@@ -138,7 +138,7 @@ class CoursePlugin(WorkerPlugin):
         with self._lock:
             if self._refusal is None:
                 self._refusal = self._check()
-            return PROCESS.broken or self._refusal
+            return f"refuses work: {PROCESS.broken}" if PROCESS.broken else self._refusal
 
     def _check(self) -> str:
         differ = differences(self.settings["software"], software())
@@ -171,7 +171,6 @@ class CoursePlugin(WorkerPlugin):
         return course, assignment, {s.student_id: s for s in course.roster}
 
     def grade(self, files: SubmissionFiles, slot: int) -> bytes:
-        from hwkit.grading.batch import grade_task
         from hwkit.sandbox import SandboxLeak
 
         course, assignment, students = self._loaded
