@@ -168,10 +168,11 @@ def json_key(value):
 
 def _materialise(spec: ModuleSpec, config, switches: tuple) -> torch.nn.Module:
     """The reference on the CPU without drawing from torch's global generator: built on the meta device,
-    then given memory; the fill sets every tensor it uses."""
+    then given memory; the fill sets every tensor it uses. Its parameters need no gradient: the grader
+    compares the output and the input's gradient only (the same values, without the weights' gradients)."""
     with torch.device("meta"):
         module = spec.build(config, **dict(switches))
-    return module.to_empty(device="cpu")
+    return module.to_empty(device="cpu").requires_grad_(False)
 
 
 class _Cache:
