@@ -196,3 +196,38 @@ def test_module_variants_trace_on_the_cpu_as_on_the_meta_device():
             assert (got.shapes, got.groups) == want, (part_id, switches)
         first = behaviour._reference_use(spec, case, spec.orders[0])
         assert (first.shapes, first.groups) == _meta_use(spec, case["config"], spec.orders[0], x.shape), part_id
+
+
+# ---- a regrade's order -----------------------------------------------------------------------------------
+
+class _Started(Exception):
+    pass
+
+
+def test_a_regrade_starts_with_the_longest_notebooks(tmp_path, monkeypatch):
+    """The gradebook keeps how long each grading took; a regrade hands the lanes the longest first (one never
+    graded before counts as longest), so that no long notebook is left running alone at the end."""
+    from hwkit.gradebook import Gradebook, SubmissionResult
+    from hwkit.grading import main as grading_main
+    from tests.support import make_course, release_notebook, submit
+
+    students = ["s001", "s002", "s003", "s004"]
+    root = make_course(tmp_path, ["receptive-field"], students)
+    for sid in students:
+        submit(root, sid, release_notebook(root, sid))
+    book = Gradebook(root)
+    for sid, seconds in (("s001", 1.0), ("s002", 30.0), ("s003", 5.0)):
+        book.record(SubmissionResult("t", sid, "ok", "", "old", timings={"execute": seconds, "probes": 0.5}))
+    assert book.seconds_taken("t") == {"s001": 1.5, "s002": 30.5, "s003": 5.5}
+    book.close()
+
+    started = []
+
+    def batch(course, assignment_id, todo, *args):
+        started.extend(sub.student_id for sub in todo)
+        raise _Started
+
+    monkeypatch.setattr(grading_main, "Batch", batch)
+    with pytest.raises(_Started):
+        grading_main.main(course_dir=root, assignment_id="t", force=True, sandbox=False)
+    assert started == ["s004", "s002", "s003", "s001"]
