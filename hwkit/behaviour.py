@@ -175,6 +175,19 @@ def _materialise(spec: ModuleSpec, config, switches: tuple) -> torch.nn.Module:
     return module.to_empty(device="cpu").requires_grad_(False)
 
 
+def keep_freed_memory(mmap_threshold: int = 64 << 20, trim_threshold: int = 256 << 20) -> None:
+    """For a grading worker, process-wide: glibc serves blocks of up to `mmap_threshold` bytes from its heap and
+    keeps up to `trim_threshold` bytes freed at the heap's top for the next allocation, instead of returning
+    each reference's tensors to the system and faulting the pages in again for the next one (a ResNet-34
+    reference run, ~90 MB: 0.30 -> 0.24 CPU-s). Nothing happens where libc has no mallopt."""
+    import ctypes
+
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(-3, mmap_threshold)     # M_MMAP_THRESHOLD
+        mallopt(-1, trim_threshold)     # M_TRIM_THRESHOLD
+
+
 class _Cache:
     """A small thread-safe cache of the last `size` values (references are costly: whole networks)."""
 
