@@ -107,7 +107,7 @@ class ModuleSpec:
             compatible.append((note, switches, reference))
             if reference.shapes == use.shapes:
                 exact.add((note, switches))
-                yield note, switches, _Loading(values.get(), ("as is",))
+                yield note, switches, _AS_IS
         for note, switches, reference in compatible:
             for loading in _loadings(values.get(), use, reference):
                 if (note, switches) not in exact or loading.way not in (("grouped", True), ("flat", ())):
@@ -115,13 +115,20 @@ class ModuleSpec:
 
     def _loaded_reply(self, case: dict, switches: tuple, use: "_Use", loading, budget: "_Budget"):
         """The reference (with `switches`) loaded with one way of reading the student's tensors; _SPENT when
-        this case has used up the grader's budget for running references."""
-        key = (id(self), _case_key(case), switches, use, loading.way)
+        this case has used up the grader's budget for running references.
+
+        Read as they are (the student's shapes in use are exactly the reference's), the student's tensors are
+        the values the case's own seed gives the reference in its order of use: that reference run is the
+        case's reply for `switches` (`reply`), computed once, and the student's values are not replayed."""
+        key = (id(self), _case_key(case), switches) if loading is _AS_IS else \
+            (id(self), _case_key(case), switches, use, loading.way)
         found = _REPLIES.peek(key)
         if found is not _MISSING:
             return found
         if not budget.spend():
             return _SPENT
+        if loading is _AS_IS:
+            return self.reply(case, switches)
         return _REPLIES.get(key, lambda: _reference_reply(self, case, switches, iter(loading.arrays)))
 
     def public_replies(self, cases: list[dict]) -> list[list[dict]]:
@@ -161,10 +168,24 @@ def json_key(value):
 
 def _materialise(spec: ModuleSpec, config, switches: tuple) -> torch.nn.Module:
     """The reference on the CPU without drawing from torch's global generator: built on the meta device,
-    then given memory; the fill sets every tensor it uses."""
+    then given memory; the fill sets every tensor it uses. Its parameters need no gradient: the grader
+    compares the output and the input's gradient only (the same values, without the weights' gradients)."""
     with torch.device("meta"):
         module = spec.build(config, **dict(switches))
-    return module.to_empty(device="cpu")
+    return module.to_empty(device="cpu").requires_grad_(False)
+
+
+def keep_freed_memory(mmap_threshold: int = 64 << 20, trim_threshold: int = 256 << 20) -> None:
+    """For a grading worker, process-wide: glibc serves blocks of up to `mmap_threshold` bytes from its heap and
+    keeps up to `trim_threshold` bytes freed at the heap's top for the next allocation, instead of returning
+    each reference's tensors to the system and faulting the pages in again for the next one (a ResNet-34
+    reference run, ~90 MB: 0.30 -> 0.24 CPU-s). Nothing happens where libc has no mallopt."""
+    import ctypes
+
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(-3, mmap_threshold)     # M_MMAP_THRESHOLD
+        mallopt(-1, trim_threshold)     # M_TRIM_THRESHOLD
 
 
 class _Cache:
@@ -221,7 +242,7 @@ def _reference_reply(spec: ModuleSpec, case: dict, switches: tuple, loaded: Iter
         if not switches or switches in spec.orders:
             raise                      # the reference itself must run: a bug in the problem, not a student's
         return None
-    return {"layout": record["layout"], "y": record["y"].numpy(),
+    return {"layout": record["layout"], "groups": record["groups"], "y": record["y"].numpy(),
             "grad": None if record["grad"] is None else record["grad"].numpy()}
 
 
@@ -337,6 +358,9 @@ class _Loading:
     way: tuple           # how the student's tensors were read, for the cache key
 
 
+_AS_IS = _Loading([], ("as is",))     # the student's tensors read as they are: see ModuleSpec._loaded_reply
+
+
 def _loadings(values: list[np.ndarray], use: _Use, reference: _Use) -> Iterator[_Loading]:
     """Ways to read the student's tensors as the reference's. Group by group first: groups of the same shapes
     in the order they were used (a module may use its tensors in another order than the reference where
@@ -390,17 +414,27 @@ def _flat_loadings(values: list[np.ndarray], shapes, reference_shapes) -> Iterat
 
 
 def _reference_use(spec: ModuleSpec, case: dict, switches: tuple) -> _Use | None:
+    """The reference's order of use (with `switches`) on the case's input shape. For the first right order, the
+    case's reply records it (that reply is nearly always needed: a right module is compared with it, and a
+    wrong one's feedback starts from it); any other variant is traced once per configuration and shape."""
+    if switches == spec.orders[0]:
+        record = spec.reply(case, switches)
+        return _Use(tuple(map(tuple, record["layout"])), tuple(record["groups"]))
     x = np.asarray(case["x"])
     key = (id(spec), json_key(case["config"]), switches, x.shape, str(x.dtype))
-    return _LAYOUTS.get(key, lambda: _meta_use(spec, case["config"], switches, x.shape, x.dtype))
+    return _LAYOUTS.get(key, lambda: _traced_use(spec, case["config"], switches, x.shape, x.dtype))
 
 
-def _meta_use(spec: ModuleSpec, config, switches: tuple, shape: tuple, dtype) -> _Use | None:
-    """The reference's use, traced on the meta device; None when this variant cannot be built or run."""
+def _traced_use(spec: ModuleSpec, config, switches: tuple, shape: tuple, dtype) -> _Use | None:
+    """The reference's use, traced on the CPU with every tensor zero (the order of use depends on shapes, not
+    values; torch's meta device gives the same order but runs each operation through Python decompositions,
+    several times slower); None when this variant cannot be built or run."""
     try:
-        with torch.device("meta"):
-            module = spec.build(config, **dict(switches))
-            shapes, groups = use_order(module, torch.empty(shape, dtype=torch.from_numpy(np.zeros(0, dtype)).dtype))
+        module = _materialise(spec, config, switches)
+        with torch.no_grad():
+            for tensor in itertools.chain(module.parameters(), module.buffers()):
+                tensor.zero_()
+        shapes, groups = use_order(module, torch.zeros(shape, dtype=torch.from_numpy(np.zeros(0, dtype)).dtype))
     except (RuntimeError, ValueError, TypeError):
         if not switches or switches in spec.orders:
             raise

@@ -10,12 +10,17 @@ interrupted; a kernel that ignores the interrupt or dies costs the parts not yet
 each with the reason."""
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 from jupyter_core.utils import run_sync
+from nbformat import NotebookNode
+from nbformat.v4.nbbase import random_cell_id
+from nbformat.v4.nbjson import BytesEncoder
+from nbformat.v4.rwbase import split_lines, strip_transient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from hwkit.course import SandboxLimits
@@ -79,19 +84,41 @@ def _error_summary(cell, index: int) -> str | None:
 
 
 def clean_for_execution(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Only the student's code and markdown, no old outputs; raw cells dropped."""
-    fresh = nbformat.v4.new_notebook(metadata=nb.get("metadata", {}))
+    """Only the student's code and markdown, no old outputs; raw cells dropped.
+
+    Built as plain nodes rather than through nbformat's constructors, which check every new cell against the
+    schema (a Markdown cell would cost a validation, and a cell whose metadata the schema rejects would fail
+    the whole grading): a Markdown cell costs a copy of three fields. Each cell keeps its id where that is a
+    string no earlier cell has, else gets a new one, as nbformat's validation would repair it. Metadata are
+    copied one level deep, so that writing the executed notebook never changes the submitted one's."""
+    metadata = nb.get("metadata")
+    fresh = NotebookNode(nbformat=4, nbformat_minor=nbformat.v4.nbformat_minor,
+                         metadata=NotebookNode(metadata if isinstance(metadata, dict) else {}), cells=[])
+    seen: set[str] = set()
     for cell in nb.get("cells", []):
-        if cell.get("cell_type") == "code":
-            new = nbformat.v4.new_code_cell(cell.get("source", ""), metadata=cell.get("metadata", {}))
-        elif cell.get("cell_type") == "markdown":
-            new = nbformat.v4.new_markdown_cell(cell.get("source", ""), metadata=cell.get("metadata", {}))
-        else:
+        kind = cell.get("cell_type") if isinstance(cell, dict) else None
+        if kind not in ("code", "markdown"):
             continue
-        if cell.get("id"):
-            new.id = cell["id"]
+        source, meta, cell_id = cell.get("source", ""), cell.get("metadata"), cell.get("id")
+        if isinstance(source, list):
+            source = "".join(map(str, source))
+        if not isinstance(cell_id, str) or not cell_id or cell_id in seen:
+            cell_id = random_cell_id()
+        seen.add(cell_id)
+        new = NotebookNode(id=cell_id, cell_type=kind, source=source if isinstance(source, str) else "",
+                           metadata=NotebookNode(meta if isinstance(meta, dict) else {}))
+        if kind == "code":
+            new.execution_count, new.outputs = None, []
         fresh.cells.append(new)
     return fresh
+
+
+def executed_text(nb: nbformat.NotebookNode) -> str:
+    """The executed notebook as its file's text: nbformat's layout (indent 1, sorted keys, multi-line strings
+    split into lines) without nbformat.writes' schema validation (which only logs) and deep copy. The lines are
+    split in place, so this is the notebook's last use."""
+    nb = strip_transient(split_lines(nb))
+    return json.dumps(nb, cls=BytesEncoder, indent=1, sort_keys=True, separators=(",", ": "), ensure_ascii=False)
 
 
 def run_notebook(nb: nbformat.NotebookNode, kernel, limits: SandboxLimits, probes: dict[str, Probe]) -> Execution:

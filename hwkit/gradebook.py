@@ -191,6 +191,20 @@ class Gradebook:
             "SELECT s.student_id, s.rowid, (SELECT MAX(o.id) FROM overrides o WHERE o.assignment = s.assignment "
             "AND o.student_id = s.student_id) FROM submissions s WHERE s.assignment=?", (assignment,))}
 
+    def seconds_taken(self, assignment: str) -> dict[str, float]:
+        """{student: the seconds their last grading took (its recorded stage timings)}: a regrade starts with
+        the longest, so that no long notebook is left running alone at the end of the batch."""
+        taken = {}
+        for sid, timings in self.db.execute("SELECT student_id, timings FROM submissions WHERE assignment=?",
+                                            (assignment,)):
+            try:
+                stages = json.loads(timings)
+            except (TypeError, ValueError):
+                continue
+            if isinstance(stages, dict):
+                taken[sid] = sum(v for v in stages.values() if isinstance(v, (int, float)) and v >= 0)
+        return taken
+
     def graded_hash(self, assignment: str, student_id: str) -> str | None:
         row = self.db.execute("SELECT nb_hash FROM submissions WHERE assignment=? AND student_id=?",
                               (assignment, student_id)).fetchone()

@@ -43,6 +43,7 @@ from hwkit.checks import Choice
 from hwkit.course import Assignment, Course, Student
 from hwkit.generate import CELLS_INDEX, build_variant, cell_digest, variant_id
 from hwkit.gradebook import bounded
+from hwkit.notebooks import answer_sources
 from hwkit.records import Status
 
 SHOWN_CHARS = 64        # any value taken from a notebook, as shown in a reason
@@ -378,14 +379,13 @@ def code_tokens(source: str) -> str:
 
 
 def answer_code(nb, part_id: str) -> str:
-    """The code of the cells tagged as the part's answer, in the submitted notebook."""
-    cells = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"
-             and part_id in ((c.get("metadata") or {}).get("hwkit") or {}).get("parts", [])]
-    return "\n".join(code_tokens(c.get("source", "")) for c in cells)
+    """The code of the cells tagged as the part's answer, in the submitted notebook (or its AnswerCells)."""
+    return "\n".join(code_tokens(source) for source in answer_sources(nb, part_id))
 
 
 def forbidden_shortcut(part, nb) -> dict | None:
-    """The feedback for the first forbidden pattern the part's answer cells use, if any."""
+    """The feedback for the first forbidden pattern the part's answer cells use, if any (`nb`: the submitted
+    notebook or its hwkit.notebooks.AnswerCells)."""
     if not part.forbidden:
         return None
     code = answer_code(nb, part.id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -15,6 +16,7 @@ from hwkit.course import LANGS
 from hwkit_kernel.wire import scrub
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
 def read_notebook(path: Path) -> tuple[nbformat.NotebookNode | None, str]:
@@ -36,12 +38,27 @@ def read_notebook(path: Path) -> tuple[nbformat.NotebookNode | None, str]:
     if not isinstance(raw, dict) or not isinstance(raw.get("cells", raw.get("worksheets")), list):
         return None, "the file is JSON but not a Jupyter notebook"
     try:
-        nb = scrub(nbformat.reads(text, as_version=4))     # JSON can carry lone surrogates; UTF-8 cannot
+        nb = _as_v4(raw, text)
+        if _SURROGATE_ESCAPE.search(text):   # JSON can carry lone surrogates (as \uD800-\uDFFF escapes); UTF-8 cannot
+            nb = scrub(nb)
     except Exception as exc:  # nbformat raises many types on malformed notebooks
         return None, f"the notebook could not be read as nbformat 4 ({type(exc).__name__}: {str(exc)[:100]})"
     if not isinstance(nb.get("cells"), list):
         return None, "the notebook has no cell list"
     return nb, ""
+
+
+def _as_v4(raw: dict, text: str):
+    """The notebook as nbformat 4 nodes. A v4 file is taken from the JSON already parsed, as nbformat.reads takes
+    it (nodes, multi-line strings joined, transient fields dropped) but without its schema validation, which
+    only logs what it finds, and which costs seconds on a notebook of 10^5 cells. Older formats are upgraded
+    by nbformat."""
+    if raw.get("nbformat") == 4:
+        try:
+            return nbformat.v4.to_notebook_json(raw)
+        except AttributeError as exc:            # as nbformat.reads says it
+            raise nbformat.ValidationError(f"The notebook is invalid and is missing an expected key: {exc}") from None
+    return nbformat.reads(text, as_version=4)
 
 
 ANSWER_CHARS = 4000     # what a reviewer is shown of one part's answer
@@ -59,20 +76,48 @@ def _tagged_parts(cell) -> list:
     return parts if isinstance(parts, list) else []
 
 
+class AnswerCells:
+    """A notebook's code cells as the parts' answers see them, read once: per part the sources of the code cells
+    tagged as its answer, and the code cells no part claims (setup cells, cells the student added). Asking
+    about a part then costs its own cells, not a walk over every cell of the notebook (10^5 Markdown cells)
+    for each of its parts. The functions below take a notebook or an AnswerCells."""
+
+    def __init__(self, nb):
+        self.own: dict[str, list[str]] = {}
+        self.shared: list[str] = []
+        for cell in nb.get("cells", []):
+            if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+                continue
+            source = str(cell.get("source", ""))
+            parts = _tagged_parts(cell)
+            if not parts:
+                self.shared.append(source)
+            for part_id in dict.fromkeys(p for p in parts if isinstance(p, str)):
+                self.own.setdefault(part_id, []).append(source)
+        self._shared_json = json.dumps(self.shared, ensure_ascii=False)
+
+    def sources(self, part_id: str) -> list[str]:
+        return list(self.own.get(part_id, ()))
+
+    def fingerprint(self, part_id: str) -> str:
+        own = json.dumps(self.sources(part_id), ensure_ascii=False)
+        return hashlib.sha256(f"[{own}, {self._shared_json}]".encode("utf-8")).hexdigest()   # json.dumps([own, shared])
+
+
+def answer_cells(nb) -> AnswerCells:
+    return nb if isinstance(nb, AnswerCells) else AnswerCells(nb)
+
+
 def answer_sources(nb, part_id: str) -> list[str]:
     """The sources of the code cells tagged as the part's answer, as submitted."""
-    return [str(c.get("source", "")) for c in nb.get("cells", [])
-            if c.get("cell_type") == "code" and part_id in _tagged_parts(c)]
+    return answer_cells(nb).sources(part_id)
 
 
 def answer_fingerprint(nb, part_id: str) -> str:
     """A hash of everything that can change the part's answer: its own answer cells and every code cell that is
     no part's answer (setup cells, cells the student added, which may redefine anything). Other parts' answer
     cells do not count, so changing one answer does not unsettle the decisions on the others."""
-    own = answer_sources(nb, part_id)
-    shared = [str(c.get("source", "")) for c in nb.get("cells", [])
-              if c.get("cell_type") == "code" and not _tagged_parts(c)]
-    return hashlib.sha256(json.dumps([own, shared], ensure_ascii=False).encode("utf-8")).hexdigest()
+    return answer_cells(nb).fingerprint(part_id)
 
 
 def answer_text(nb, part_id: str, value) -> str:

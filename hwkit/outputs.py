@@ -146,6 +146,7 @@ class CappedClient(NotebookClient):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, store_widget_state=False, **kwargs)
+        self.on_cell_executed = self._count_from_reply
         self.used_by_cell: dict[int, int] = {}
         self.dropped_by_cell: dict[int, int] = {}
         self.used_in_all = 0
@@ -204,6 +205,13 @@ class CappedClient(NotebookClient):
         return kc
 
     start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+    @staticmethod
+    def _count_from_reply(cell, cell_index, execute_reply) -> None:
+        """The cell's execution count, from its execute_reply (hwkit's kernels send no execute_input echo)."""
+        count = ((execute_reply or {}).get("content") or {}).get("execution_count")
+        if isinstance(count, int) and not isinstance(count, bool):
+            cell["execution_count"] = count
 
     def handle_comm_msg(self, outs, msg, cell_index):
         """Widgets are not rendered when grading: their messages are ignored and nothing of them is kept."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter, defaultdict
+from functools import lru_cache
 from pathlib import Path
 
 from hwkit.course import Course, HwkitError
@@ -44,8 +45,10 @@ def _css_class(score: float, max_points: float) -> str:
     return "full" if score >= max_points else ("zero" if score <= 0 else "part")
 
 
+@lru_cache(maxsize=1)
 def _pages():
-    """hwkit's page templates (hwkit/pages), autoescaped."""
+    """hwkit's page templates (hwkit/pages), autoescaped; one environment per process, so each template is
+    compiled once, not once per feedback page (a tenth of a CPU-second each)."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     return Environment(loader=PackageLoader("hwkit", "pages"), autoescape=select_autoescape(["html"]))

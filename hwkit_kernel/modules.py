@@ -31,10 +31,12 @@ class FillStream:
         shape = tuple(int(n) for n in shape)
         n = math.prod(shape)
         values = self.generator.random(n)
-        if len(shape) >= 2:
-            values = (2 * values - 1) * math.sqrt(3.0 / max(1, n // max(1, shape[0])))
+        if len(shape) >= 2:          # in place, the same arithmetic as (2 * v - 1) * scale: the same values
+            values *= 2
+            values -= 1
+            values *= math.sqrt(3.0 / max(1, n // max(1, shape[0])))
         else:
-            values = values + 0.5
+            values += 0.5
         for start, stop in self.zero:
             lo, hi = max(start, self.position), min(stop, self.position + n)
             if lo < hi:
@@ -108,8 +110,8 @@ class FirstUse(TorchFunctionMode):
         self.groups.append(self.calls)
         if self.source is not None:
             values = np.asarray(self.source(tuple(tensor.shape)))
-            with torch.no_grad():
-                tensor.copy_(torch.from_numpy(values).reshape(tensor.shape).to(tensor.dtype))
+            with torch.no_grad():            # copy_ converts the dtype as .to() would, without a temporary
+                tensor.copy_(torch.from_numpy(values).reshape(tensor.shape))
 
 
 def run(module: torch.nn.Module, x, source, cotangent_seed: int) -> dict:

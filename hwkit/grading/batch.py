@@ -77,6 +77,9 @@ def worker_main(course_root: str, assignment_id: str, slots: list[int], torch_th
     import torch
 
     torch.set_num_threads(1)  # references are tiny; the cores belong to the kernels
+    from hwkit.behaviour import keep_freed_memory
+
+    keep_freed_memory()       # a reference's tensors are allocated again for the next one
     course = load_course(Path(course_root))
     if torch_threads != course.limits.torch_threads:
         course = replace(course, limits=replace(course.limits, torch_threads=torch_threads))

@@ -71,6 +71,8 @@ def _grade_all(course: Course, assignment_id: str, folder: Path, force, students
     book = Gradebook(course.root)
     todo = [s for s in subs if force or book.graded_hash(assignment_id, s.student_id) != file_hash(s.path)
             or not (course.root / "graded" / assignment_id / s.student_id / "feedback.html").is_file()]
+    taken = book.seconds_taken(assignment_id)     # longest first (by their last grading; never graded: first)
+    todo.sort(key=lambda sub: -taken.get(sub.student_id, float("inf")))
     failures, graded, start, how = 0, 0, time.perf_counter(), ""
     by_id = {s.student_id: s for s in todo}
     if todo:   # (with nothing to grade the assignment is not loaded: that imports the bank, hence torch)

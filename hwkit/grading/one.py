@@ -13,17 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import nbformat
-
 from hwkit import integrity, late
 from hwkit.checks import grade_reply
 from hwkit.course import Assignment, Course, Student
-from hwkit.execute import Execution, apply_run_report, kernel_for, run_notebook
+from hwkit.execute import Execution, apply_run_report, executed_text, kernel_for, run_notebook
 from hwkit.generate import ProblemVariant, StudentVariant, build_variant, released_languages
 from hwkit.gradebook import PartResult, SubmissionResult
 from hwkit.grading.submissions import Submission, file_hash
 from hwkit.integrity import FORBIDDEN, answer_record, forbidden_shortcut
-from hwkit.notebooks import answer_fingerprint, answer_text, notebook_lang, read_notebook
+from hwkit.notebooks import AnswerCells, answer_fingerprint, answer_text, notebook_lang, read_notebook
 from hwkit.records import Outcome, Part, Probe, Status
 from hwkit.wording import in_language
 
@@ -59,7 +57,7 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
     check_variant(course, assignment, student, nb, plan, execution, result)
     result.timings = {**{k: round(v, 3) for k, v in execution.timings.items()},
                       "checks": round(checks, 3), "variant": round(time.perf_counter() - started - checks, 3)}
-    return result, nbformat.writes(execution.notebook)
+    return result, executed_text(execution.notebook)
 
 
 def new_result(assignment: Assignment, student: Student, sub: Submission) -> SubmissionResult:
@@ -126,17 +124,18 @@ def score_parts(result: SubmissionResult, plan: list[PlannedProbe], execution: E
     """Compare each reply with its reference, here in the grader, and record the part."""
     result.status, result.reason = execution.status, execution.reason
     result.peak_memory_mb, result.cpu_seconds = execution.peak_memory_mb, execution.cpu_seconds
+    answers = AnswerCells(nb)     # each part's answer cells, read once
     for planned in plan:
         part, reply = planned.part, execution.replies[planned.key]
         outcome = grade_reply(part, reply, planned.probe)
-        shortcut = forbidden_shortcut(part, nb) if outcome.fraction > 0 else None
+        shortcut = forbidden_shortcut(part, answers) if outcome.fraction > 0 else None
         if shortcut is not None:     # right by behaviour, but by a means the statement forbids: a person decides
             outcome = Outcome(0.0, FORBIDDEN, shortcut, needs_review=True)
         result.parts.append(PartResult(planned.variant.problem.id, part.id, part.title,
                                        round(outcome.fraction * part.points, 4), part.points, outcome.note,
                                        outcome.feedback, outcome.needs_review,
-                                       answer_text(nb, part.id, reply.value if reply.ok else None),
-                                       answer_fingerprint(nb, part.id), compared=answer_record(part, reply)))
+                                       answer_text(answers, part.id, reply.value if reply.ok else None),
+                                       answer_fingerprint(answers, part.id), compared=answer_record(part, reply)))
 
 
 def check_variant(course: Course, assignment: Assignment, student: Student, nb, plan: list[PlannedProbe],
