@@ -88,11 +88,11 @@ class ModuleSpec:
         want = self.reply(case, self.orders[0])
         if not isinstance(y, np.ndarray) or y.shape != want["y"].shape:
             return WRONG_SHAPE
-        if use is None or not any(_compatible(use, _reference_use(self, case, s)) for s in self.orders):
+        if use is None or not any(_compatible(use, reference_use(self, case, s)) for s in self.orders):
             return WRONG_PARAMETERS
         return WRONG_OUTPUT
 
-    def _candidates(self) -> list[tuple[str, tuple]]:
+    def candidates(self) -> list[tuple[str, tuple]]:
         return [(CORRECT, s) for s in self.orders] + [(m.note, m.switches + s) for m in self.mistakes
                                                       for s in self.orders]
 
@@ -100,8 +100,8 @@ class ModuleSpec:
         """(note, switches, loading) to try, most likely first: the variants whose order of use is exactly the
         student's, read as they are; then every other way to read the student's tensors as a variant's."""
         compatible, exact = [], set()
-        for note, switches in self._candidates():          # traced one by one: a right module stops early
-            reference = _reference_use(self, case, switches)
+        for note, switches in self.candidates():          # traced one by one: a right module stops early
+            reference = reference_use(self, case, switches)
             if not _compatible(use, reference):
                 continue
             compatible.append((note, switches, reference))
@@ -413,7 +413,7 @@ def _flat_loadings(values: list[np.ndarray], shapes, reference_shapes) -> Iterat
         yield _Loading([p.reshape(s) for p, s in zip(pieces, reference_shapes)], ("flat", transposed))
 
 
-def _reference_use(spec: ModuleSpec, case: dict, switches: tuple) -> _Use | None:
+def reference_use(spec: ModuleSpec, case: dict, switches: tuple) -> _Use | None:
     """The reference's order of use (with `switches`) on the case's input shape. For the first right order, the
     case's reply records it (that reply is nearly always needed: a right module is compared with it, and a
     wrong one's feedback starts from it); any other variant is traced once per configuration and shape."""
@@ -422,10 +422,10 @@ def _reference_use(spec: ModuleSpec, case: dict, switches: tuple) -> _Use | None
         return _Use(tuple(map(tuple, record["layout"])), tuple(record["groups"]))
     x = np.asarray(case["x"])
     key = (id(spec), json_key(case["config"]), switches, x.shape, str(x.dtype))
-    return _LAYOUTS.get(key, lambda: _traced_use(spec, case["config"], switches, x.shape, x.dtype))
+    return _LAYOUTS.get(key, lambda: traced_use(spec, case["config"], switches, x.shape, x.dtype))
 
 
-def _traced_use(spec: ModuleSpec, config, switches: tuple, shape: tuple, dtype) -> _Use | None:
+def traced_use(spec: ModuleSpec, config, switches: tuple, shape: tuple, dtype) -> _Use | None:
     """The reference's use, traced on the CPU with every tensor zero (the order of use depends on shapes, not
     values; torch's meta device gives the same order but runs each operation through Python decompositions,
     several times slower); None when this variant cannot be built or run."""

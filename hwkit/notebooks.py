@@ -71,7 +71,7 @@ def notebook_lang(nb) -> str:
     return lang if isinstance(lang, str) and lang in LANGS else ""
 
 
-def _tagged_parts(cell) -> list:
+def tagged_parts(cell) -> list:
     parts = ((cell.get("metadata") or {}).get("hwkit") or {}).get("parts", [])
     return parts if isinstance(parts, list) else []
 
@@ -89,7 +89,7 @@ class AnswerCells:
             if not isinstance(cell, dict) or cell.get("cell_type") != "code":
                 continue
             source = str(cell.get("source", ""))
-            parts = _tagged_parts(cell)
+            parts = tagged_parts(cell)
             if not parts:
                 self.shared.append(source)
             for part_id in dict.fromkeys(p for p in parts if isinstance(p, str)):
