@@ -72,6 +72,7 @@ _ZH_MESSAGES: list[tuple[str, str]] = [
     (r"the file is JSON nested too deeply to be a notebook", "文件的 JSON 嵌套过深，不是笔记本"),
     (r"the file is JSON but not a Jupyter notebook", "文件是 JSON，但不是 Jupyter 笔记本"),
     (r"the notebook could not be read as nbformat 4 \((.*)\)", "无法按 nbformat 4 读取笔记本（{0}）"),
+    (r"The notebook is invalid and is missing an expected key: (.+)", "笔记本无效，缺少必需的键：{0}"),
     (r"the notebook has no cell list", "笔记本中没有单元格列表"),
     (r"the grading worker exited while grading this submission", "评分进程在评分这份提交时退出"),
     (r"the cluster's workers died while grading this submission, too often to try again",
