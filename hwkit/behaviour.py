@@ -62,7 +62,7 @@ class ModuleSpec:
 
     def reply(self, case: dict, switches: tuple = ()) -> dict:
         """The reference's behaviour record for one case, as the kernel reports a right module's."""
-        return _REPLIES.get((id(self), _case_key(case), switches), lambda: _reference_reply(self, case, switches))
+        return _REPLIES.get((_Same(self), _case_key(case), switches), lambda: _reference_reply(self, case, switches))
 
     def judge(self, record, case: dict) -> str:
         """The answer note of one case: CORRECT, a known mistake, or what is wrong in general terms."""
@@ -120,8 +120,8 @@ class ModuleSpec:
         Read as they are (the student's shapes in use are exactly the reference's), the student's tensors are
         the values the case's own seed gives the reference in its order of use: that reference run is the
         case's reply for `switches` (`reply`), computed once, and the student's values are not replayed."""
-        key = (id(self), _case_key(case), switches) if loading is _AS_IS else \
-            (id(self), _case_key(case), switches, use, loading.way)
+        key = (_Same(self), _case_key(case), switches) if loading is _AS_IS else \
+            (_Same(self), _case_key(case), switches, use, loading.way)
         found = _REPLIES.peek(key)
         if found is not _MISSING:
             return found
@@ -209,6 +209,22 @@ class _Cache:
             while len(self.items) > self.size:
                 self.items.popitem(last=False)
         return value
+
+
+class _Same:
+    """A cache key's spec, by identity. It holds the spec while its entries live: keyed by id() alone, a spec
+    collected after grading one variant could give its id to another variant's spec, which would then be
+    served the first one's references."""
+    __slots__ = ("spec",)
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def __hash__(self) -> int:
+        return id(self.spec)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _Same) and other.spec is self.spec
 
 
 _REPLIES, _LAYOUTS = _Cache(64), _Cache(512)
@@ -421,7 +437,7 @@ def reference_use(spec: ModuleSpec, case: dict, switches: tuple) -> _Use | None:
         record = spec.reply(case, switches)
         return _Use(tuple(map(tuple, record["layout"])), tuple(record["groups"]))
     x = np.asarray(case["x"])
-    key = (id(spec), json_key(case["config"]), switches, x.shape, str(x.dtype))
+    key = (_Same(spec), json_key(case["config"]), switches, x.shape, str(x.dtype))
     return _LAYOUTS.get(key, lambda: traced_use(spec, case["config"], switches, x.shape, x.dtype))
 
 

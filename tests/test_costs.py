@@ -234,3 +234,33 @@ def test_a_regrade_starts_with_the_longest_notebooks(tmp_path, monkeypatch):
     with pytest.raises(_Started):
         grading_main.main(course_dir=root, assignment_id="t", force=True, sandbox=False, runner=Runner())
     assert started == ["s004", "s002", "s003", "s001"]
+
+
+def test_a_reference_is_never_served_to_another_spec_that_took_the_first_ones_place():
+    """References are cached per spec across a batch. Grading one variant and then another builds a new spec
+    where the old one was collected; in CPython it often lands at the same address (the same id). It must get
+    its own reference, not the collected spec's."""
+    from torch import nn
+
+    from hwkit.behaviour import ModuleSpec
+
+    case = {"config": {"n": 3}, "seed": 11, "cotangent_seed": 12, "x": np.ones((2, 3), dtype=np.float32)}
+
+    def spec_scaled_by(factor: float) -> ModuleSpec:
+        return ModuleSpec("Scaled", lambda config: nn.Sequential(nn.Linear(config["n"], config["n"], bias=False),
+                                                                 _Scale(factor)))
+
+    base = spec_scaled_by(1.0).reply(case)["y"]
+    for factor in range(2, 40):         # each spec is collected before the next is built, often at its address
+        spec = spec_scaled_by(float(factor))
+        np.testing.assert_allclose(spec.reply(case)["y"], factor * base, rtol=1e-6)
+        del spec
+
+
+class _Scale(torch.nn.Module):
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
