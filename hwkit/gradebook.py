@@ -159,8 +159,8 @@ class SubmissionResult:
 
     @classmethod
     def from_json(cls, data: dict) -> "SubmissionResult":
-        parts = [PartResult(**p) for p in data.pop("parts", [])]
-        return cls(parts=parts, **data)
+        parts = [PartResult(**p) for p in data.get("parts", [])]
+        return cls(parts=parts, **{k: v for k, v in data.items() if k != "parts"})
 
 
 class Gradebook:

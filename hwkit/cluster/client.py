@@ -34,7 +34,7 @@ from hwkit.cluster.worker import CoursePlugin, grade_on_worker, worker_facts
 from hwkit.course import Course
 from hwkit.errors import HwkitError
 from hwkit.gradebook import SubmissionResult
-from hwkit.grading.batch import grade_task
+from hwkit.grading.batch import grade_task, plan_batch
 from hwkit.grading.one import released_lang
 from hwkit.grading.submissions import Submission
 from hwkit.notebooks import MAX_NOTEBOOK_BYTES
@@ -195,9 +195,9 @@ class ClusterBatch:
         if failed:
             raise HwkitError("the course could not be set up on the workers: " + " | ".join(failed))
         self.lanes = self._lanes(facts)
-        lanes = [runner.jobs or f.get("nthreads", 1) + 1 for f in facts]
+        lanes = {self._lanes([f]) for f in facts}
         self.summary = (f"on {len(facts)} Dask worker(s) at {runner.target.address}, "
-                        f"{'/'.join(sorted({str(n) for n in lanes}))} lane(s) each; course sent: "
+                        f"{'/'.join(map(str, sorted(lanes)))} lane(s) each; course sent: "
                         f"{payload.size / 2**20:.1f} MB per worker")
 
     def __exit__(self, *exc) -> None:
@@ -251,8 +251,9 @@ class ClusterBatch:
             self._fill(ac, waiting, assignment, students)
 
     def _lanes(self, workers) -> int:
-        """The lanes of these workers (dicts with their "nthreads"): how many submissions they grade at once."""
-        return sum(self.runner.jobs or w.get("nthreads", 1) + 1 for w in workers) or 1
+        """The lanes of these workers (dicts with their "nthreads"): how many submissions they grade at once, by
+        the rule each worker applies (hwkit.cluster.worker.CoursePlugin.setup)."""
+        return sum(plan_batch(self.runner.jobs, 1 << 30, cores=w.get("nthreads", 1)).lanes for w in workers) or 1
 
     def _fill(self, ac, waiting, assignment, students) -> None:
         """Send submissions until IN_FLIGHT_PER_LANE per lane are out: the scheduler holds those notebooks'
@@ -335,7 +336,7 @@ def _done(sid: str, assignment_id: str, result, executed) -> tuple:
     try:
         if not isinstance(result, dict) or not (executed is None or isinstance(executed, str)):
             raise ValueError("not a result")
-        checked = SubmissionResult.from_json(json.loads(json.dumps(result)))
+        checked = SubmissionResult.from_json(result)
         if checked.student_id != sid or checked.assignment != assignment_id:
             raise ValueError("another submission's result")
     except (TypeError, ValueError) as exc:

@@ -27,7 +27,6 @@ import shutil
 import tempfile
 import threading
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 from distributed import WorkerPlugin, get_worker, secede
@@ -35,7 +34,7 @@ from distributed import WorkerPlugin, get_worker, secede
 from hwkit.cluster.identity import differences, software
 from hwkit.cluster.payload import (BANK, COURSE, CoursePayload, SubmissionFiles, reap_stale_payloads,
                                    write_release_lang)
-from hwkit.grading.batch import grade_task, plan_batch
+from hwkit.grading.batch import grade_task, load_for_grading, plan_batch
 
 PLUGIN_PREFIX = "hwkit-course-"
 
@@ -157,18 +156,9 @@ class CoursePlugin(WorkerPlugin):
         return ""
 
     def _load(self):
-        import torch
-
-        from hwkit.course import load_course
-
         PROCESS.load_bank(self.payload)
         self.payload.files = {}   # all on disk now (the scheduler keeps its own copy for workers that join later)
-        torch.set_num_threads(1)  # references are tiny; the cores belong to the kernels
-        course = load_course(self.folder)
-        if self.torch_threads != course.limits.torch_threads:
-            course = replace(course, limits=replace(course.limits, torch_threads=self.torch_threads))
-        assignment = course.assignment(self.payload.assignment_id)
-        return course, assignment, {s.student_id: s for s in course.roster}
+        return load_for_grading(self.folder, self.payload.assignment_id, self.torch_threads)
 
     def grade(self, files: SubmissionFiles, slot: int) -> bytes:
         from hwkit.sandbox import SandboxLeak

@@ -60,6 +60,22 @@ def grade_task(course: Course, assignment: Assignment, student: Student, sub: Su
     return result.to_json(), executed
 
 
+def load_for_grading(course_root: Path, assignment_id: str,
+                     torch_threads: int) -> tuple[Course, Assignment, dict[str, Student]]:
+    """What a grading worker process (here, or on a Dask worker) holds for its lanes: the course with the
+    batch's threads per kernel, the assignment, the roster by id; torch set up for the references."""
+    import torch
+
+    from hwkit.behaviour import keep_freed_memory
+
+    torch.set_num_threads(1)  # references are tiny; the cores belong to the kernels
+    keep_freed_memory()       # a reference's tensors are allocated again for the next one
+    course = load_course(course_root)
+    if torch_threads != course.limits.torch_threads:
+        course = replace(course, limits=replace(course.limits, torch_threads=torch_threads))
+    return course, course.assignment(assignment_id), {s.student_id: s for s in course.roster}
+
+
 def worker_main(course_root: str, assignment_id: str, slots: list[int], torch_threads: int, sandbox: bool,
                 warm: bool, tasks, results) -> None:
     """A worker process: one thread per lane, each taking tasks until it meets a None."""
@@ -74,17 +90,7 @@ def worker_main(course_root: str, assignment_id: str, slots: list[int], torch_th
         from hwkit.warm import process_zygote
 
         process_zygote(wait=False)   # its imports overlap this worker's; the first kernel waits for them
-    import torch
-
-    torch.set_num_threads(1)  # references are tiny; the cores belong to the kernels
-    from hwkit.behaviour import keep_freed_memory
-
-    keep_freed_memory()       # a reference's tensors are allocated again for the next one
-    course = load_course(Path(course_root))
-    if torch_threads != course.limits.torch_threads:
-        course = replace(course, limits=replace(course.limits, torch_threads=torch_threads))
-    assignment = course.assignment(assignment_id)
-    students = {s.student_id: s for s in course.roster}
+    course, assignment, students = load_for_grading(Path(course_root), assignment_id, torch_threads)
 
     def lane(slot: int) -> None:
         while (sub := tasks.get()) is not None:
