@@ -3,10 +3,11 @@
 The cold jail runs `python -m hwkit_kernel -f CONN`; the warm zygote's fork calls main() in-process.
 Settings come from the environment the jail sets: HWKIT_OUTPUT_LIMIT (characters of output per cell).
 
-Three things a grader never reads are not made: the debug records of the kernel's logger (built for every
-message, then dropped by its handler's level), the `execute_input` echo of every cell's code on iopub
-(the executed notebook takes each cell's count from its execute_reply, hwkit.outputs), and a second drawing
-of each new figure after every cell (see flush_figures_first)."""
+What a grader never reads is not made: the IPython history database (a kernel lives for one notebook; `In`,
+`Out` and `_i` still work), the debug records of the kernel's logger (built for every message, then dropped by
+its handler's level), the `execute_input` echo of every cell's code on iopub (the executed notebook takes each
+cell's count from its execute_reply, hwkit.outputs), and a second drawing of each new figure after every cell
+(see flush_figures_first)."""
 from __future__ import annotations
 
 import logging
@@ -21,6 +22,7 @@ def main(argv: list[str]) -> None:
     from hwkit_kernel.runtime import Runtime
 
     app = IPKernelApp.instance()
+    app.config.HistoryManager.enabled = False    # a kernel lives for one notebook: no SQLite history to keep
     app.initialize(argv)
     Runtime(app.kernel, app.shell.user_ns).install()
     limit = os.environ.get("HWKIT_OUTPUT_LIMIT", "")
