@@ -15,7 +15,8 @@ Modes (`--modes cold,warm,nbgrader`, default all):
   the hwkit venv's torch/numpy/... through a .pth line appended after its own site-packages (pip is never
   allowed to install torch there). One course, `nbgrader autograde` serial as nbgrader does it, no sandbox,
   Execute.timeout = 10 s per cell with interrupt-and-continue, kernels with the same thread and matplotlib
-  settings as hwkit's jail (OMP_NUM_THREADS=1, MPLBACKEND=Agg).
+  settings as hwkit's jail (OMP_NUM_THREADS=1; matplotlib's backend is Jupyter's inline one, as in hwkit's
+  kernels and in a default Jupyter kernel: the figures a notebook shows are drawn to PNG in both graders' output).
   Equivalent notebooks: every student submits the notebook hwkit grades, followed by K autograder test cells
   (grade=true, solution=false, locked, grade_id probe_01..K). autograde overwrites locked/grade cells with the
   source notebook's version by grade_id, so per-student test code cannot live in the cells themselves; instead
@@ -69,6 +70,7 @@ from hwkit.checks import Reply, grade_reply  # noqa: E402
 from hwkit.course import load_course  # noqa: E402
 from hwkit.generate import build_variant, generate, write_generated  # noqa: E402
 from hwkit.probes import new_nonce, read_reply, request  # noqa: E402
+from hwkit.sandbox.spec import KERNEL_MPLBACKEND  # noqa: E402
 from tests.support import HWKIT, append_cell, make_course, release_notebook, solution_notebook, submit  # noqa: E402
 
 CELL_TIMEOUT = 10
@@ -298,9 +300,15 @@ def hwkit_mode(template: Path, work: Path, mode: str, jobs: int | None) -> dict:
     timings = [json.loads(t or "{}") for _, _, t in rows]
     return {"mode": f"hwkit {mode}", "n": len(rows), "wall": wall, "cpu": cpu, "how": how,
             "kernel_cpu": sum(c or 0.0 for _, c, _ in rows), "statuses": counts(s for s, _, _ in rows),
-            "points": points,
+            "points": points, "note": f"figures drawn {figures_in(root.glob('graded/t/*/t.ipynb'))}",
             "stages": {k: statistics.median(t.get(k, 0.0) for t in timings)
                        for k in ("kernel_start", "execute", "probes", "checks")}}
+
+
+def figures_in(notebooks) -> int:
+    """PNG outputs in executed notebooks (both graders draw the figures a notebook shows)."""
+    return sum(1 for path in notebooks for c in nbformat.read(str(path), as_version=4).cells if c.cell_type == "code"
+               for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
 
 
 # ---- nbgrader mode --------------------------------------------------------------------------------------
@@ -421,7 +429,8 @@ def nbgrader_mode(template: Path, work: Path, fresh: bool) -> dict:
         f"c.Execute.timeout = {CELL_TIMEOUT}                 # per cell, as hwkit's cell_timeout\n"
         f"c.ExecutePreprocessor.timeout = {CELL_TIMEOUT}\n"
         "c.Execute.interrupt_on_timeout = True    # as hwkit: interrupt the cell, go on with the next\n")
-    env = {**os.environ, **KERNEL_ENV, "JUPYTER_PLATFORM_DIRS": "1",   # nbgrader calls `alembic` from PATH
+    env = {**os.environ, **KERNEL_ENV, "MPLBACKEND": KERNEL_MPLBACKEND,   # figures drawn as hwkit's kernels draw them
+           "JUPYTER_PLATFORM_DIRS": "1",   # nbgrader calls `alembic` from PATH
            "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "JUPYTER_CONFIG_DIR": str(root / ".jupyter"), "JUPYTER_DATA_DIR": str(root / ".jupyter-data")}
 
@@ -479,7 +488,7 @@ def nbgrader_mode(template: Path, work: Path, fresh: bool) -> dict:
     return {"mode": "nbgrader", "n": len(graded), "wall": wall, "cpu": cpu, "how": how, "kernel_cpu": None,
             "statuses": counts(statuses), "points": points,
             "note": f"{k} probe cells per notebook; probes that replied {replied}/{total}; "
-                    f"autograde exit {done.returncode}"}
+                    f"figures drawn {figures_in(graded.values())}; autograde exit {done.returncode}"}
 
 
 # ---- main -----------------------------------------------------------------------------------------------
@@ -539,6 +548,11 @@ def main() -> None:
     for a, b in (("hwkit warm", "hwkit cold"), ("hwkit warm", "nbgrader")):
         if a in rate and b in rate:
             print(f"{a} vs {b}: {rate[a] / rate[b]:.2f}x submissions/min")
+    warm = next((r for r in results if r["mode"] == "hwkit warm"), None)
+    if warm is not None and {"hwkit cold", "nbgrader"} <= set(rate):
+        print(f"issue 15's one-machine targets: warm CPU vs cells+checks {warm['cpu'] / max(lower + checks, 1e-9):.2f} "
+              f"(target <= 1.35), warm vs nbgrader {rate['hwkit warm'] / rate['nbgrader']:.2f}x (>= 6), "
+              f"warm vs cold {rate['hwkit warm'] / rate['hwkit cold']:.2f}x (>= 2.5)")
 
 
 if __name__ == "__main__":

@@ -189,26 +189,42 @@ def keep_freed_memory(mmap_threshold: int = 64 << 20, trim_threshold: int = 256 
 
 
 class _Cache:
-    """A small thread-safe cache of the last `size` values (references are costly: whole networks)."""
+    """A small thread-safe cache of the last `size` values (references are costly: whole networks). A value
+    several lanes ask for at once is computed by the first; the others wait for it (a batch's lanes start
+    together, on students asked the same hidden questions)."""
 
     def __init__(self, size: int):
         self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+        self.computing: dict = {}       # key -> the lock its computing lane holds
 
     def peek(self, key):
         with self.lock:
             return self.items.get(key, _MISSING)
 
     def get(self, key, compute):
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-                return self.items[key]
-        value = compute()
-        with self.lock:
-            self.items[key] = value
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-        return value
+        while True:
+            with self.lock:
+                if key in self.items:
+                    self.items.move_to_end(key)
+                    return self.items[key]
+                busy = self.computing.get(key)
+                if busy is None:
+                    busy = self.computing[key] = threading.Lock()
+                    busy.acquire()
+                    break
+            with busy:        # another lane computes it: wait, then look again (it may have raised)
+                pass
+        try:
+            value = compute()
+            with self.lock:
+                self.items[key] = value
+                while len(self.items) > self.size:
+                    self.items.popitem(last=False)
+            return value
+        finally:
+            with self.lock:
+                del self.computing[key]
+            busy.release()
 
 
 class _Same:
@@ -227,7 +243,7 @@ class _Same:
         return isinstance(other, _Same) and other.spec is self.spec
 
 
-_REPLIES, _LAYOUTS = _Cache(64), _Cache(512)
+_REPLIES, _LAYOUTS = _Cache(256), _Cache(512)
 _MISSING, _SPENT = object(), object()
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import time
 import uuid
 from contextlib import contextmanager
@@ -188,7 +189,7 @@ class ClusterBatch:
         self.plugin_name = CoursePlugin.name_for(course_key, self.assignment_id)
         self.payload_digest = payload.digest
         settings = {"lanes": runner.jobs, "torch_threads": self.course.limits.torch_threads, "sandbox": runner.sandbox,
-                    "warm": runner.warm, "software": mine}
+                    "warm": runner.warm, "software": mine, "run_secret": secrets.token_bytes(32)}
         replies = client.register_plugin(CoursePlugin(payload, settings), name=self.plugin_name)
         failed = [f"{addr}: {str(r.get('exception', r))[:200]}" for addr, r in (replies or {}).items()
                   if isinstance(r, dict) and r.get("status") != "OK"]

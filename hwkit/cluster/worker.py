@@ -106,7 +106,8 @@ class CoursePlugin(WorkerPlugin):
 
     def __init__(self, payload: CoursePayload, settings: dict):
         self.payload = payload
-        # lanes (None: the worker's threads + 1), torch_threads (0: auto), sandbox, warm, software
+        # lanes (None: the worker's threads + 1), torch_threads (0: auto), sandbox, warm, software,
+        # run_secret (the batch's hidden inputs, hwkit.grading.one.draw_probes)
         self.settings = settings
 
     @staticmethod
@@ -173,7 +174,7 @@ class CoursePlugin(WorkerPlugin):
         try:
             sub = files.lay_out(folder)
             result, executed = grade_task(course, assignment, student, sub, slot, self.settings["sandbox"],
-                                          self.settings["warm"])
+                                          self.settings["warm"], self.settings.get("run_secret"))
         except SandboxLeak as exc:
             PROCESS.broken = f"a sandbox did not tear down cleanly ({exc})"
             return message("leak", sid, f"worker {self.address}: {exc}")

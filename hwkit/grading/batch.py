@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 from queue import Empty
@@ -48,11 +49,12 @@ def plan_batch(jobs: int | None, todo: int, configured_threads: int = 0, cores: 
 
 
 def grade_task(course: Course, assignment: Assignment, student: Student, sub: Submission, slot: int,
-               sandbox: bool, warm: bool) -> tuple[dict, str | None]:
+               sandbox: bool, warm: bool, run_secret: bytes | None = None) -> tuple[dict, str | None]:
     """One submission as a lane grades it: a grader fault becomes a recorded grader error (retried by the next
     run); only a sandbox that did not tear down cleanly escapes, to stop the batch."""
     try:
-        result, executed = grade_submission(course, assignment, student, sub, slot=slot, sandbox=sandbox, warm=warm)
+        result, executed = grade_submission(course, assignment, student, sub, slot=slot, sandbox=sandbox, warm=warm,
+                                            run_secret=run_secret)
     except SandboxLeak:
         raise  # fail closed: the batch stops rather than grade on a machine with a broken jail
     except Exception as exc:  # a grader fault must not lose the batch: record it, retry it on the next run
@@ -77,7 +79,7 @@ def load_for_grading(course_root: Path, assignment_id: str,
 
 
 def worker_main(course_root: str, assignment_id: str, slots: list[int], torch_threads: int, sandbox: bool,
-                warm: bool, tasks, results) -> None:
+                warm: bool, run_secret: bytes, tasks, results) -> None:
     """A worker process: one thread per lane, each taking tasks until it meets a None."""
     import ctypes
     import signal
@@ -97,7 +99,7 @@ def worker_main(course_root: str, assignment_id: str, slots: list[int], torch_th
             results.put(("start", sub.student_id, os.getpid()))
             try:
                 results.put(("done", *grade_task(course, assignment, students[sub.student_id], sub, slot,
-                                                 sandbox, warm)))
+                                                 sandbox, warm, run_secret)))
             except SandboxLeak as exc:
                 results.put(("leak", sub.student_id, str(exc)))
                 return
@@ -144,9 +146,10 @@ class Batch:
         for _ in range(plan.lanes):
             self.tasks.put(None)
         slots = [list(range(plan.lanes))[w::plan.workers] for w in range(plan.workers)]
+        run_secret = secrets.token_bytes(32)      # this run's hidden inputs (hwkit.grading.one.draw_probes)
         self.procs = [ctx.Process(target=worker_main, name=f"hwkit-grader-{w}",
                                   args=(str(course.root), assignment_id, slots[w], plan.torch_threads, sandbox,
-                                        warm, self.tasks, self.results))
+                                        warm, run_secret, self.tasks, self.results))
                       for w in range(plan.workers)]
         self.in_flight: dict[str, int] = {}      # student id -> worker pid
 

@@ -4,6 +4,7 @@ fresh hidden inputs, check the replies here (outside the sandbox), and make its 
 `grade_submission` is the sequence of steps; each step is a function below it, in order."""
 from __future__ import annotations
 
+import hashlib
 import random
 import secrets
 import shutil
@@ -39,8 +40,10 @@ class PlannedProbe:
 
 
 def grade_submission(course: Course, assignment: Assignment, student: Student, sub: Submission, *,
-                     slot: int = 0, sandbox: bool = True, warm: bool = False) -> tuple[SubmissionResult, str | None]:
-    """Grade one student. Returns the result and the executed notebook (JSON text) if it ran."""
+                     slot: int = 0, sandbox: bool = True, warm: bool = False,
+                     run_secret: bytes | None = None) -> tuple[SubmissionResult, str | None]:
+    """Grade one student. Returns the result and the executed notebook (JSON text) if it ran. `run_secret`:
+    the batch's, for its hidden inputs (draw_probes)."""
     variant = build_variant(course, assignment, student)
     result = new_result(assignment, student, sub)
     if sub.path is None:
@@ -49,7 +52,7 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
     result.lang = notebook_lang(nb) or released_lang(course, assignment, student)
     if nb is None:
         return not_graded(result, variant, Status.INVALID, problem), None
-    plan = draw_probes(variant)
+    plan = draw_probes(variant, run_secret)
     execution = run_in_kernel(course, assignment, nb, plan, slot=slot, sandbox=sandbox, warm=warm)
     started = time.perf_counter()
     score_parts(result, plan, execution, nb)
@@ -99,10 +102,20 @@ def released_lang(course: Course, assignment: Assignment, student: Student) -> s
     return found.pop() if len(found) == 1 else ""
 
 
-def draw_probes(variant: StudentVariant) -> list[PlannedProbe]:
-    """Fresh hidden inputs for every grading run, from a generator of its own (never process-wide state)."""
-    rng = random.Random(secrets.randbits(128))
-    return [PlannedProbe(pv, part, part.probe(rng)) for pv in variant.problems for part in pv.parts]
+def draw_probes(variant: StudentVariant, run_secret: bytes | None = None) -> list[PlannedProbe]:
+    """Fresh hidden inputs for every grading run, from generators of their own (never process-wide state).
+
+    A batch passes its run's secret, drawn when the run starts and kept nowhere: each part's generator then
+    depends on the secret, the problem and the part alone, so the students of one run are asked the same
+    hidden questions wherever their variants agree, and a reference (a whole network's run) serves all of
+    them (hwkit.behaviour's caches); the next run asks new ones. Without it every call draws afresh."""
+    def generator(problem_id: str, part_id: str) -> random.Random:
+        if run_secret is None:
+            return random.Random(secrets.randbits(128))
+        return random.Random(hashlib.sha256(b"\0".join([run_secret, problem_id.encode(), part_id.encode()])).digest())
+
+    return [PlannedProbe(pv, part, part.probe(generator(pv.problem.id, part.id)))
+            for pv in variant.problems for part in pv.parts]
 
 
 def run_in_kernel(course: Course, assignment: Assignment, nb, plan: list[PlannedProbe], *, slot: int,
