@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import secrets
 import time
 import uuid
 from contextlib import contextmanager
@@ -36,7 +35,7 @@ from hwkit.course import Course
 from hwkit.errors import HwkitError
 from hwkit.gradebook import SubmissionResult
 from hwkit.grading.batch import grade_task, plan_batch
-from hwkit.grading.one import released_lang
+from hwkit.grading.one import new_run_secret, released_lang
 from hwkit.grading.submissions import Submission
 from hwkit.notebooks import MAX_NOTEBOOK_BYTES
 
@@ -189,7 +188,7 @@ class ClusterBatch:
         self.plugin_name = CoursePlugin.name_for(course_key, self.assignment_id)
         self.payload_digest = payload.digest
         settings = {"lanes": runner.jobs, "torch_threads": self.course.limits.torch_threads, "sandbox": runner.sandbox,
-                    "warm": runner.warm, "software": mine, "run_secret": secrets.token_bytes(32)}
+                    "warm": runner.warm, "software": mine, "run_secret": new_run_secret()}
         replies = client.register_plugin(CoursePlugin(payload, settings), name=self.plugin_name)
         failed = [f"{addr}: {str(r.get('exception', r))[:200]}" for addr, r in (replies or {}).items()
                   if isinstance(r, dict) and r.get("status") != "OK"]

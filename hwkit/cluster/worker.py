@@ -174,7 +174,7 @@ class CoursePlugin(WorkerPlugin):
         try:
             sub = files.lay_out(folder)
             result, executed = grade_task(course, assignment, student, sub, slot, self.settings["sandbox"],
-                                          self.settings["warm"], self.settings.get("run_secret"))
+                                          self.settings["warm"], self.settings["run_secret"])
         except SandboxLeak as exc:
             PROCESS.broken = f"a sandbox did not tear down cleanly ({exc})"
             return message("leak", sid, f"worker {self.address}: {exc}")

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 from queue import Empty
 
 from hwkit.course import Assignment, Course, Student, load_course
 from hwkit.errors import HwkitError
-from hwkit.grading.one import grade_submission, grader_error
+from hwkit.grading.one import grade_submission, grader_error, new_run_secret
 from hwkit.grading.submissions import Submission
 from hwkit.sandbox import SandboxLeak
 
@@ -146,7 +145,7 @@ class Batch:
         for _ in range(plan.lanes):
             self.tasks.put(None)
         slots = [list(range(plan.lanes))[w::plan.workers] for w in range(plan.workers)]
-        run_secret = secrets.token_bytes(32)      # this run's hidden inputs (hwkit.grading.one.draw_probes)
+        run_secret = new_run_secret()
         self.procs = [ctx.Process(target=worker_main, name=f"hwkit-grader-{w}",
                                   args=(str(course.root), assignment_id, slots[w], plan.torch_threads, sandbox,
                                         warm, run_secret, self.tasks, self.results))

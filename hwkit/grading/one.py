@@ -102,6 +102,11 @@ def released_lang(course: Course, assignment: Assignment, student: Student) -> s
     return found.pop() if len(found) == 1 else ""
 
 
+def new_run_secret() -> bytes:
+    """A grading run's secret for its hidden inputs (draw_probes): drawn when a batch starts, kept in memory only."""
+    return secrets.token_bytes(32)
+
+
 def draw_probes(variant: StudentVariant, run_secret: bytes | None = None) -> list[PlannedProbe]:
     """Fresh hidden inputs for every grading run, from generators of their own (never process-wide state).
 
