@@ -6,7 +6,7 @@ Settings come from the environment the jail sets: HWKIT_OUTPUT_LIMIT (characters
 What a grader never reads is not made: the IPython history database (a kernel lives for one notebook; `In`,
 `Out` and `_i` still work), the debug records of the kernel's logger (built for every message, then dropped by
 its handler's level), the `execute_input` echo of every cell's code on iopub (the executed notebook takes each
-cell's count from its execute_reply, hwkit.outputs), and a second drawing of each new figure after every cell
+cell's count from its execute_reply, hwkit.outputs), and the extra drawings of a figure the grader never looks at
 (see flush_figures_first)."""
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def main(argv: list[str]) -> None:
 
     app = IPKernelApp.instance()
     app.config.HistoryManager.enabled = False    # a kernel lives for one notebook: no SQLite history to keep
+    app.config.InlineBackend.print_figure_kwargs = {"bbox_inches": None}   # see flush_figures_first
     app.initialize(argv)
     Runtime(app.kernel, app.shell.user_ns).install()
     limit = os.environ.get("HWKIT_OUTPUT_LIMIT", "")
@@ -50,7 +51,11 @@ def flush_figures_first(shell) -> None:
     """With Jupyter's inline backend, pyplot's post-execute hook draws every changed figure on its Agg canvas and
     the inline backend's hook then draws it again to PNG, after it in the hook list. Running the inline backend's
     flush first (its own later run then has nothing to do) shows and closes the figures, so the first drawing,
-    which nothing displays, is not made. Nothing changes unless the inline backend is active."""
+    which nothing displays, is not made. Nothing changes unless the inline backend is active.
+
+    The PNG itself is the whole figure (no `bbox_inches="tight"`, Jupyter's default, which lays the figure out
+    once more to crop it): a figure is drawn once, which halves the kernel's figure work on the homework set;
+    a label that sticks out of the figure is cut at its edge, as in a file saved with savefig's defaults."""
 
     def flush() -> None:
         inline = sys.modules.get("matplotlib_inline.backend_inline")

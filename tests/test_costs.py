@@ -5,9 +5,11 @@ side of a module part traces its variants on the CPU exactly as the meta device 
 boundedness are tested here, never timing (bench/grading.py measures that)."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import random
+import struct
 
 import nbformat
 import numpy as np
@@ -112,7 +114,7 @@ def test_cleaning_keeps_ids_repairs_duplicates_and_never_changes_the_submitted_n
 # ---- a real kernel (no jail needed): what it sends and draws --------------------------------------------
 
 FIGURE_CELL = """import matplotlib.pyplot as plt
-fig = plt.figure()
+fig = plt.figure(figsize=(4, 3), dpi=100)
 draws = []
 fig.canvas.mpl_connect('draw_event', lambda event: draws.append(1))
 lines = plt.plot([1, 2, 3])"""
@@ -121,15 +123,16 @@ same = plt.figure()
 alone = []
 same.canvas.mpl_connect('draw_event', lambda event: alone.append(1))
 lines = plt.plot([1, 2, 3])
-print_figure(same, 'png', bbox_inches='tight')
+print_figure(same, 'png', bbox_inches=None)
 plt.close(same)
 print(len(draws), len(alone))"""
 
 
 def test_a_kernel_draws_a_figure_once_and_echoes_no_code(tmp_path):
     """With Jupyter's inline backend, a figure a cell leaves open is shown once as PNG and drawn only for that
-    PNG (as often as print_figure alone draws it), not first on its canvas as well; the kernel sends no
-    execute_input echo, and every cell still has its execution count; its logger builds no debug records."""
+    PNG (as often as print_figure alone draws it), not first on its canvas as well, and not measured first to be
+    cropped: the PNG is the whole figure, its size times its dpi. The kernel sends no execute_input echo, every
+    cell still has its execution count, and its logger builds no debug records."""
     from hwkit.outputs import CappedClient
     from hwkit.sandbox import LocalKernel
 
@@ -152,9 +155,10 @@ def test_a_kernel_draws_a_figure_once_and_echoes_no_code(tmp_path):
                 client.execute_cell(cell, i)
     figure, count, log = nb.cells
     assert [o["output_type"] for o in figure.outputs] == ["display_data"]
-    assert "image/png" in figure.outputs[0]["data"]
+    png = base64.b64decode(figure.outputs[0]["data"]["image/png"])
+    assert struct.unpack(">II", png[16:24]) == (400, 300)      # the IHDR chunk's width and height
     drawn, alone = map(int, count.outputs[0]["text"].split())
-    assert drawn == alone >= 1
+    assert drawn == alone == 1
     assert log.outputs[0]["text"].strip() == "False"
     assert "execute_input" not in seen and "status" in seen
     assert [c.execution_count for c in nb.cells] == [1, 2, 3]
