@@ -179,12 +179,16 @@ def _grades_csv(root: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _wait_for(predicate, timeout: float, what: str):
+def _wait_for(predicate, timeout: float, what: str, grade: subprocess.Popen | None = None):
+    """`predicate`'s first true value; fails at once, with the command's output, if `grade` ends before it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
+        if grade is not None and grade.poll() is not None:
+            out, err = grade.communicate()
+            raise AssertionError(f"hwkit grade ended (exit {grade.returncode}) before {what}:\n{out[-2000:]}\n{err[-2000:]}")
         time.sleep(0.2)
     raise AssertionError(f"waited {timeout} s for {what}")
 
@@ -226,7 +230,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_nothing(course_temp
                 busy = [a for a, keys in processing.items() if any(str(k).startswith("hwkit-grade-") for k in keys)]
                 return busy[0] if len(processing) == 2 and busy else None
 
-            victim = _wait_for(busy_worker, 300, "a worker grading a submission")
+            victim = _wait_for(busy_worker, 300, "a worker grading a submission", grade)
             pid = client.run(os.getpid, workers=[victim])[victim]
         c.kill(next(p for p in c.workers if os.getpgid(pid) == p.pid))   # its nanny, zygote and jails with it
         out, err = grade.communicate(timeout=600)
@@ -251,7 +255,7 @@ def test_workers_that_die_too_often_and_a_scheduler_that_goes_away(course_templa
                 busy = [a for a, keys in client.processing().items() if any(str(k).startswith("hwkit-grade-") for k in keys)]
                 return busy[0] if busy and _recorded(root) >= 1 else None
 
-            victim = _wait_for(busy_worker, 300, "a worker grading a submission")
+            victim = _wait_for(busy_worker, 300, "a worker grading a submission", grade)
             pid = client.run(os.getpid, workers=[victim])[victim]
         c.kill(next(p for p in c.workers if os.getpgid(pid) == p.pid))
         out, err = grade.communicate(timeout=600)
@@ -272,7 +276,7 @@ def test_workers_that_die_too_often_and_a_scheduler_that_goes_away(course_templa
         _record_log(fresh)
         grade = subprocess.Popen([HWKIT, "grade", "t", "--course", str(fresh), "--cluster", c.address],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
-        _wait_for(lambda: _recorded(fresh) >= 2, 300, "a result from a worker")   # s08's is kept here, at once
+        _wait_for(lambda: _recorded(fresh) >= 2, 300, "a result from a worker", grade)   # s08's is kept here, at once
         c.kill(c.scheduler)
         out, err = grade.communicate(timeout=300)
     assert grade.returncode == 2, (out, err)
