@@ -527,7 +527,6 @@ def main() -> None:
             except Exception as exc:  # whatever fails here (install, config, nbgrader itself) skips this mode only
                 skipped = f"nbgrader autograde: skipped ({exc if isinstance(exc, Skip) else repr(exc)})"
         after = student_cpu_seconds(notebooks, data, probe_cells)
-        # a shared machine's speed drifts within minutes: the bound is the mean of a run before and after the graders
         lower = (sum(c for c, _ in before) + sum(c for c, _ in after)) / 2
         checks = (sum(p for _, p in before) + sum(p for _, p in after)) / 2
         drift = sum(map(sum, after)) / max(sum(map(sum, before)), 1e-9)
