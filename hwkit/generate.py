@@ -19,6 +19,7 @@ import nbformat
 from hwkit import selfcheck
 from hwkit.bank import get_problem
 from hwkit.course import Assignment, Course, HwkitError, Student
+from hwkit.notebooks import cell_digest
 from hwkit.records import Part, Problem
 from hwkit.probes import as_reply
 from hwkit.render import render_problem_cells
@@ -122,14 +123,6 @@ def variant_id(course: Course, assignment: Assignment, student_id: str) -> str:
     return keyed_letters(course.secret, "variant", assignment.assignment_id, student_id, length=16)
 
 
-def cell_digest(cell) -> str:
-    """A cell's type and text, blind to whitespace at line ends and around the cell."""
-    source = cell.get("source", "")
-    source = "".join(map(str, source)) if isinstance(source, list) else str(source)
-    text = "\n".join(line.rstrip() for line in source.replace("\r\n", "\n").split("\n")).strip("\n")
-    return hashlib.sha256(f"{cell.get('cell_type')}\n{text}".encode("utf-8", "surrogatepass")).hexdigest()[:20]
-
-
 def is_answer_cell(cell) -> bool:
     tag = cell.get("metadata", {}).get("hwkit")
     return isinstance(tag, dict) and bool(tag.get("parts"))
@@ -139,6 +132,16 @@ def parameter_cells(nb: nbformat.NotebookNode) -> list[str]:
     """Digests of a release notebook's statement and given code (every cell but the answer cells): they
     carry the variant's numbers, so grading can tell whose release a submitted notebook was."""
     return sorted({cell_digest(cell) for cell in nb.cells if not is_answer_cell(cell)})
+
+
+def released_cells(source: Path) -> set[str]:
+    """The digests of every student's statement and given cells (parameter_cells), from an assignment's source
+    folder's CELLS_INDEX; empty if there is none or it cannot be read."""
+    try:
+        students = json.loads((source / CELLS_INDEX).read_text(encoding="utf-8")).get("students", {})
+        return {digest for digests in students.values() for digest in digests}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return set()
 
 
 def _notebook(course: Course, assignment: Assignment, variant: StudentVariant, lang: str, solution: bool,

@@ -41,9 +41,10 @@ from dataclasses import dataclass, field
 
 from hwkit.checks import Choice
 from hwkit.course import Assignment, Course, Student
-from hwkit.generate import CELLS_INDEX, build_variant, cell_digest, variant_id
+from hwkit.generate import CELLS_INDEX, build_variant, released_cells, variant_id
 from hwkit.gradebook import bounded
-from hwkit.notebooks import answer_sources
+from hwkit.notebooks import answer_cells, cell_digest
+from hwkit.reach import reached
 from hwkit.records import Status
 
 SHOWN_CHARS = 64        # any value taken from a notebook, as shown in a reason
@@ -378,17 +379,38 @@ def code_tokens(source: str) -> str:
     return " ".join(kept)
 
 
-def answer_code(nb, part_id: str) -> str:
-    """The code of the cells tagged as the part's answer, in the submitted notebook (or its AnswerCells)."""
-    return "\n".join(code_tokens(source) for source in answer_sources(nb, part_id))
+def answer_code(nb, part_id: str, given: set[str] | None = None) -> str:
+    """The code of the cells tagged as the part's answer, in the submitted notebook (or its AnswerCells). With
+    `given` (the release's cells, given_cells), also the code of the cells the student added that the answer
+    reaches (hwkit.reach); when no cell is tagged as the part's any more, every cell the student added."""
+    cells = answer_cells(nb)
+    sources = cells.sources(part_id)
+    if given is not None:
+        added = cells.added(given)
+        sources = sources + (reached(sources, added) if sources else added)
+    return "\n".join(code_tokens(source) for source in sources)
 
 
-def forbidden_shortcut(part, nb) -> dict | None:
-    """The feedback for the first forbidden pattern the part's answer cells use, if any (`nb`: the submitted
-    notebook or its hwkit.notebooks.AnswerCells)."""
+def given_cells(course: Course, assignment: Assignment) -> set[str] | None:
+    """The digests of the statement and given cells of every release of the assignment; None when the course has
+    no index of them (then only the tagged answer cells can be read: a given cell may use what a part forbids)."""
+    path = course.root / "source" / assignment.assignment_id / CELLS_INDEX
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _cached(("given", str(path), stat.st_mtime_ns, stat.st_size), lambda: released_cells(path.parent)) or None
+
+
+def forbidden_shortcut(part, nb, given: set[str] | None = None) -> dict | None:
+    """The feedback for the first forbidden pattern the student's code for the part uses, if any (`nb`: the
+    submitted notebook or its hwkit.notebooks.AnswerCells; `given`: see answer_code). What a part's probe
+    reads can be defined in any cell, so the student's own cells that the answer reaches count as well as the
+    tagged ones; other parts' answer cells do not (they may rightly use what this part forbids). A static scan:
+    a name made at run time escapes it, which is why it only ever takes points away for a person to review."""
     if not part.forbidden:
         return None
-    code = answer_code(nb, part.id)
+    code = answer_code(nb, part.id, given)
     for pattern, feedback in part.forbidden:
         if re.search(pattern, code):
             return feedback

@@ -76,6 +76,14 @@ def tagged_parts(cell) -> list:
     return parts if isinstance(parts, list) else []
 
 
+def cell_digest(cell) -> str:
+    """A cell's type and text, blind to whitespace at line ends and around the cell."""
+    source = cell.get("source", "")
+    source = "".join(map(str, source)) if isinstance(source, list) else str(source)
+    text = "\n".join(line.rstrip() for line in source.replace("\r\n", "\n").split("\n")).strip("\n")
+    return hashlib.sha256(f"{cell.get('cell_type')}\n{text}".encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
 class AnswerCells:
     """A notebook's code cells as the parts' answers see them, read once: per part the sources of the code cells
     tagged as its answer, and the code cells no part claims (setup cells, cells the student added). Asking
@@ -95,9 +103,17 @@ class AnswerCells:
             for part_id in dict.fromkeys(p for p in parts if isinstance(p, str)):
                 self.own.setdefault(part_id, []).append(source)
         self._shared_json = json.dumps(self.shared, ensure_ascii=False)
+        self._shared_digests: list[str] | None = None
 
     def sources(self, part_id: str) -> list[str]:
         return list(self.own.get(part_id, ()))
+
+    def added(self, given: set[str]) -> list[str]:
+        """The code cells no part claims that are not among the `given` ones (cell_digest of the release's
+        statement and given cells): the cells the student added, or whose tags they deleted."""
+        if self._shared_digests is None:
+            self._shared_digests = [cell_digest({"cell_type": "code", "source": source}) for source in self.shared]
+        return [source for source, digest in zip(self.shared, self._shared_digests) if digest not in given]
 
     def fingerprint(self, part_id: str) -> str:
         own = json.dumps(self.sources(part_id), ensure_ascii=False)

@@ -37,10 +37,10 @@ from copydetect import CodeFingerprint, compare_files
 from copydetect.utils import get_token_coverage, highlight_overlap
 
 from hwkit.course import Course, HwkitError, load_course
-from hwkit.generate import CELLS_INDEX, cell_digest
+from hwkit.generate import released_cells
 from hwkit.gradebook import GRADEBOOK_NAME, Gradebook
 from hwkit.integrity import index_from_records
-from hwkit.notebooks import MAX_NOTEBOOK_BYTES
+from hwkit.notebooks import MAX_NOTEBOOK_BYTES, cell_digest
 
 CODE_K, CODE_WINDOW = 25, 6        # copydetect's defaults: matches of 25+ characters of normalised code are kept
 TEXT_K, TEXT_WINDOW = 12, 4        # written answers: shorter grams (a Chinese character carries a word)
@@ -112,7 +112,7 @@ def load_works(course: Course, assignment_id: str) -> list[Work]:
         answers = book.answers(assignment_id)
     finally:
         book.close()
-    released = _released_cells(course, assignment_id)
+    released = released_cells(course.root / "source" / assignment_id)
     works = []
     for r in results:
         full = {(p.problem, p.part) for p in r.parts if p.score >= p.max_points > 0}
@@ -120,15 +120,6 @@ def load_works(course: Course, assignment_id: str) -> list[Work]:
         cells = own_code(executed, released) if executed.is_file() else []
         works.append(Work(r.student_id, answers.get(r.student_id, {}), full, cells))
     return works
-
-
-def _released_cells(course: Course, assignment_id: str) -> set[str]:
-    path = course.root / "source" / assignment_id / CELLS_INDEX
-    try:
-        students = json.loads(path.read_text(encoding="utf-8")).get("students", {})
-    except (OSError, ValueError):
-        return set()
-    return {digest for digests in students.values() for digest in digests}
 
 
 def own_code(path: Path, released: set[str]) -> list[str]:

@@ -10,7 +10,8 @@ from torch import nn
 
 from hwkit.bank import get_problem
 from solutions.lstm import lstm_cell_manual, lstm_forward_manual, lstm_param_formula, torch_lstm_forward
-from tests.support import append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, grade_one, make_course, release_notebook, solution_notebook
+from tests.support import (append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, grade_one,
+                           make_course, release_notebook, set_answer_cell, solution_notebook)
 
 PROBLEM = get_problem("lstm")
 PART_IDS = ["lstm_gate_roles", "lstm_formula_i", "lstm_formula_f", "lstm_formula_g", "lstm_formula_o", "lstm_formula_c",
@@ -155,7 +156,7 @@ def lstm_forward(xs, h0, c0, W_ih, W_hh, b_ih, b_hh):
         out[t] = state[0]
     return out, state
 
-lstm_param_count = sum(p.numel() for p in nn.LSTM({I}, {H}, num_layers={L}).parameters())
+lstm_param_count = sum(4 * {H} * (size + {H} + 2) for size in [{I}] + [{H}] * ({L} - 1))
 '''
 
 
@@ -219,3 +220,67 @@ def test_ready_made_lstm_is_flagged_not_credited():
               ("lstm_param_count", "lstm_param_count = 4 * 5 * (3 + 5) + 8 * 5")]
     for part_id, source in honest:
         assert forbidden_shortcut(parts[part_id], notebook(part_id, source)) is None, part_id
+
+
+READY_MADE = '''
+def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    return torch.lstm_cell(x, (h, c), W_ih, W_hh, b_ih, b_hh)
+
+def lstm_forward(xs, h0, c0, W_ih, W_hh, b_ih, b_hh):
+    m = nn.LSTM(W_ih.shape[1], W_hh.shape[1]).to(xs.dtype)
+    with torch.no_grad():
+        m.weight_ih_l0.copy_(W_ih); m.weight_hh_l0.copy_(W_hh); m.bias_ih_l0.copy_(b_ih); m.bias_hh_l0.copy_(b_hh)
+    out, (h, c) = m(xs, (h0[None], c0[None]))
+    return out, (h[0], c[0])
+
+lstm_param_count = sum(p.numel() for p in nn.LSTM({I}, {H}, num_layers={L}).parameters())
+'''
+HIDDEN_PARTS = ("lstm_cell", "lstm_forward", "lstm_param_count")
+
+
+def test_ready_made_lstm_outside_the_answer_cells_is_flagged_too(tmp_path):
+    """A student who has read the scan moves PyTorch's LSTM out of the tagged answer cells: into a cell of their
+    own, by deleting the cells' tags, or behind an alias imported elsewhere. What the answer reaches in the
+    cells the student wrote is read; the given self-test cell and a test of the student's own (both build an
+    nn.LSTM, which the answer does not use) are not."""
+    import nbformat
+
+    root = make_course(tmp_path, ["lstm"], students=["s001"])
+    params = json.loads((root / "source" / "t" / "answers.json").read_text())["students"]["s001"]["lstm"]["params"]
+    fmt = {"I": params["pc_input"], "H": params["pc_hidden"], "L": params["pc_layers"]}
+
+    untagged = solution_notebook(root, "s001")
+    for cell in untagged.cells:
+        if set(cell.get("metadata", {}).get("hwkit", {}).get("parts", [])) & set(HIDDEN_PARTS):
+            del cell.metadata["hwkit"]
+    untagged = append_cell(untagged, READY_MADE.format(**fmt))
+
+    aliased = release_notebook(root, "s001")
+    aliased.cells.insert(1, nbformat.v4.new_code_cell(
+        "from torch import lstm_cell as _cellop\nfrom torch.nn import LSTM as Recurrent\n"
+        "def _count(m):\n    return sum(p.numel() for p in m.parameters())"))
+    answers = {"lstm_cell": "def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):\n"
+                            "    return _cellop(x, (h, c), W_ih, W_hh, b_ih, b_hh)",
+               "lstm_forward": "def lstm_forward(xs, h0, c0, W_ih, W_hh, b_ih, b_hh):\n"
+                               "    m = Recurrent(W_ih.shape[1], W_hh.shape[1])\n"
+                               "    with torch.no_grad():\n"
+                               "        for name, w in zip(['weight_ih_l0', 'weight_hh_l0', 'bias_ih_l0', 'bias_hh_l0'],"
+                               " [W_ih, W_hh, b_ih, b_hh]):\n"
+                               "            getattr(m, name).copy_(w)\n"
+                               "    out, (h, c) = m(xs, (h0[None], c0[None]))\n"
+                               "    return out, (h[0], c[0])",
+               "lstm_param_count": "lstm_param_count = _count(Recurrent({I}, {H}, num_layers={L}))".format(**fmt)}
+    for part_id, source in answers.items():
+        set_answer_cell(aliased, part_id, source)
+
+    for nb in (untagged, aliased):
+        results = grade_one(root, "s001", nb)
+        for part_id in HIDDEN_PARTS:
+            r = results[part_id]
+            assert (r.score, r.note, r.needs_review) == (0.0, "FORBIDDEN_SHORTCUT", True), (part_id, r.note)
+
+    honest = append_cell(solution_notebook(root, "s001"), "def _gate(z):\n    return torch.sigmoid(z)\n"
+                                                          "check = nn.LSTM(3, 4)   # as the given self-test does")
+    results = grade_one(root, "s001", honest)
+    assert all(results[p].score == results[p].max_points for p in HIDDEN_PARTS), \
+        {p: results[p].note for p in HIDDEN_PARTS}

@@ -21,7 +21,7 @@ from hwkit.execute import Execution, apply_run_report, executed_text, kernel_for
 from hwkit.generate import ProblemVariant, StudentVariant, build_variant, released_languages
 from hwkit.gradebook import PartResult, SubmissionResult
 from hwkit.grading.submissions import Submission, file_hash
-from hwkit.integrity import FORBIDDEN, answer_record, forbidden_shortcut
+from hwkit.integrity import FORBIDDEN, answer_record, forbidden_shortcut, given_cells
 from hwkit.notebooks import AnswerCells, answer_fingerprint, answer_text, notebook_lang, read_notebook
 from hwkit.records import Outcome, Part, Probe, Status
 from hwkit.wording import in_language
@@ -55,7 +55,7 @@ def grade_submission(course: Course, assignment: Assignment, student: Student, s
     plan = draw_probes(variant, run_secret)
     execution = run_in_kernel(course, assignment, nb, plan, slot=slot, sandbox=sandbox, warm=warm)
     started = time.perf_counter()
-    score_parts(result, plan, execution, nb)
+    score_parts(result, plan, execution, nb, given_cells(course, assignment))
     checks = time.perf_counter() - started
     check_variant(course, assignment, student, nb, plan, execution, result)
     result.timings = {**{k: round(v, 3) for k, v in execution.timings.items()},
@@ -138,15 +138,17 @@ def run_in_kernel(course: Course, assignment: Assignment, nb, plan: list[Planned
     return execution
 
 
-def score_parts(result: SubmissionResult, plan: list[PlannedProbe], execution: Execution, nb) -> None:
-    """Compare each reply with its reference, here in the grader, and record the part."""
+def score_parts(result: SubmissionResult, plan: list[PlannedProbe], execution: Execution, nb,
+                given: set[str] | None = None) -> None:
+    """Compare each reply with its reference, here in the grader, and record the part. `given`: the release's
+    statement and given cells (integrity.given_cells), which a forbidden shortcut is not looked for in."""
     result.status, result.reason = execution.status, execution.reason
     result.peak_memory_mb, result.cpu_seconds = execution.peak_memory_mb, execution.cpu_seconds
     answers = AnswerCells(nb)     # each part's answer cells, read once
     for planned in plan:
         part, reply = planned.part, execution.replies[planned.key]
         outcome = grade_reply(part, reply, planned.probe)
-        shortcut = forbidden_shortcut(part, answers) if outcome.fraction > 0 else None
+        shortcut = forbidden_shortcut(part, answers, given) if outcome.fraction > 0 else None
         if shortcut is not None:     # right by behaviour, but by a means the statement forbids: a person decides
             outcome = Outcome(0.0, FORBIDDEN, shortcut, needs_review=True)
         result.parts.append(PartResult(planned.variant.problem.id, part.id, part.title,

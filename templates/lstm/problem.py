@@ -139,7 +139,9 @@ def _count_mistakes(params: dict) -> list[Mistake]:
 
 
 # What the statement forbids: PyTorch's own LSTM in the functions, and counting with PyTorch in (c).
-_READY_MADE = r"\bLSTM(Cell)?\b|\b(torch|_C)\s*\.\s*(_VF\s*\.\s*)?lstm(_cell)?\b|\b_VF\b"
+# torch.lstm_cell also imported by name (`from torch import lstm_cell as op`: the answer's own lstm_cell is not it)
+_READY_MADE = (r"\bLSTM(Cell)?\b|\b(torch|_C)\s*\.\s*(_VF\s*\.\s*)?lstm(_cell)?\b|\b_VF\b"
+               r"|\bfrom\s+torch\b[^\n]*\bimport\b[^\n]*\blstm(_cell)?\b")
 _NO_READY_MADE = ((_READY_MADE, say(
     "Your answer calls PyTorch's own LSTM (nn.LSTM, nn.LSTMCell, torch.lstm_cell or torch._VF), which the statement "
     "forbids: write the gate equations with tensor operations. An instructor reviews this part.",
