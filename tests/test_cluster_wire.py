@@ -74,6 +74,22 @@ def test_a_payload_path_cannot_leave_its_folder(course):
             CoursePayload("t", {bad: b"x"}).unpack("course")
 
 
+def test_two_workers_on_one_host_reaping_at_once_do_not_fail_each_other(monkeypatch, tmp_path):
+    """Seen in CI: two workers started together; one removed a dead worker's folder while the other was
+    looking at it, and the second worker's start failed on the folder that had just gone."""
+    from hwkit.cluster import payload as payload_module
+
+    monkeypatch.setattr(payload_module.tempfile, "gettempdir", lambda: str(tmp_path))
+    dead = 2 ** 22 + 17                                         # above pid_max: no such process
+    stale = tmp_path / f"{payload_module.PREFIX}course-{dead}-abc"
+    stale.mkdir()
+    vanished = tmp_path / f"{payload_module.PREFIX}course-{dead}-gone"
+    real_glob = type(tmp_path).glob
+    monkeypatch.setattr(type(tmp_path), "glob", lambda self, pattern: [vanished, *real_glob(self, pattern)])
+    payload_module.reap_stale_payloads()
+    assert not stale.exists()
+
+
 def test_a_submission_arrives_as_the_grader_found_it(course, tmp_path):
     path = submit(course.root, "s1", solution_notebook(course.root, "s1"))
     (path.parent / ".collected.json").write_text(json.dumps({"submitted_at": "2026-05-01T10:00:00+08:00"}))

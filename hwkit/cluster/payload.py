@@ -111,7 +111,12 @@ def reap_stale_payloads() -> None:
     """Remove what worker processes that are gone (killed: no clean-up ran) unpacked here."""
     for entry in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
         parts = entry.name[len(PREFIX):].split("-")
-        if len(parts) < 3 or not parts[1].isdigit() or entry.is_symlink() or entry.stat().st_uid != os.geteuid():
+        if len(parts) < 3 or not parts[1].isdigit():
+            continue
+        try:
+            if entry.is_symlink() or entry.stat().st_uid != os.geteuid():
+                continue
+        except OSError:          # gone since the listing: another worker on this host reaped it first
             continue
         try:
             os.kill(int(parts[1]), 0)

@@ -140,11 +140,11 @@ def reap_stale_runs() -> None:
         for entry in parent.glob(f"{CGROUP_PREFIX}*"):
             parts = entry.name[len(CGROUP_PREFIX):].split("-")
             if len(parts) == 3 and parts[0].isdigit() and not pid_alive(int(parts[0])):
-                for pid in (int(x) for x in (entry / "cgroup.procs").read_text().split()):
-                    kill_pid(pid)
                 try:
+                    for pid in (int(x) for x in (entry / "cgroup.procs").read_text().split()):
+                        kill_pid(pid)
                     entry.rmdir()
-                except OSError:
+                except OSError:  # gone since the listing (another grader on this host reaped it) or still busy
                     pass
 
 
