@@ -138,6 +138,50 @@ def test_a_reply_is_kept_only_as_this_students_well_formed_result():
     assert failed[0] == "failed" and "RuntimeError: no such plugin" in failed[2]
 
 
+class _Future:
+    def __init__(self, status: str, error: BaseException):
+        self.status, self.error = status, error
+
+    def result(self, timeout=None):
+        raise self.error
+
+    def exception(self, timeout=None):
+        return self.error
+
+
+class _Client:
+    def __init__(self, status: str, reachable: bool):
+        self.status, self.reachable = status, reachable
+
+    def scheduler_info(self, **kwargs):
+        if not self.reachable:
+            raise OSError("Timed out trying to connect to tcp://127.0.0.1:8786")
+        return {"workers": {}}
+
+
+def test_a_result_lost_with_the_scheduler_stops_the_batch_and_is_not_recorded_as_a_grader_error():
+    """Seen in a loaded run: a task had finished, then the scheduler was killed before its result was fetched;
+    the student was recorded as "the cluster could not run the grading task" instead of being left for the rerun."""
+    from distributed.client import FutureCancelledError
+
+    from hwkit.cluster.client import ClusterBatch, ClusterRunner, ClusterTarget
+    from hwkit.errors import HwkitError
+
+    batch = ClusterBatch(ClusterRunner(ClusterTarget("tcp://127.0.0.1:8786"), jobs=1, sandbox=True, warm=True),
+                         None, "t", [])
+    gone = [(_Client("running", True), _Future("finished", FutureCancelledError("k", "scheduler-connection-lost"))),
+            (_Client("connecting", False), _Future("finished", OSError("connection closed"))),
+            (_Client("running", False), _Future("finished", OSError("connection closed"))),
+            (_Client("running", True), _Future("cancelled", FutureCancelledError("k", None)))]
+    for client, future in gone:
+        batch.client = client
+        with pytest.raises(HwkitError, match="grading stopped: .* the connection to it was lost"):
+            batch._reply(future, "s1")
+    batch.client = _Client("running", True)         # the scheduler is there: the task itself failed
+    kind, sid, reason = batch._reply(_Future("error", RuntimeError("no such plugin")), "s1")
+    assert (kind, sid) == ("failed", "s1") and "RuntimeError: no such plugin" in reason
+
+
 def test_workers_that_cannot_grade_are_named_with_the_reason():
     mine = software()
     good = {"address": "tcp://a:1", "software": mine, "sandbox": [True, "ok"], "bank": "", "broken": ""}

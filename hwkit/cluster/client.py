@@ -11,7 +11,8 @@ Faults, as the grader sees them:
   ("lost"), retried by the next run. Each student's result is kept once: a second reply for a student already
   kept is dropped.
 - the scheduler goes away: Dask cancels every future; the batch stops with HwkitError (what is kept stays kept,
-  the reports are written), and a rerun grades only what is left.
+  the reports are written), and a rerun grades only what is left. A finished task whose result can no longer be
+  fetched stops the batch the same way: it is left for the rerun, not recorded as a grader error.
 - no worker for `NO_WORKERS_TIMEOUT` seconds: the same stop, saying so.
 - a worker that cannot grade (other software, no sandbox, a sandbox leak): the batch stops, naming it."""
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import logging
 import time
 import uuid
+from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,9 +271,7 @@ class ClusterBatch:
             ac.add(future)
 
     def _check_alive(self, lonely_since: float | None) -> float | None:
-        if self.client.status != "running":
-            self._stopped("the connection to it was lost")
-        workers = self.client.scheduler_info().get("workers", {})
+        workers = self._scheduler_info().get("workers", {})
         self.lanes = self._lanes(workers.values())
         if workers:
             return None
@@ -279,6 +279,15 @@ class ClusterBatch:
         if time.monotonic() - lonely_since > NO_WORKERS_TIMEOUT:
             self._stopped(f"no worker was left for {NO_WORKERS_TIMEOUT} s")
         return lonely_since
+
+    def _scheduler_info(self) -> dict:
+        """The scheduler's fresh account of itself; the batch stops when it cannot be reached."""
+        if self.client.status != "running":
+            self._stopped("the connection to it was lost")
+        try:
+            return self.client.scheduler_info()
+        except (OSError, TimeoutError, CancelledError):
+            self._stopped("the connection to it was lost")
 
     def _stopped(self, why: str):
         raise HwkitError(f"grading stopped: the Dask scheduler at {self.runner.target.address}: {why}. The "
@@ -290,16 +299,16 @@ class ClusterBatch:
         if future.status == "cancelled":     # hwkit cancels nothing while the batch runs: the scheduler is gone
             self._stopped("the connection to it was lost")
         exception, raw = None, None
-        if future.status == "error":
-            try:
+        try:
+            if future.status == "error":
                 exception = future.exception(timeout=5)
-            except Exception as exc:  # noqa: BLE001
-                exception = exc
-        else:
-            try:
+            else:
                 raw = future.result(timeout=60)
-            except Exception as exc:  # noqa: BLE001 (e.g. its data was lost with a worker: it is said below)
-                exception = exc
+        except Exception as exc:  # noqa: BLE001 (said below, unless the scheduler is what was lost)
+            if isinstance(exc, CancelledError):
+                self._stopped("the connection to it was lost")
+            self._scheduler_info()
+            exception = exc
         msg = reply_message(sid, self.assignment_id, exception, raw)
         if msg[0] == "refused":
             raise HwkitError(f"grading stopped: {msg[2]}. The submissions graded so far are saved; run "
