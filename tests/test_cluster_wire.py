@@ -177,6 +177,9 @@ def test_a_result_lost_with_the_scheduler_stops_the_batch_and_is_not_recorded_as
         batch.client = client
         with pytest.raises(HwkitError, match="grading stopped: .* the connection to it was lost"):
             batch._reply(future, "s1")
+    batch.client, batch.lanes, batch.pending = _Client("closed", False), 1, {}
+    with pytest.raises(HwkitError, match="the connection to it was lost"):     # nothing more is sent
+        batch._fill(None, iter([Submission("s1", None)]), None, {})
     batch.client = _Client("running", True)         # the scheduler is there: the task itself failed
     kind, sid, reason = batch._reply(_Future("error", RuntimeError("no such plugin")), "s1")
     assert (kind, sid) == ("failed", "s1") and "RuntimeError: no such plugin" in reason

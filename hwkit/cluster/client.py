@@ -261,6 +261,8 @@ class ClusterBatch:
         """Send submissions until IN_FLIGHT_PER_LANE per lane are out: the scheduler holds those notebooks'
         bytes, not the whole batch's, and a worker that joins finds work."""
         while len(self.pending) < IN_FLIGHT_PER_LANE * self.lanes:
+            if self.client.status != "running":     # a reconnecting client would only buffer the task
+                self._stopped("the connection to it was lost")
             sub = next(waiting, None)
             if sub is None:
                 return
