@@ -10,6 +10,8 @@ import binascii
 import json
 from dataclasses import dataclass, field
 
+from hwkit.notebooks import tagged_parts
+
 FIGURE_CHARS = 400_000          # one figure's base64 text (about 300 kB of PNG)
 PAGE_FIGURE_CHARS = 2_000_000   # all figures of one feedback page
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -20,12 +22,6 @@ class PartFigures:
     """What the feedback page shows of the executed notebook: data URIs per part, and how many were left out."""
     by_part: dict[str, list[str]] = field(default_factory=dict)
     left_out: int = 0
-
-
-def _cell_parts(cell) -> list[str]:
-    tag = (cell.get("metadata") or {}).get("hwkit")
-    parts = tag.get("parts") if isinstance(tag, dict) else None
-    return [p for p in parts if isinstance(p, str)] if isinstance(parts, list) else []
 
 
 def _png_payload(output) -> str | None:
@@ -64,7 +60,7 @@ def part_figures(executed: str | None) -> PartFigures:
     for cell in cells if isinstance(cells, list) else []:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
-        owner = _cell_parts(cell) or owner
+        owner = tagged_parts(cell) or owner
         for output in cell.get("outputs") or []:
             payload = _png_payload(output)
             if payload is None:

@@ -71,9 +71,13 @@ def notebook_lang(nb) -> str:
     return lang if isinstance(lang, str) and lang in LANGS else ""
 
 
-def tagged_parts(cell) -> list:
-    parts = ((cell.get("metadata") or {}).get("hwkit") or {}).get("parts", [])
-    return parts if isinstance(parts, list) else []
+def tagged_parts(cell) -> list[str]:
+    """The parts a cell is tagged as answering; metadata of any other shape (a student's notebook may hold
+    anything there) tags nothing."""
+    meta = cell.get("metadata") if isinstance(cell, dict) else None
+    tag = meta.get("hwkit") if isinstance(meta, dict) else None
+    parts = tag.get("parts") if isinstance(tag, dict) else None
+    return [p for p in parts if isinstance(p, str)] if isinstance(parts, list) else []
 
 
 def cell_digest(cell) -> str:

@@ -40,7 +40,7 @@ from hwkit.course import Course, HwkitError, load_course
 from hwkit.generate import released_cells
 from hwkit.gradebook import GRADEBOOK_NAME, Gradebook
 from hwkit.integrity import index_from_records
-from hwkit.notebooks import MAX_NOTEBOOK_BYTES, cell_digest
+from hwkit.notebooks import MAX_NOTEBOOK_BYTES, cell_digest, tagged_parts
 
 CODE_K, CODE_WINDOW = 25, 6        # copydetect's defaults: matches of 25+ characters of normalised code are kept
 TEXT_K, TEXT_WINDOW = 12, 4        # written answers: shorter grams (a Chinese character carries a word)
@@ -126,9 +126,7 @@ def own_code(path: Path, released: set[str]) -> list[str]:
     """The code a student wrote: the answer cells, and code cells they added (not a statement or given cell)."""
     kept = []
     for cell in _code_cells(path):
-        meta = cell.get("metadata")
-        tagged = isinstance(meta, dict) and isinstance(meta.get("hwkit"), dict) and bool(meta["hwkit"].get("parts"))
-        if tagged or cell_digest(cell) not in released:
+        if tagged_parts(cell) or cell_digest(cell) not in released:
             kept.append(_source(cell))
     return kept
 
@@ -155,7 +153,7 @@ def release_answer_code(course: Course, assignment_id: str, samples: int = 3) ->
     folder = course.root / "release" / assignment_id
     texts = []
     for path in sorted(folder.glob("*/*.ipynb"))[:samples]:
-        texts += [_source(c) for c in _code_cells(path) if ((c.get("metadata") or {}).get("hwkit") or {}).get("parts")]
+        texts += [_source(c) for c in _code_cells(path) if tagged_parts(c)]
     return texts
 
 

@@ -13,9 +13,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from hwkit.course import load_course
+from hwkit.grading.one import grader_error
+from hwkit.records import Status
+from hwkit.review.queue import review_items
 from hwkit.sandbox import sandbox_available
 from solutions.receptive_field import receptive_field
-from tests.support import HWKIT, append_cell, hwkit, make_course, read_grades, release_notebook, solution_notebook, submit
+from tests.support import (HWKIT, append_cell, grade_result, hwkit, make_course, read_grades, release_notebook,
+                           solution_notebook, submit)
 
 pytestmark = pytest.mark.skipif(not sandbox_available()[0], reason="needs the bubblewrap sandbox")
 
@@ -301,3 +306,30 @@ def test_a_hanging_part_costs_only_its_own_points(tmp_path):
     feedback = {sid: sqlite3.connect(root / "gradebook.sqlite").execute(
         "SELECT feedback_en FROM parts WHERE student_id=? AND part='rf_final'", (sid,)).fetchone()[0] for sid in ("s01", "s02")}
     assert "Timeout" in feedback["s01"] and "KeyboardInterrupt" in feedback["s02"], feedback
+
+
+ODD_TAGS = ["oops", ["rf_final"], 7, None, {"parts": "rf_final"}, {"parts": [1, None, {"x": 1}]}, {"parts": {}}]
+
+
+def test_cell_tags_a_tool_mangled_do_not_cost_correct_work(tmp_path):
+    """A careless student (or an editor extension) leaves the cells' `hwkit` metadata as strings, lists or
+    numbers: the notebook is graded like one whose tags were deleted, and correct work keeps full marks."""
+    root = make_course(tmp_path, ["receptive-field"], ["s01"])
+    nb = solution_notebook(root, "s01")
+    for i, cell in enumerate(nb.cells):
+        cell.metadata["hwkit"] = ODD_TAGS[i % len(ODD_TAGS)]
+    nb.metadata["hwkit"]["lang"] = ["en"]
+    result = grade_result(root, "s01", nb)
+    assert result.status == Status.OK, (result.status, result.reason)
+    assert result.score == result.max_score, [(p.part, p.score, p.note) for p in result.parts]
+
+
+def test_a_submission_the_grader_fails_on_awaits_a_person(tmp_path):
+    """A grader error scores 0 for now and is retried by the next run; until then a person sees it in the review
+    queue, and exports count it as awaiting review, so a 0 the student did not earn is never sent silently."""
+    root = make_course(tmp_path, ["receptive-field"], ["s01"])
+    path = submit(root, "s01", solution_notebook(root, "s01"))
+    course = load_course(root)
+    result = grader_error(course, course.assignment("t"), course.roster[0], path, "AttributeError: boom")
+    assert result.status == Status.GRADER_ERROR and result.needs_review
+    assert {item.flag for item in review_items([result])} == {"grader error"}

@@ -91,8 +91,9 @@ def not_graded(result: SubmissionResult, variant: StudentVariant, status: Status
     return result
 
 
-def zero_parts(variant: StudentVariant, note: str, en: str, zh: str) -> list[PartResult]:
-    return [PartResult(pv.problem.id, part.id, part.title, 0.0, part.points, note, {"en": en, "zh": zh})
+def zero_parts(variant: StudentVariant, note: str, en: str, zh: str, needs_review: bool = False) -> list[PartResult]:
+    return [PartResult(pv.problem.id, part.id, part.title, 0.0, part.points, note, {"en": en, "zh": zh},
+                       needs_review=needs_review)
             for pv in variant.problems for part in pv.parts]
 
 
@@ -172,9 +173,11 @@ def check_variant(course: Course, assignment: Assignment, student: Student, nb, 
 def grader_error(course: Course, assignment: Assignment, student: Student, path: Path | None,
                  reason: str) -> SubmissionResult:
     """The grader failed on this submission: recorded with the reason, and graded again by the next run
-    (its hash is marked, so it never counts as unchanged)."""
+    (its hash is marked, so it never counts as unchanged). Until then its zeros await a person, like a part the
+    grader failed on: a zero the student may not deserve is never exported unnoticed."""
     result = SubmissionResult(assignment.assignment_id, student.student_id, Status.GRADER_ERROR, reason[:300],
                               "retry:" + file_hash(path))
     result.parts = zero_parts(build_variant(course, assignment, student), "GRADER_ERROR",
-                              "The grader failed on this submission; it will be graded again.", "评分程序出错，将重新评分。")
+                              "The grader failed on this submission; it will be graded again.", "评分程序出错，将重新评分。",
+                              needs_review=True)
     return result
