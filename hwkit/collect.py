@@ -8,7 +8,9 @@ submitted/ASSIGNMENT/<student_id>/ASSIGNMENT.ipynb.
 
 A zip is read defensively: any entry with an absolute path or `..`, or a symlink, refuses the whole zip; so do
 more than MAX_ENTRIES entries or more than MAX_TOTAL_BYTES declared, and no entry is read past its bound
-whatever it declares. Names from Windows zips (CP437 bytes that are really UTF-8 or GBK) are decoded.
+whatever it declares. Names from Windows zips (CP437 bytes that are really UTF-8 or GBK) are decoded, as are
+names unpacked on Linux as raw GBK bytes. An entry that cannot be read (a broken or encrypted entry, one over the
+notebook limit) is listed as unmatched with its reason and costs nothing else.
 
 Collecting is idempotent: the same file again changes nothing, an older file never replaces a newer one, and
 whatever is replaced or set aside is kept in submitted/ASSIGNMENT/.replaced/."""
@@ -71,17 +73,22 @@ class CollectReport:
 
 # ---- reading the download -----------------------------------------------------------------------------
 
-def _decoded_name(info: zipfile.ZipInfo) -> str:
-    """zipfile decodes names without the UTF-8 flag as CP437; Windows tools write UTF-8 or GBK there."""
-    if info.flag_bits & 0x800:
-        return info.filename
-    raw = info.filename.encode("cp437", errors="replace")
+def _readable(raw: bytes) -> str:
+    """A file name's bytes as text: UTF-8, else GBK (Windows tools in China), else UTF-8 with the bytes it
+    cannot read shown as \\xNN (never a lone surrogate, which no record or page could be written with)."""
     for encoding in ("utf-8", "gbk"):
         try:
             return raw.decode(encoding)
         except UnicodeDecodeError:
             continue
-    return info.filename
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
+def _decoded_name(info: zipfile.ZipInfo) -> str:
+    """zipfile decodes names without the UTF-8 flag as CP437; Windows tools write UTF-8 or GBK there."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    return _readable(info.filename.encode("cp437", errors="replace"))
 
 
 def _unsafe(name: str) -> bool:
@@ -102,8 +109,8 @@ def _bounded_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int):
 def zip_entries(path: Path) -> list[Incoming]:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise HwkitError(f"{path}: not a readable zip file ({exc})") from None
+    except Exception as exc:  # zipfile raises what its reading meets: BadZipFile, OSError, a name not UTF-8 as flagged
+        raise HwkitError(f"{path}: not a readable zip file ({type(exc).__name__}: {exc})"[:400]) from None
     infos = zf.infolist()
     if len(infos) > MAX_ENTRIES:
         raise HwkitError(f"{path}: {len(infos)} entries, more than {MAX_ENTRIES}; refused (not an LMS download?)")
@@ -136,7 +143,7 @@ def folder_entries(folder: Path) -> list[Incoming]:
             path = Path(dirpath) / filename
             if path.is_symlink() or not filename.lower().endswith(".ipynb"):
                 continue
-            name = path.relative_to(folder).as_posix()
+            name = _readable(os.fsencode(path.relative_to(folder).as_posix()))
             modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
 
             def read(path=path) -> bytes:
@@ -150,10 +157,13 @@ def folder_entries(folder: Path) -> list[Incoming]:
 
 
 def parse_name(entry: Incoming) -> Incoming:
-    """What an LMS's naming says of a file: Canvas or Moodle, the student's id there, late, resubmission."""
+    """What an LMS's naming says of a file: Canvas or Moodle, the student's id there, late, resubmission.
+    Only what the LMS wrote is read as an id: a Moodle submission's folder, else a Canvas name's prefix, else a
+    flat Moodle name; the file name the student chose (inside the folder, after the prefix) never is."""
     base = entry.name.split("/")[-1]
-    moodle = _MOODLE.match(entry.name) or _MOODLE.match(base)
-    canvas = _CANVAS.match(base)
+    moodle = _MOODLE.match(entry.name) if "/" in entry.name else None
+    canvas = None if moodle else _CANVAS.match(base)
+    moodle = moodle or (None if canvas else _MOODLE.match(base))
     if moodle:
         entry.lms, entry.key, entry.full_name = "moodle", moodle["pid"], moodle["name"]
     elif canvas:
@@ -191,9 +201,41 @@ def _set_aside(folder: Path, student_id: str, name: str, data: bytes) -> None:
     """Keep a replaced or older notebook, once (named by its content, so collecting again adds nothing)."""
     aside = folder / ".replaced" / student_id
     aside.mkdir(parents=True, exist_ok=True)
-    target = aside / f"{hashlib.sha256(data).hexdigest()[:12]}-{Path(name.replace(chr(92), '/')).name}"
+    target = aside / f"{hashlib.sha256(data).hexdigest()[:12]}-{_short(Path(name.replace(chr(92), '/')).name)}"
     if not target.exists():
         target.write_bytes(data)
+
+
+def _short(filename: str, limit: int = 160) -> str:
+    """A file name cut to at most `limit` bytes of UTF-8, its extension kept (a file system allows 255)."""
+    path = PurePosixPath(filename)
+    suffix = path.suffix if len(path.suffix.encode()) < 16 else ""
+    stem = filename[:len(filename) - len(suffix)] if suffix else filename
+    while len((stem + suffix).encode("utf-8")) > limit:
+        stem = stem[:-1]
+    return stem + suffix
+
+
+def _read(entry: Incoming) -> bytes:
+    """An entry's bytes; whatever a broken download raises on the way (a bad CRC, an encrypted entry, a
+    compression zipfile cannot read, a file gone meanwhile) becomes one line naming the entry."""
+    try:
+        return entry.read()
+    except HwkitError:
+        raise
+    except Exception as exc:  # the reading is the zip library's or the file system's: any of their errors
+        raise HwkitError(f"unreadable ({type(exc).__name__}: {exc})"[:300]) from None
+
+
+def _write_record(path: Path, record: dict) -> None:
+    atomic_write_bytes(path, (json.dumps(record, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
+
+
+def _record_readable(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):
+        return False
 
 
 def file_one(folder: Path, assignment_id: str, student: Student, entry: Incoming, data: bytes) -> str:
@@ -205,6 +247,8 @@ def file_one(folder: Path, assignment_id: str, student: Student, entry: Incoming
     if target.is_file():
         current = target.read_bytes()
         if current == data:
+            if not _record_readable(record_path):     # lost when a crash came between the notebook and its record
+                _write_record(record_path, record)
             return "unchanged"
         try:
             before = json.loads(record_path.read_text(encoding="utf-8")).get("submitted_at", "")
@@ -219,7 +263,7 @@ def file_one(folder: Path, assignment_id: str, student: Student, entry: Incoming
         outcome = "new"
     target_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(target, data)
-    record_path.write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    _write_record(record_path, record)
     return outcome
 
 
@@ -243,13 +287,17 @@ def collect(course: Course, assignment_id: str, download: Path) -> CollectReport
         if previous is not None:
             older, newer = sorted([previous[1], entry], key=lambda e: e.order)
             chosen[student.student_id] = (student, newer)
-            report.duplicates.append((student.student_id, older.name))
-            _set_aside(folder, student.student_id, older.name, older.read())
+            try:
+                _set_aside(folder, student.student_id, older.name, _read(older))
+            except HwkitError as exc:
+                report.unmatched.append((older.name, f"an older copy, not kept: {exc}"))
+            else:
+                report.duplicates.append((student.student_id, older.name))
         else:
             chosen[student.student_id] = (student, entry)
     for sid, (student, entry) in sorted(chosen.items()):
         try:
-            data = entry.read()
+            data = _read(entry)
         except HwkitError as exc:
             report.unmatched.append((entry.name, str(exc)))
             continue

@@ -178,3 +178,98 @@ def test_not_a_zip_is_a_clear_error(course, tmp_path):
     (tmp_path / "x.zip").write_bytes(b"not a zip")
     proc = hwkit("collect", "t", tmp_path / "x.zip", "--course", course, check=False)
     assert proc.returncode == 2 and "not a readable zip" in proc.stderr
+
+
+def _corrupt(path, name: str) -> None:
+    """Flip a byte of an entry's stored data, as a broken download would (its CRC no longer holds)."""
+    raw = bytearray(path.read_bytes())
+    at = raw.find(name.encode()) + len(name) + 20
+    raw[at] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def _flag_encrypted(path, name: str) -> None:
+    """Set the "encrypted" bit of an entry in both of its headers (zipfile itself writes no encrypted entry)."""
+    raw = bytearray(path.read_bytes())
+    for signature, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = 0
+        while (at := raw.find(signature, start)) >= 0:
+            start = at + 4
+            if name.encode() in raw[at:at + 80 + len(name)]:
+                raw[at + flag_at] |= 0x1
+    path.write_bytes(bytes(raw))
+
+
+def test_one_unreadable_entry_costs_only_itself(course, tmp_path):
+    """A download with a broken entry, an encrypted one, an unsupported compression, an oversized older copy and
+    a resubmission with a very long name: every readable notebook is still filed, and each bad entry is listed
+    with its reason instead of the command stopping for the whole class."""
+    path = tmp_path / "mixed.zip"
+    padding = b"{" + b" " * (21 << 20) + b"}"                      # over the notebook limit, ~20 kB compressed
+    long_name = "作" * 80 + ".ipynb"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(zipfile.ZipInfo("wangfang_5001_71001_t.ipynb", (2026, 12, 1, 9, 0, 0)), padding)
+        zf.writestr(zipfile.ZipInfo("wangfang_5001_71001_t-1.ipynb", (2026, 12, 1, 10, 0, 0)), notebook("u01"))
+        zf.writestr(zipfile.ZipInfo("wangfang_5002_71002_" + long_name, (2026, 12, 1, 9, 0, 0)), notebook("u02 old"))
+        zf.writestr(zipfile.ZipInfo("wangfang_5002_71002_" + long_name.replace(".ipynb", "-1.ipynb"),
+                                    (2026, 12, 1, 10, 0, 0)), notebook("u02"))
+        zf.writestr(zipfile.ZipInfo("zhangwei_5003_71003_broken.ipynb", (2026, 12, 1, 9, 0, 0)), notebook("u03") * 50)
+        zf.writestr(zipfile.ZipInfo("someone_5004_71004_locked.ipynb", (2026, 12, 1, 9, 0, 0)), notebook("x"))
+    _corrupt(path, "zhangwei_5003_71003_broken.ipynb")
+    _flag_encrypted(path, "someone_5004_71004_locked.ipynb")
+    roster = course / "roster.csv"
+    roster.write_text(roster.read_text(encoding="utf-8") + "u04,Li Si,5004,304,\n", encoding="utf-8")
+    proc = hwkit("collect", "t", path, "--course", course, check=False)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert filed(course, "u01") == notebook("u01") and filed(course, "u02") == notebook("u02")
+    assert filed(course, "u03") is None and filed(course, "u04") is None
+    out = " ".join(proc.stdout.split())
+    assert "2 filed" in out and "3 unmatched" in out, out
+    assert sorted(p.read_bytes() for p in (course / "submitted" / "t" / ".replaced" / "u02").iterdir()) == [notebook("u02 old")]
+
+
+def test_a_name_in_no_known_encoding_is_filed_with_its_time(course, tmp_path):
+    """A download unpacked on Linux keeps a GBK file name as raw bytes: it is filed, its record (the submission
+    time that late penalties read) is written, and collecting again leaves it as it is."""
+    import os
+
+    folder = tmp_path / "unpacked"
+    folder.mkdir()
+    raw = os.fsencode(folder) + b"/wangfang_5001_71001_" + "作业".encode("gbk") + b".ipynb"
+    with open(raw, "wb") as f:
+        f.write(notebook("u01"))
+    (folder / "wangfang_5002_71002_t.ipynb").write_bytes(notebook("u02"))
+    on_time = 1_793_000_000                                           # 2026-10-25, before any due date
+    for path in folder.iterdir():
+        os.utime(path, (on_time, on_time))
+    for _ in range(2):
+        proc = hwkit("collect", "t", folder, "--course", course, check=False)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert filed(course, "u01") == notebook("u01") and filed(course, "u02") == notebook("u02")
+    record = json.loads((course / "submitted" / "t" / "u01" / ".collected.json").read_text(encoding="utf-8"))
+    assert record["submitted_at"].startswith("2026-10-2") and "作业" in record["source"], record
+
+
+def test_a_lost_record_is_written_again_when_the_notebook_is_unchanged(course, tmp_path):
+    download = make_zip(tmp_path / "canvas.zip", {"wangfang_5001_71001_t.ipynb": notebook("u01")})
+    hwkit("collect", "t", download, "--course", course)
+    record = course / "submitted" / "t" / "u01" / ".collected.json"
+    kept = record.read_text(encoding="utf-8")
+    record.write_text("")                                             # cut short by a crash
+    out = hwkit("collect", "t", download, "--course", course).stdout
+    assert record.read_text(encoding="utf-8") == kept and "unchanged" in out
+
+
+def test_a_file_name_a_student_chose_cannot_claim_another_students_id(course, tmp_path):
+    """The LMS writes the prefix of a Canvas name (and the folder of a Moodle one); the rest is the student's own
+    file name and is never read as an id, however it looks."""
+    download = make_zip(tmp_path / "canvas.zip", {
+        "wangfang_5001_71001_a_302_assignsubmission_file_x.ipynb": notebook("u01"),   # u01 names u02's Moodle id
+    })
+    hwkit("collect", "t", download, "--course", course)
+    assert filed(course, "u01") == notebook("u01") and filed(course, "u02") is None
+    download = make_zip(tmp_path / "moodle.zip", {
+        "张伟_303_assignsubmission_file_/wangfang_5001_71001_t.ipynb": notebook("u03"),  # u03 names u01's Canvas id
+    })
+    hwkit("collect", "t", download, "--course", course)
+    assert filed(course, "u03") == notebook("u03") and filed(course, "u01") == notebook("u01")
