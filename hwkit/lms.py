@@ -43,6 +43,22 @@ def read_template(path: Path) -> tuple[list[list[str]], str, bool]:
     return rows, ending, bom
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(value):
+    """A cell as a spreadsheet will show it, never run it: text that would start a formula (=, +, -, @, a tab or
+    a carriage return first; roster names often come from profiles students edit) gets a leading apostrophe.
+    Numbers, negative ones too, are left alone."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
 def write_rows(rows: list[list[str]], ending: str, bom: bool) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator=ending).writerows(rows)
@@ -110,7 +126,8 @@ def canvas_minimal(assignment: Assignment, roster: list[Student], results: list[
             ["    Points Possible", "", "", "", "", f"{results[0].max_score:g}" if results else ""]]
     for r in results:
         s = students.get(r.student_id, Student(r.student_id))
-        rows.append([s.name, s.column("canvas_id"), s.column("sis_id") or s.student_id, "", "", _score(r)])
+        rows.append([spreadsheet_text(s.name), s.column("canvas_id"), s.column("sis_id") or s.student_id, "", "",
+                     _score(r)])
     return rows
 
 

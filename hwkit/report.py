@@ -119,10 +119,12 @@ def grades_rows(results: list[SubmissionResult]) -> tuple[list[str], list[dict]]
 
 
 def _write_csv(path: Path, header: list[str], rows: list[dict]) -> Path:
+    from hwkit.lms import spreadsheet_text
+
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=header, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: spreadsheet_text(value) for key, value in row.items()} for row in rows)
     return atomic_write_text(path, buf.getvalue())
 
 

@@ -40,6 +40,7 @@ from hwkit.course import Course, HwkitError, load_course
 from hwkit.generate import released_cells
 from hwkit.gradebook import GRADEBOOK_NAME, Gradebook
 from hwkit.integrity import index_from_records
+from hwkit.lms import spreadsheet_text
 from hwkit.notebooks import MAX_NOTEBOOK_BYTES, cell_digest, tagged_parts
 
 CODE_K, CODE_WINDOW = 25, 6        # copydetect's defaults: matches of 25+ characters of normalised code are kept
@@ -386,7 +387,7 @@ def write_csv(path: Path, pairs: list[Pair]) -> None:
         out = csv.writer(f)
         out.writerow(CSV_COLUMNS)
         for rank, p in enumerate(pairs, 1):
-            out.writerow([rank, p.a, p.b, p.score, p.weight_of("cross-variant"), p.weight_of("shared-wrong"),
+            out.writerow([rank, spreadsheet_text(p.a), spreadsheet_text(p.b), p.score, p.weight_of("cross-variant"), p.weight_of("shared-wrong"),
                           p.weight_of("code"), p.weight_of("text"),
                           "; ".join(e.en for e in p.evidence), "；".join(e.zh for e in p.evidence)])
 

