@@ -75,6 +75,61 @@ def test_statistical_check_accepts_real_draws_and_rejects_wrong_scale():
         assert canonical and all(fp in candidates[key] for key, fp in canonical.items())
 
 
+def _scaled_linear(fill):
+    """An init_weights that sets each Linear's weight with `fill(weight, variance)`, at the right variance."""
+    from solutions.weight_init import target_var
+
+    def init(model, scheme):
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                with torch.no_grad():
+                    fill(m.weight, target_var(scheme, m.in_features, m.out_features))
+                    m.bias.zero_()
+    return init
+
+
+def _same_row_everywhere(weight, var):
+    n_in = weight.shape[1]
+    row = torch.erfinv(2 * ((torch.arange(n_in, dtype=torch.float64) + 0.5) / n_in) - 1) * 2 ** 0.5
+    weight.copy_((row / row.pow(2).mean().sqrt() * var ** 0.5).float().expand_as(weight))
+
+
+def _same_column_everywhere(weight, var):
+    column = torch.randn(weight.shape[0], 1) * var ** 0.5
+    weight.copy_(column.expand_as(weight))
+
+
+def _all_positive(weight, var):
+    weight.normal_(0, var ** 0.5).abs_()
+
+
+def _laplace(weight, var):
+    weight.copy_(torch.distributions.Laplace(0.0, (var / 2) ** 0.5).sample(weight.shape))
+
+
+def _shifted(weight, var):
+    weight.normal_(0, (var * 0.96) ** 0.5).add_((var * 0.04) ** 0.5)     # right mean square, mean not zero
+
+
+def test_right_variance_but_not_an_independent_zero_mean_normal_draw_earns_nothing_for_the_variance():
+    """A student who has read the check: weights with exactly the right mean square, but every neuron the same
+    (the symmetry the problem asks them to explain), every weight positive, a Laplace draw, or a shifted normal.
+    None of them is the N(0, σ²) draw the statement asks for: a draw that is not independent with zero mean earns
+    nothing, another shape than the normal's half (as a uniform draw does), and the mistake is named."""
+    part = next(p for p in PROBLEM.parts(PROBLEM.sample(random.Random(0))) if p.id == "init_weights")
+    for t in range(3):
+        probe = part.probe(random.Random(t))
+        for fill in (_same_row_everywhere, _same_column_everywhere, _all_positive, _shifted):
+            outcome = grade_probe(part, probe, {"init_weights": _scaled_linear(fill)})
+            assert outcome.fraction == 0 and outcome.note == "INIT_NOT_INDEPENDENT", (t, fill.__name__, outcome)
+        outcome = grade_probe(part, probe, {"init_weights": _scaled_linear(_laplace)})     # as a uniform draw: half
+        assert (outcome.fraction, outcome.note) == (0.5, "INIT_UNIFORM_NOT_NORMAL"), (t, outcome)
+        honest = _scaled_linear(lambda w, var: w.normal_(0, var ** 0.5))
+        assert grade_probe(part, probe, {"init_weights": honest}).note == "CORRECT"
+    outcome = grade_probe(part, part.probe(random.Random(7)), {"init_weights": _scaled_linear(_same_row_everywhere)})
+    assert "symmetry" in outcome.feedback["en"] and "对称" in outcome.feedback["zh"], outcome
+
+
 def test_a_right_answer_fails_by_chance_almost_never():
     """The mean-square tolerance is 6 standard deviations of the estimate: a right answer fails one layer with
     probability erfc(6 / sqrt 2) ~ 2e-9 (normal approximation of a chi-square with 40,000 degrees of freedom),

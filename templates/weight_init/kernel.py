@@ -37,23 +37,69 @@ def init_samples(student, inputs):
     return out
 
 
-def summary(record):
-    """The statistics the check compares: per layer the mean square of the sampled weights (the variance of a
-    zero-mean draw) and whether they look normal (kurtosis about zero above 2.4: 3 for a normal, 1.8 for a
-    uniform), and the largest |bias|."""
+# What an N(0, σ²) draw of independent weights looks like, per layer of 40,000 sampled weights (w/σ̂ with σ̂² the
+# mean square). Each bound is far past what a right answer reaches by chance (false alarm well under 1e-7):
+# - normal: the Kolmogorov-Smirnov distance from N(0, 1) at most 0.015 (a right draw's is ~0.005, the null's tail
+#   P(√n·D > 3) ~ 2e-8; a uniform draw's is ~0.04, a Laplace draw's ~0.05);
+# - independent: the mean within 6 standard errors of zero, and no structure shared along a row or a column of the
+#   weight matrix: with the samples grouped by row (then by column), Σ_g S_g² / (n_g σ̂²) is a chi-square with G
+#   degrees of freedom for independent weights; its z-score stays under 8 (a matrix whose rows are one vector
+#   repeated reaches ~1000).
+NORMAL_KS = 0.015
+MEAN_Z = 6.0
+GROUP_Z = 8.0
+
+
+def _ks_from_standard_normal(z):
+    z = torch.sort(torch.as_tensor(z, dtype=torch.float64)).values
+    cdf = torch.special.ndtr(z)
+    n = z.numel()
+    above = torch.arange(1, n + 1, dtype=torch.float64) / n - cdf
+    below = cdf - torch.arange(0, n, dtype=torch.float64) / n
+    return float(torch.maximum(above, below).max())
+
+
+def _shared_structure_z(w, groups, m2):
+    """How far the samples' sums within groups (rows or columns) are from independent weights', in z-scores."""
+    _, index, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+    sums = np.bincount(index, weights=w)
+    chi2 = float(np.sum(sums * sums / sizes)) / m2
+    return (chi2 - sizes.size) / np.sqrt(2 * sizes.size)
+
+
+def _independent_normal(w, positions, n_in, m2):
+    if w.size < 2 or m2 <= 0:
+        return 0, 0
+    z = w / np.sqrt(m2)
+    normal = int(_ks_from_standard_normal(z) <= NORMAL_KS)
+    zero_mean = abs(float(np.mean(z))) * np.sqrt(w.size) <= MEAN_Z
+    rows, columns = positions // n_in, positions % n_in
+    unshared = max(_shared_structure_z(w, rows, m2), _shared_structure_z(w, columns, m2)) <= GROUP_Z
+    return normal, int(zero_mean and unshared)
+
+
+def summary(record, inputs):
+    """The statistics the check compares, per layer: the mean square of the sampled weights (the variance of a
+    zero-mean independent draw; None when the draw is not one, which has no variance to earn), whether they look
+    normal and independent (bounds above), and the largest |bias|."""
     if not isinstance(record, dict) or "weights" not in record:
         return record
-    square, normal = [], []
-    for w in record["weights"]:
-        w = np.asarray(w, dtype=np.float64)
-        m2 = float(np.mean(w * w)) if w.size else 0.0
-        square.append(m2)
-        normal.append(int(m2 > 0 and float(np.mean(w ** 4)) / (m2 * m2) > 2.4))
+    widths, positions = inputs["widths"], inputs["positions"]
+    square, normal, independent = [], [], []
+    for w, p, n_in in zip(record["weights"], positions, widths):
+        w = np.asarray(w, dtype=np.float64).reshape(-1)
+        p = np.asarray(p, dtype=np.int64).reshape(-1)
+        m2 = float(np.mean(w * w)) if w.size and np.all(np.isfinite(w)) else 0.0
+        is_normal, is_independent = _independent_normal(w, p, n_in, m2) if w.size == p.size else (0, 0)
+        square.append(m2 if is_independent else None)
+        normal.append(is_normal)
+        independent.append(is_independent)
     biases = [np.abs(np.asarray(b, dtype=np.float64)) for b in record["biases"]]
-    return {"var": square, "normal": normal, "bias_max_abs": max((float(b.max(initial=0.0)) for b in biases), default=0.0)}
+    return {"var": square, "normal": normal, "independent": independent,
+            "bias_max_abs": max((float(b.max(initial=0.0)) for b in biases), default=0.0)}
 
 
 def init_summary(student, inputs):
     """The self-check's probe: init_samples summarised here. (It carries no target variance: those would give
     the answers of the formula parts away; the self-check compares the normality and the biases only.)"""
-    return [summary(record) for record in init_samples(student, inputs)]
+    return [summary(record, inputs) for record in init_samples(student, inputs)]

@@ -50,9 +50,11 @@ def answers(params: dict) -> dict:
 # ---- (c) init_weights ---------------------------------------------------------------------------
 
 INIT_CHECK = Cases(Fields({"var": (3.0, Array(rtol=VAR_RTOL, atol=0.0)), "normal": (1.0, Array(rtol=0, atol=0)),
-                           "bias_max_abs": (1.0, Number(abs=1e-9))}))
-# The self-check sees no target variance (it would give the formula parts away): normality and biases only.
-PUBLIC_INIT_CHECK = Cases(Fields({"normal": (1.0, Array(rtol=0, atol=0)), "bias_max_abs": (1.0, Number(abs=1e-9))}))
+                           "independent": (0.0, Array(rtol=0, atol=0)), "bias_max_abs": (1.0, Number(abs=1e-9))}))
+# independent earns nothing by itself: it is what makes the mean square a variance (summary reports none without it)
+# The self-check sees no target variance (it would give the formula parts away): the draw's form and biases only.
+PUBLIC_INIT_CHECK = Cases(Fields({"normal": (1.0, Array(rtol=0, atol=0)), "independent": (1.0, Array(rtol=0, atol=0)),
+                                  "bias_max_abs": (1.0, Number(abs=1e-9))}))
 
 
 def _init_probe(rng: random.Random, public: bool = False) -> Probe:
@@ -66,9 +68,10 @@ def _init_probe(rng: random.Random, public: bool = False) -> Probe:
 
 
 def _init_summary(reply, probe: Probe):
-    """In the grader: the statistics of the kernel's samples (kernel.py's summary, run here)."""
+    """In the grader: the statistics of the kernel's samples (kernel.py's summary, run here, with the hidden
+    positions the samples were taken at)."""
     summary = KERNEL.load()["summary"]
-    return [summary(record) for record in reply] if isinstance(reply, list) else reply
+    return [summary(record, probe.inputs) for record in reply] if isinstance(reply, list) else reply
 
 
 def _layer_vars(widths, fn) -> list[float]:
@@ -78,7 +81,7 @@ def _layer_vars(widths, fn) -> list[float]:
 def _init_reference(probe: Probe) -> list:
     w = probe.inputs["widths"]
     return [{"var": _layer_vars(w, lambda a, b, s=scheme: target_var(s, a, b)), "normal": [1] * (len(w) - 1),
-             "bias_max_abs": 0.0} for scheme in ("xavier", "he")]
+             "independent": [1] * (len(w) - 1), "bias_max_abs": 0.0} for scheme in ("xavier", "he")]
 
 
 def _init_mistakes(probe: Probe) -> list[Mistake]:
@@ -88,6 +91,10 @@ def _init_mistakes(probe: Probe) -> list[Mistake]:
         return [{"var": _layer_vars(w, xavier_fn)}, {"var": _layer_vars(w, he_fn)}]
 
     return [
+        # weights that are not an independent zero-mean draw (every neuron the same, all positive): whatever
+        # their mean square, the network cannot break the symmetry, so no credit
+        Mistake("INIT_NOT_INDEPENDENT", [{"independent": [0] * (len(w) - 1)}] * 2, _FEEDBACK["INIT_NOT_INDEPENDENT"],
+                fraction=0.0),
         Mistake("XAVIER_FOR_HE", both(xavier_var, xavier_var), _FEEDBACK["XAVIER_FOR_HE"]),
         Mistake("HE_FOR_XAVIER", both(he_var, he_var), _FEEDBACK["HE_FOR_XAVIER"]),
         Mistake("HE_USED_FAN_OUT", both(xavier_var, lambda a, b: 2.0 / b), _FEEDBACK["HE_USED_FAN_OUT"]),
@@ -96,7 +103,7 @@ def _init_mistakes(probe: Probe) -> list[Mistake]:
                 _FEEDBACK["STD_GAVE_VARIANCE"]),
         Mistake("XAVIER_NO_FACTOR_2", both(lambda a, b: 1.0 / (a + b), he_var), _FEEDBACK["XAVIER_NO_FACTOR_2"]),
         # only with the right variances and zero biases: an untouched model (PyTorch's default uniform init) is no
-        # half-right answer
+        # half-right answer; any other shape than the normal's (uniform, Laplace) with the right variance alike
         Mistake("INIT_UNIFORM_NOT_NORMAL", [{**want, "normal": [0] * (len(w) - 1)} for want in _init_reference(probe)],
                 _FEEDBACK["INIT_UNIFORM_NOT_NORMAL"], fraction=0.5),
     ]
@@ -145,11 +152,18 @@ def _act_mistakes(probe: Probe) -> list[Mistake]:
 
 
 _FEEDBACK = {
-    "INIT_UNIFORM_NOT_NORMAL": say("The weights are not normally distributed (they look uniform): draw them from N(0, σ²) as "
-                                   "asked, e.g. with nn.init.xavier_normal_ or nn.init.kaiming_normal_, not the *_uniform_ "
-                                   "versions.",
-                                   "权重不服从正态分布（看起来是均匀分布）：应按题目从 N(0, σ²) 中抽取，例如使用 "
-                                   "nn.init.xavier_normal_ 或 nn.init.kaiming_normal_,而不是 *_uniform_ 版本。"),
+    "INIT_UNIFORM_NOT_NORMAL": say("The weights are not normally distributed (a uniform draw, for instance): draw them from "
+                                   "N(0, σ²) as asked, e.g. with nn.init.xavier_normal_ or nn.init.kaiming_normal_, not the "
+                                   "*_uniform_ versions.",
+                                   "权重不服从正态分布（例如均匀分布）：应按题目从 N(0, σ²) 中抽取，例如使用 "
+                                   "nn.init.xavier_normal_ 或 nn.init.kaiming_normal_，而不是 *_uniform_ 版本。"),
+    "INIT_NOT_INDEPENDENT": say("The weights are not independent zero-mean draws: they repeat along the rows or columns "
+                                "of the weight matrix, or their mean is not zero. With every neuron alike (the symmetry "
+                                "that zero initialisation suffers from) the network cannot learn different features, "
+                                "whatever the variance. Draw every weight on its own from N(0, σ²).",
+                                "权重不是相互独立、均值为零的随机抽样：它们沿权重矩阵的行或列重复，或均值不为零。"
+                                "神经元彼此相同（与全零初始化一样的对称性问题）时，网络无法学到不同的特征，方差再对也没用。"
+                                "应从 N(0, σ²) 中独立抽取每一个权重。"),
     "XAVIER_FOR_HE": say("For He initialisation the variance is 2/n_in (fan-in only, with the factor 2 that makes up for "
                          "ReLU zeroing half of the pre-activations); you used Xavier's 2/(n_in + n_out).",
                          "He 初始化的方差为 2/n_in（只用扇入，因子 2 用来补偿 ReLU 把一半的输入置零）；你用了 Xavier 的 2/(n_in + n_out)。"),
