@@ -94,19 +94,26 @@ class Override:
     fingerprint: str
 
 
+POINTS_LOWERED = "the part is now worth"      # how a decision set aside by lowered points begins (the review queue's flag)
+
+
 def apply_overrides(result: "SubmissionResult", latest: dict) -> "SubmissionResult":
     """The result with its final scores: each part's latest override where the answer is unchanged. An override
-    made for another answer is kept aside and the part flagged for review; a variant mismatch flags every part
-    that no person has decided."""
+    made for another answer, or worth more than the part now is (its points were lowered), is kept aside and the
+    part flagged for review; a variant mismatch flags every part that no person has decided."""
     parts = []
     mismatch = result.status == Status.VARIANT_MISMATCH
     for p in result.parts:
         o = latest.get((p.problem, p.part))
         if o is None and (p.needs_review or not mismatch):
             parts.append(p)                 # most parts: nothing to change (and no copy: 12,000 parts add up)
-        elif o is not None and o.fingerprint == p.fingerprint:
+        elif o is not None and o.fingerprint == p.fingerprint and o.score <= p.max_points + 1e-9:
             parts.append(replace(p, score=o.score, automatic_score=p.score, reviewer=o.grader, comment=o.comment,
                                  needs_review=False))
+        elif o is not None and o.fingerprint == p.fingerprint:      # the part's points were lowered since
+            parts.append(replace(p, needs_review=True, stale_override=(
+                f"{POINTS_LOWERED} {p.max_points:g}, less than {o.grader}'s override ({o.score:g} on "
+                f"{o.created_at}): decide again")))
         elif o is not None:
             parts.append(replace(p, needs_review=True, stale_override=(
                 f"the answer changed after {o.grader}'s override ({o.score:g} on {o.created_at}): decide again")))

@@ -126,3 +126,22 @@ def test_a_variant_mismatch_awaits_a_decision_on_every_part(course, tmp_path):
     assert ids[0] not in hwkit("review", ASSIGNMENT, "--course", root, "--list").stdout
     row = _grades(root)[ids[0]]
     assert row["status"] == "variant mismatch" and row["needs_review"] == "" and row["total"] == "1"
+
+
+def test_a_decision_worth_more_than_the_part_now_is_asked_again_not_applied(course):
+    """The instructor lowers a problem's points after a TA's override: the override (more than the part is now
+    worth) is kept on record and the part asks for a new decision; the total never exceeds the maximum."""
+    root, ids = course
+    hwkit("override", ASSIGNMENT, ids[0], "ds_principle", "2", "--course", root)
+    book = Gradebook(root)
+    raw = {r.student_id: r for r in book.results(ASSIGNMENT, final=False)}[ids[0]]
+    raw.parts[0] = replace(raw.parts[0], max_points=0.5, score=0.5)     # regraded with the problem's new points
+    book.record(replace(raw, graded_at="later"))
+    final = {r.student_id: r for r in book.results(ASSIGNMENT)}[ids[0]]
+    history = book.override_history(ASSIGNMENT, ids[0])
+    book.close()
+    part = final.parts[0]
+    assert part.score == 0.5 and part.needs_review and "worth" in part.stale_override, part
+    assert final.score <= final.max_score and [o.score for o in history] == [2.0]
+    lines = hwkit("review", ASSIGNMENT, "--course", root, "--list").stdout
+    assert f"{ids[0]}\tds_principle\tdepthwise-separable\tpoints lowered after an override" in lines

@@ -12,19 +12,19 @@ from functools import lru_cache
 from rapidfuzz import fuzz, process
 
 from hwkit.checks import normalise_text
-from hwkit.gradebook import PartResult, SubmissionResult
+from hwkit.gradebook import POINTS_LOWERED, PartResult, SubmissionResult
 from hwkit.records import Status
 
-WRITTEN, FORMULA, GRADER, SHORTCUT, MISMATCH, CHANGED, OTHER = (
+WRITTEN, FORMULA, GRADER, SHORTCUT, MISMATCH, CHANGED, POINTS, OTHER = (
     "written answer", "undecided formula", "grader error", "forbidden shortcut", "variant mismatch",
-    "answer changed after an override", "needs review")
+    "answer changed after an override", "points lowered after an override", "needs review")
 NEAR_DUPLICATE = 90          # rapidfuzz ratio (0-100) from which two answers of one part share a group
 
 
 def review_flag(result: SubmissionResult, part: PartResult) -> str:
     """Why a person must look at this part (the queue's filter)."""
     if part.stale_override:
-        return CHANGED
+        return POINTS if part.stale_override.startswith(POINTS_LOWERED) else CHANGED
     if part.note.startswith("WRITTEN_"):
         return WRITTEN
     if part.note == "FORMULA_UNDECIDED":
