@@ -5,6 +5,7 @@ and exits non-zero, so bad input never becomes a traceback."""
 from __future__ import annotations
 
 import csv
+import math
 import os
 import re
 import secrets
@@ -176,8 +177,26 @@ def load_roster(path: Path) -> list[Student]:
         name = row[name_col].strip() if name_col is not None and name_col < len(row) else ""
         columns = tuple((h, row[i].strip()) for i, h in enumerate(header)
                         if i < len(row) and h and h not in ("student_id", "name"))
+        _check_extension(path, line_no, dict(columns).get("extension_hours", ""))
         students.append(Student(sid, name, columns))
     return students
+
+
+MAX_EXTENSION_HOURS = 24 * 366
+
+
+def _check_extension(path: Path, line_no: int, text: str) -> None:
+    """extension_hours: empty (none) or a number of hours, 0 to a year; anything else would silently count as no
+    extension (late days charged) or break the student's grading."""
+    if not text:
+        return
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = math.nan
+    if not 0 <= hours <= MAX_EXTENSION_HOURS:
+        raise HwkitError(f"{path}:{line_no}: extension_hours {text!r} is not a number of hours from 0 to "
+                         f"{MAX_EXTENSION_HOURS} (e.g. 48); leave it empty for no extension")
 
 
 def load_assignment(path: Path) -> Assignment:

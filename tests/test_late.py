@@ -83,3 +83,17 @@ def test_a_late_submission_loses_its_share_in_every_output(tmp_path):
     exported = {row[1]: row[5] for row in (line.split(",") for line in
                                            (tmp_path / "c.csv").read_text(encoding="utf-8").splitlines()[2:])}
     assert float(exported["12"]) == pytest.approx(0.8 * full)
+
+
+@pytest.mark.parametrize("value", ["48h", "inf", "nan", "-24", "2 days", "1e9"])
+def test_an_extension_that_is_not_a_number_of_hours_is_a_clear_error(tmp_path, value):
+    """A TA types `48h` or `2 days` in the roster: hwkit says which line is wrong instead of charging the student
+    as if there were no extension (or failing that student's grading on `inf`)."""
+    from hwkit.course import load_roster
+
+    path = tmp_path / "roster.csv"
+    path.write_text(f"student_id,name,extension_hours\ns1,A,24\ns2,B,{value}\ns3,C,\n", encoding="utf-8")
+    with pytest.raises(HwkitError, match=r"roster.csv:3: extension_hours"):
+        load_roster(path)
+    path.write_text("student_id,name,extension_hours\ns1,A,24\ns2,B,36.5\ns3,C,\n", encoding="utf-8")
+    assert [s.column("extension_hours") for s in load_roster(path)] == ["24", "36.5", ""]
