@@ -352,8 +352,10 @@ class Cases(Check):
     check: Check
 
     def grade(self, got, want) -> Outcome:
+        got = _rows(got)
         if not isinstance(got, list) or len(got) != len(want):
-            return wrong("WRONG_TYPE", "The function did not answer every test case.", "函数未能处理所有测试用例。")
+            return wrong("WRONG_TYPE", "The answer does not have one entry per test case (or per table row).",
+                         "答案没有为每个测试用例（或表格的每一行）各给出一项。")
         if cases_unanswered(got):
             return wrong(NOT_ANSWERED, "Not answered: the function still raises NotImplementedError.",
                          "未作答：函数仍抛出 NotImplementedError。")
@@ -373,6 +375,7 @@ class Cases(Check):
         return self.check.grade(got, want)
 
     def matches(self, got, want) -> bool:
+        got = _rows(got)
         return isinstance(got, list) and len(got) == len(want) and all(
             not (isinstance(g, dict) and "__error__" in g) and self.check.matches(g, w) for g, w in zip(got, want))
 
@@ -380,12 +383,18 @@ class Cases(Check):
         return {f"{i}.{k}".rstrip("."): v for i, w in enumerate(want) for k, v in self.check.canonical(w).items()}
 
     def candidates(self, got) -> dict[str, list[str]]:
+        got = _rows(got)
         if not isinstance(got, list):
             return {}
         return {f"{i}.{k}".rstrip("."): v for i, g in enumerate(got) for k, v in self.check.candidates(g).items()}
 
     def well_formed(self, got) -> bool:
-        return isinstance(got, list)
+        return isinstance(_rows(got), list)
+
+
+def _rows(got):
+    """A table written as an array (numpy or a tensor, which arrive as arrays) is the list of its rows."""
+    return list(got) if isinstance(got, np.ndarray) and got.ndim >= 1 else got
 
 
 # Punctuation that NFKC leaves in its Chinese or typographic form, mapped to the plain ASCII one.

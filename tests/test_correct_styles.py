@@ -1347,6 +1347,9 @@ VALUES = [
         ("round(x, 5)", lambda v: round(v, 5)), ("a string", lambda v: f"{v:.6f}")]),
     ("receptive-field", ["rf_final", "rf_jump", "rf_out_size"], [
         ("numpy int64", np.int64), ("an integral float", float), ("torch int 0-d tensor", torch.tensor)]),
+    ("receptive-field", ["rf_table"], [
+        ("numpy array", np.array), ("torch tensor", torch.tensor), ("tuple of tuples", lambda v: tuple(map(tuple, v))),
+        ("numpy rows in a list", lambda v: [np.array(row) for row in v])]),
     ("conv-cost", ["conv_out_hw"], [
         ("tuple", tuple), ("torch.Size", lambda v: torch.Size(v)), ("numpy array", np.array),
         ("floats", lambda v: [float(x) for x in v])]),
