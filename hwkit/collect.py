@@ -193,8 +193,22 @@ def match(entry: Incoming, roster: list[Student]) -> tuple[Student | None, str]:
     return None, "the file name is neither Canvas's nor Moodle's download naming"
 
 
-def _stamp(entry: Incoming) -> str:
-    return entry.modified.isoformat(timespec="seconds") if entry.modified else ""
+def _stamp(entry: Incoming, zone) -> str:
+    """When the LMS says the file came, with its offset: a zip's times carry none and are the course's local
+    time (the deadline's zone, as hwkit.late reads them), a folder's are UTC."""
+    if entry.modified is None:
+        return ""
+    at = entry.modified if entry.modified.tzinfo else entry.modified.replace(tzinfo=zone)
+    return at.isoformat(timespec="seconds")
+
+
+def _moment(text: str, zone) -> datetime | None:
+    """A recorded time as a comparable instant (records written before times carried their offset included)."""
+    try:
+        at = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=zone)
 
 
 def _set_aside(folder: Path, student_id: str, name: str, data: bytes) -> None:
@@ -238,12 +252,14 @@ def _record_readable(path: Path) -> bool:
         return False
 
 
-def file_one(folder: Path, assignment_id: str, student: Student, entry: Incoming, data: bytes) -> str:
-    """Put one notebook in place, keeping whatever it replaces; an older file does not replace a newer one."""
+def file_one(folder: Path, assignment_id: str, student: Student, entry: Incoming, data: bytes,
+             zone=timezone.utc) -> str:
+    """Put one notebook in place, keeping whatever it replaces; an older file does not replace a newer one.
+    `zone`: the course's local time zone, which a zip's times are in."""
     target_dir = folder / student.student_id
     target = target_dir / f"{assignment_id}.ipynb"
     record_path = target_dir / RECORD
-    record = {"source": entry.name, "submitted_at": _stamp(entry), "late": entry.late, "lms": entry.lms}
+    record = {"source": entry.name, "submitted_at": _stamp(entry, zone), "late": entry.late, "lms": entry.lms}
     if target.is_file():
         current = target.read_bytes()
         if current == data:
@@ -251,10 +267,11 @@ def file_one(folder: Path, assignment_id: str, student: Student, entry: Incoming
                 _write_record(record_path, record)
             return "unchanged"
         try:
-            before = json.loads(record_path.read_text(encoding="utf-8")).get("submitted_at", "")
-        except (OSError, ValueError):
-            before = ""
-        if before and record["submitted_at"] and record["submitted_at"] < before:
+            before = _moment(json.loads(record_path.read_text(encoding="utf-8")).get("submitted_at"), zone)
+        except (OSError, ValueError, AttributeError):
+            before = None
+        now = _moment(record["submitted_at"], zone)
+        if before and now and now < before:
             _set_aside(folder, student.student_id, entry.name, data)
             return "older (kept aside)"
         _set_aside(folder, student.student_id, target.name, current)
@@ -268,7 +285,8 @@ def file_one(folder: Path, assignment_id: str, student: Student, entry: Incoming
 
 
 def collect(course: Course, assignment_id: str, download: Path) -> CollectReport:
-    course.assignment(assignment_id)
+    assignment = course.assignment(assignment_id)
+    zone = assignment.due.tzinfo if assignment.due is not None else timezone.utc
     if download.is_dir():
         entries = folder_entries(download)
     elif download.is_file():
@@ -301,7 +319,8 @@ def collect(course: Course, assignment_id: str, download: Path) -> CollectReport
         except HwkitError as exc:
             report.unmatched.append((entry.name, str(exc)))
             continue
-        report.filed.append(Filed(sid, entry.name, file_one(folder, assignment_id, student, entry, data), entry.late))
+        report.filed.append(Filed(sid, entry.name, file_one(folder, assignment_id, student, entry, data, zone),
+                                  entry.late))
     return report
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import stat
 import zipfile
+from datetime import datetime, timezone
 
 import pytest
 
@@ -273,3 +274,26 @@ def test_a_file_name_a_student_chose_cannot_claim_another_students_id(course, tm
     })
     hwkit("collect", "t", download, "--course", course)
     assert filed(course, "u03") == notebook("u03") and filed(course, "u01") == notebook("u01")
+
+
+def test_a_resubmission_collected_from_a_folder_replaces_one_from_a_zip(course, tmp_path):
+    """A zip's times carry no zone (the course's local time), a folder's are UTC: a resubmission 20 minutes
+    later is newer whichever way each arrived, and replaces the first."""
+    import os
+
+    toml = course / "assignments" / "t.toml"
+    toml.write_text(toml.read_text(encoding="utf-8").replace('title = "Test"', 'title = "Test"\ndue = "2026-12-11T00:00:00+08:00"'),
+                    encoding="utf-8")
+    first = make_zip(tmp_path / "first.zip", {"wangfang_5001_71001_t.ipynb": notebook("first")},
+                     date=(2026, 12, 10, 23, 30, 0))                          # 23:30 in +08:00 = 15:30 UTC
+    hwkit("collect", "t", first, "--course", course)
+    folder = tmp_path / "later"
+    folder.mkdir()
+    again = folder / "wangfang_5001_71002_t-1.ipynb"
+    again.write_bytes(notebook("second"))
+    at = datetime(2026, 12, 10, 15, 50, tzinfo=timezone.utc).timestamp()     # 23:50 in +08:00
+    os.utime(again, (at, at))
+    out = hwkit("collect", "t", folder, "--course", course).stdout
+    assert filed(course, "u01") == notebook("second") and "replaced" in out, out
+    record = json.loads((course / "submitted" / "t" / "u01" / ".collected.json").read_text(encoding="utf-8"))
+    assert datetime.fromisoformat(record["submitted_at"]) == datetime(2026, 12, 10, 15, 50, tzinfo=timezone.utc)
