@@ -89,6 +89,14 @@ class Assignment:
     late_penalty_max: float = 1.0       # the most a late submission loses
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """An assignment's deadline settings alone (hwkit.late reads them; no problem bank needed)."""
+    due: datetime | None = None
+    late_penalty_per_day: float = 0.0
+    late_penalty_max: float = 1.0
+
+
 @dataclass
 class Course:
     root: Path
@@ -103,12 +111,20 @@ class Course:
         return self.root / "assignments"
 
     def assignment(self, assignment_id: str) -> Assignment:
+        return load_assignment(self._assignment_path(assignment_id))
+
+    def deadline(self, assignment_id: str) -> Deadline:
+        """The assignment's deadline settings, read without loading the problem bank (which imports torch)."""
+        path = self._assignment_path(assignment_id)
+        return _deadline(_read_toml(path), path)
+
+    def _assignment_path(self, assignment_id: str) -> Path:
         path = self.assignments_dir / f"{assignment_id}.toml"
         if not path.is_file():
             have = sorted(p.stem for p in self.assignments_dir.glob("*.toml")) if self.assignments_dir.is_dir() else []
             raise HwkitError(f"{path}: no such assignment{did_you_mean(assignment_id, have)}; "
                              f"available: {', '.join(have) or 'none'}")
-        return load_assignment(path)
+        return path
 
     def students(self, only: list[str] | None = None) -> list[Student]:
         if not only:
@@ -230,6 +246,14 @@ def load_assignment(path: Path) -> Assignment:
     canvas_id = str(data.get("canvas_assignment_id", "")).strip()
     if canvas_id and not canvas_id.isdigit():
         raise HwkitError(f"{path}: canvas_assignment_id must be the number Canvas shows in the assignment's URL")
+    deadline = _deadline(data, path)
+    return Assignment(assignment_id=path.stem, title=str(data.get("title", path.stem)),
+                      problems=tuple(problems), selfcheck=selfcheck, quiz_draw=draw, canvas_assignment_id=canvas_id,
+                      due=deadline.due, title_zh=str(data.get("title_zh", "")),
+                      late_penalty_per_day=deadline.late_penalty_per_day, late_penalty_max=deadline.late_penalty_max)
+
+
+def _deadline(data: dict, path: Path) -> Deadline:
     due = data.get("due")
     if isinstance(due, str):
         try:
@@ -244,9 +268,7 @@ def load_assignment(path: Path) -> Assignment:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise HwkitError(f"{path}: {key} must be a fraction between 0 and 1 (0.1 = 10%)")
         rates[key] = float(value)
-    return Assignment(assignment_id=path.stem, title=str(data.get("title", path.stem)),
-                      problems=tuple(problems), selfcheck=selfcheck, quiz_draw=draw, canvas_assignment_id=canvas_id,
-                      due=due, title_zh=str(data.get("title_zh", "")), **rates)
+    return Deadline(due, **rates)
 
 
 def check_lang(lang: str | None, course: Course) -> str:

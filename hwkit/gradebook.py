@@ -244,6 +244,12 @@ class Gradebook:
             cur.execute("ROLLBACK")
             raise
 
+    def set_lateness(self, result: SubmissionResult) -> None:
+        """A graded submission's lateness and total changed (a new deadline, penalty or extension); nothing else."""
+        with self.db:
+            self.db.execute("UPDATE submissions SET late_days=?, penalty=?, score=? WHERE assignment=? AND student_id=?",
+                            (result.late_days, result.penalty, result.score, result.assignment, result.student_id))
+
     def results(self, assignment: str, students: list[str] | None = None, final: bool = True) -> list[SubmissionResult]:
         """Every graded submission of the assignment (or of `students`), with final scores unless final=False."""
         where, args = "assignment=?", [assignment]

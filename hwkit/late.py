@@ -4,17 +4,18 @@ The submission time comes from `hwkit collect`'s record beside the notebook (the
 LATE marker), else the file's modification time. Days late count every started day after the due time plus
 the student's extension (roster column `extension_hours`, which the LMS does not know: its LATE marker counts
 one day only when no time is known). The penalty (`late_penalty_per_day` per day, at most `late_penalty_max`,
-fractions of the score) is fixed when the submission is graded and applied to the final score, after any
-person's decision."""
+fractions of the score) is recorded when the submission is graded, recomputed by every later `hwkit grade` when the
+deadline, the penalty or an extension has changed since, and applied to the final score, after any person's
+decision."""
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from hwkit.course import Assignment, Student
+from hwkit.course import Assignment, Deadline, Student
 
 RECORD = ".collected.json"           # written by hwkit.collect beside the notebook
 
@@ -50,7 +51,26 @@ def submission_time(notebook: Path | None, due: datetime | None) -> Submitted:
         return Submitted(None, marked)
 
 
-def days_late(assignment: Assignment, student: Student, submitted: Submitted) -> int:
+@dataclass(frozen=True)
+class Lateness:
+    submitted_at: str          # ISO 8601 to the second; "" when unknown
+    days: int
+    penalty: float
+
+
+def lateness(deadline: Assignment | Deadline, student: Student, notebook: Path | None) -> Lateness:
+    """When the notebook came in and what that costs. The time counts to the second, as it is recorded, so a
+    notebook stamped with the due second is on time however it arrived."""
+    if notebook is None:
+        return Lateness("", 0, 0.0)
+    submitted = submission_time(notebook, deadline.due)
+    if submitted.at is not None:
+        submitted = replace(submitted, at=submitted.at.replace(microsecond=0))
+    days = days_late(deadline, student, submitted)
+    return Lateness(submitted.at.isoformat(timespec="seconds") if submitted.at else "", days, penalty(deadline, days))
+
+
+def days_late(assignment: Assignment | Deadline, student: Student, submitted: Submitted) -> int:
     if assignment.due is None:
         return 0
     try:
@@ -63,6 +83,6 @@ def days_late(assignment: Assignment, student: Student, submitted: Submitted) ->
     return max(0, math.ceil(over / timedelta(days=1)))
 
 
-def penalty(assignment: Assignment, late_days: int) -> float:
+def penalty(assignment: Assignment | Deadline, late_days: int) -> float:
     """The fraction of the score a submission this many days late loses."""
     return round(min(assignment.late_penalty_max, late_days * assignment.late_penalty_per_day), 6)

@@ -83,6 +83,18 @@ def test_a_late_submission_loses_its_share_in_every_output(tmp_path):
     exported = {row[1]: row[5] for row in (line.split(",") for line in
                                            (tmp_path / "c.csv").read_text(encoding="utf-8").splitlines()[2:])}
     assert float(exported["12"]) == pytest.approx(0.8 * full)
+    # after grading, the TA grants "late" a 48-hour extension and the instructor softens the penalty: the next
+    # `hwkit grade` applies both without regrading anything, in every output
+    (root / "roster.csv").write_text("student_id,name,canvas_id,extension_hours\nontime,A,11,\nlate,B,12,24\n"
+                                     "excused,C,13,72\n", encoding="utf-8")
+    write_assignment(root, 'due = "2026-12-10T23:59:00+08:00"\nlate_penalty_per_day = 0.05')
+    out = hwkit("grade", "t", "--course", root).stdout
+    assert "Graded 0 submission" in out and "1 late penalty" in " ".join(out.split()), out
+    grades = read_grades(root / "graded" / "t" / "grades.csv")
+    assert grades["late"]["late_days"] == "1" and float(grades["late"]["total"]) == pytest.approx(0.95 * full)
+    assert float(grades["ontime"]["total"]) == float(grades["excused"]["total"]) == full
+    page = (root / "graded" / "t" / "late" / "feedback.html").read_text(encoding="utf-8")
+    assert "迟交 1 天" in page or "Late by 1 day(s)" in page
 
 
 @pytest.mark.parametrize("value", ["48h", "inf", "nan", "-24", "2 days", "1e9"])

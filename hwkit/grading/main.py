@@ -5,15 +5,17 @@ import fcntl
 import os
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
+from hwkit import late
 from hwkit.course import Course, load_course
 from hwkit.errors import HwkitError
 from hwkit.fsutil import atomic_write_text
 from hwkit.gradebook import Gradebook, SubmissionResult
 from hwkit.grading.batch import LocalRunner
 from hwkit.grading.one import grader_error
-from hwkit.grading.submissions import file_hash, find_submissions
+from hwkit.grading.submissions import Submission, file_hash, find_submissions
 from hwkit.records import Status
 from hwkit.report import mismatch_count, review_count, write_feedback, write_reports
 
@@ -71,6 +73,7 @@ def _grade_all(course: Course, assignment_id: str, folder: Path, force, students
     book = Gradebook(course.root)
     todo = [s for s in subs if force or book.graded_hash(assignment_id, s.student_id) != file_hash(s.path)
             or not (course.root / "graded" / assignment_id / s.student_id / "feedback.html").is_file()]
+    relate = lateness_changed(course, book, assignment_id, [s for s in subs if s not in todo])
     taken = book.seconds_taken(assignment_id)     # longest first (by their last grading; never graded: first)
     todo.sort(key=lambda sub: -taken.get(sub.student_id, float("inf")))
     failures, graded, start, how = 0, 0, time.perf_counter(), ""
@@ -109,6 +112,7 @@ def _grade_all(course: Course, assignment_id: str, folder: Path, force, students
     waiting = review_count(results)[0]
     return (f"Graded {graded} submission(s) of {assignment_id} in {time.perf_counter() - start:.1f}s"
             + (f", {skipped} unchanged skipped" if skipped else "")
+            + (f", {relate} late penalty(ies) updated for a changed deadline, penalty or extension" if relate else "")
             + (f", {left} not reached (the grading workers stopped; run again to grade them)" if left else "")
             + f"{how}."
             + (f" {mismatch_count(results)} to review (another student's variant; see the summary)." if flagged else "")
@@ -126,6 +130,27 @@ def reports_if_stopped(course: Course, book: Gradebook, assignment_id: str):
     except HwkitError:
         write_reports(course, assignment_id, book.results(assignment_id))
         raise
+
+
+def lateness_changed(course: Course, book: Gradebook, assignment_id: str, graded: list[Submission]) -> int:
+    """Submissions graded before the deadline, the penalty or a student's extension changed: their lateness and
+    totals are brought up to date without grading them again (the feedback page too). How many changed."""
+    deadline = course.deadline(assignment_id)
+    stored = {r.student_id: r for r in book.results(assignment_id, [s.student_id for s in graded], final=False)}
+    students = {s.student_id: s for s in course.roster}
+    changed = 0
+    for sub in graded:
+        result = stored.get(sub.student_id)
+        if result is None or sub.path is None or sub.student_id not in students:
+            continue
+        came = late.lateness(deadline, students[sub.student_id], sub.path)
+        if (came.days, came.penalty) == (result.late_days, result.penalty):
+            continue
+        result = replace(result, late_days=came.days, penalty=came.penalty)
+        book.set_lateness(result)
+        write_feedback(course, book.final(result))
+        changed += 1
+    return changed
 
 
 def keep(course: Course, book: Gradebook, result: SubmissionResult, executed: str | None) -> None:

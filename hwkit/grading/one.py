@@ -67,10 +67,8 @@ def new_result(assignment: Assignment, student: Student, sub: Submission) -> Sub
     """The result's identification: who, which file, when it came in and how late."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     result = SubmissionResult(assignment.assignment_id, student.student_id, "", "", file_hash(sub.path), graded_at=now)
-    submitted = late.submission_time(sub.path, assignment.due)
-    result.submitted_at = submitted.at.isoformat(timespec="seconds") if submitted.at else ""
-    result.late_days = late.days_late(assignment, student, submitted) if sub.path else 0
-    result.penalty = late.penalty(assignment, result.late_days)
+    came = late.lateness(assignment, student, sub.path)
+    result.submitted_at, result.late_days, result.penalty = came.submitted_at, came.days, came.penalty
     if sub.path is not None:
         result.notebook, result.chosen_by, result.notebooks = sub.path.name[:200], sub.chosen_by, sub.notebooks
     return result
