@@ -193,8 +193,15 @@ def summary_html(assignment: str, results: list[SubmissionResult], top: int = 5,
         notes=[(key, counter.most_common(top)) for key, counter in notes.items()]) + "\n"
 
 
+def on_roster(course: Course, results: list[SubmissionResult]) -> list[SubmissionResult]:
+    """The results of students on the roster now (one taken off keeps their record in the gradebook only)."""
+    enrolled = {s.student_id for s in course.roster}
+    return [r for r in results if r.student_id in enrolled]
+
+
 def write_reports(course: Course, assignment: str, results: list[SubmissionResult],
                   histogram: bool = True) -> dict[str, Path]:
+    results = on_roster(course, results)
     folder = course.root / "graded" / assignment
     folder.mkdir(parents=True, exist_ok=True)
     header, rows = grades_rows(results)
@@ -216,16 +223,24 @@ def export_grades(course: Course, assignment: str, fmt: str, output: Path | None
     LMS's own gradebook export or grading worksheet), that file's layout is kept and filled (hwkit/lms.py)."""
     from hwkit import lms
 
+    from hwkit.grading.submissions import not_graded
+
     book = Gradebook(course.root)
-    results = book.results(assignment)
+    results = on_roster(course, book.results(assignment))
+    behind = not_graded(course, assignment, book)
     book.close()
     if not results:
         raise HwkitError(f"{course.root / 'gradebook.sqlite'}: no grades for {assignment}; run `hwkit grade {assignment}` first")
     waiting, students = review_count(results)
-    warning = (f"{waiting} part(s) of {students} submission(s) of {assignment} still need review "
-               f"(`hwkit review {assignment}`, or `--list`)") if waiting else ""
+    warnings = [f"{waiting} part(s) of {students} submission(s) of {assignment} still need review "
+                f"(`hwkit review {assignment}`, or `--list`)"] if waiting else []
+    if behind:
+        shown = ", ".join(behind[:5]) + (" ..." if len(behind) > 5 else "")
+        warnings.append(f"{len(behind)} submission(s) not graded as they are now, new or resubmitted since grading "
+                        f"({shown}; run `hwkit grade {assignment}`)")
+    warning = "; ".join(warnings)
     if warning and not allow_provisional:
-        raise HwkitError(f"{warning}; nothing exported. Decide them, or pass --allow-provisional to export "
+        raise HwkitError(f"{warning}; nothing exported. Settle them first, or pass --allow-provisional to export "
                          "provisional scores")
     if warning:
         warning += "; the export holds provisional scores"

@@ -145,3 +145,49 @@ def test_a_decision_worth_more_than_the_part_now_is_asked_again_not_applied(cour
     assert final.score <= final.max_score and [o.score for o in history] == [2.0]
     lines = hwkit("review", ASSIGNMENT, "--course", root, "--list").stdout
     assert f"{ids[0]}\tds_principle\tdepthwise-separable\tpoints lowered after an override" in lines
+
+
+def test_export_waits_for_submissions_not_graded_yet(course, tmp_path):
+    """Every decision is made, but a student resubmitted after grading and another's notebook arrived after the
+    run: the export refuses (or, with --allow-provisional, warns) instead of sending old or missing grades."""
+    root, ids = course
+    for sid in ids:
+        hwkit("override", ASSIGNMENT, sid, "ds_principle", "2", "--course", root)
+    out = tmp_path / "canvas.csv"
+    hwkit("export", ASSIGNMENT, "--course", root, "--format", "canvas", "--output", out)
+    (root / "roster.csv").write_text((root / "roster.csv").read_text(encoding="utf-8") + "late1,Late Student\n",
+                                     encoding="utf-8")
+    for sid in (ids[0], "late1"):                     # a resubmission, and a notebook never graded
+        folder = root / "submitted" / ASSIGNMENT / sid
+        folder.mkdir(parents=True)
+        (folder / f"{ASSIGNMENT}.ipynb").write_text('{"cells": []}', encoding="utf-8")
+    out.unlink()
+    proc = hwkit("export", ASSIGNMENT, "--course", root, "--format", "canvas", "--output", out, check=False)
+    message = " ".join(proc.stderr.split())
+    assert proc.returncode != 0 and not out.exists(), proc.stderr
+    assert "2 submission(s)" in message and "hwkit grade" in message and ids[0] in message and "late1" in message
+    proc = hwkit("export", ASSIGNMENT, "--course", root, "--format", "canvas", "--output", out, "--allow-provisional")
+    assert "not graded" in " ".join(proc.stderr.split()) and out.exists()
+
+
+def test_a_student_taken_off_the_roster_leaves_the_grades_and_exports(course, tmp_path):
+    """A student who dropped the course is removed from the roster: their old result stays in the gradebook,
+    but grades.csv, the summary's statistics and the LMS export are the roster's students only."""
+    from hwkit.course import load_course
+    from hwkit.report import write_reports
+
+    root, ids = course
+    for sid in ids:
+        hwkit("override", ASSIGNMENT, sid, "ds_principle", "2", "--course", root)
+    roster = root / "roster.csv"
+    roster.write_text("".join(line for line in roster.read_text(encoding="utf-8").splitlines(keepends=True)
+                              if not line.startswith(ids[2])), encoding="utf-8")
+    out = tmp_path / "moodle.csv"
+    hwkit("export", ASSIGNMENT, "--course", root, "--format", "moodle", "--output", out)
+    assert [r["ID number"] for r in csv.DictReader(out.open(encoding="utf-8"))] == ids[:2]
+    book = Gradebook(root)
+    write_reports(load_course(root), ASSIGNMENT, book.results(ASSIGNMENT), histogram=False)
+    assert len(book.results(ASSIGNMENT)) == 3
+    book.close()
+    assert sorted(_grades(root)) == ids[:2]
+    assert ids[2] not in (root / "graded" / ASSIGNMENT / "summary.html").read_text(encoding="utf-8")

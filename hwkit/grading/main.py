@@ -15,7 +15,7 @@ from hwkit.fsutil import atomic_write_text
 from hwkit.gradebook import Gradebook, SubmissionResult
 from hwkit.grading.batch import LocalRunner
 from hwkit.grading.one import grader_error
-from hwkit.grading.submissions import Submission, file_hash, find_submissions
+from hwkit.grading.submissions import Submission, changed_since_grading, find_submissions
 from hwkit.records import Status
 from hwkit.report import mismatch_count, review_count, write_feedback, write_reports
 
@@ -71,7 +71,7 @@ def _grade_all(course: Course, assignment_id: str, folder: Path, force, students
         for sid in unknown:
             console.print(f"[yellow]skipped[/yellow] {folder / sid}: not on the roster")
     book = Gradebook(course.root)
-    todo = [s for s in subs if force or book.graded_hash(assignment_id, s.student_id) != file_hash(s.path)
+    todo = [s for s in subs if force or changed_since_grading(book, assignment_id, s)
             or not (course.root / "graded" / assignment_id / s.student_id / "feedback.html").is_file()]
     relate = lateness_changed(course, book, assignment_id, [s for s in subs if s not in todo])
     taken = book.seconds_taken(assignment_id)     # longest first (by their last grading; never graded: first)

@@ -68,3 +68,14 @@ def find_submissions(folder: Path, course: Course, assignment_id: str,
 
 def file_hash(path: Path | None) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path else ""
+
+
+def changed_since_grading(book, assignment_id: str, sub: Submission) -> bool:
+    """The notebook in the folder is not the one the gradebook graded (never graded, or resubmitted since)."""
+    return book.graded_hash(assignment_id, sub.student_id) != file_hash(sub.path)
+
+
+def not_graded(course: Course, assignment_id: str, book) -> list[str]:
+    """Students whose notebook in submitted/ the gradebook has not graded as it is now."""
+    subs, _ = find_submissions(course.root / "submitted" / assignment_id, course, assignment_id, None)
+    return [s.student_id for s in subs if s.path is not None and changed_since_grading(book, assignment_id, s)]
