@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -281,6 +282,33 @@ def test_killed_batch_resumes_without_losing_or_repeating(tmp_path):
     assert sorted(r[0] for r in rows) == ids
     assert all(r[2] == r[3] == 19 for r in rows)
     assert all(first[sid] == at for sid, at, _, _ in rows if sid in first)
+
+
+def test_ctrl_c_mid_batch_keeps_what_was_graded_in_the_reports(tmp_path):
+    """A TA presses Ctrl-C while a batch runs: the submissions graded so far are in grades.csv, and nothing of
+    the stopped lanes (kernels, scratch folders) outlives the command once the next run has started."""
+    ids = [f"c{i}" for i in range(5)]
+    root = make_course(tmp_path, ["receptive-field"], ids)
+    for sid in ids:
+        submit(root, sid, solution_notebook(root, sid))
+    proc = subprocess.Popen([HWKIT, "grade", "t", "--course", str(root), "--jobs", "1"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    db_path, deadline, done = root / "gradebook.sqlite", time.time() + 240, 0
+    while time.time() < deadline and done < 2:
+        time.sleep(0.3)
+        if db_path.exists():
+            try:
+                done = sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM submissions").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass
+    os.killpg(proc.pid, signal.SIGINT)          # what a terminal sends to the command's process group
+    proc.wait(timeout=120)
+    graded = {r[0] for r in sqlite3.connect(db_path).execute("SELECT student_id FROM submissions")}
+    assert 2 <= len(graded) < len(ids), "the batch finished before Ctrl-C"
+    assert set(read_grades(root / "graded" / "t" / "grades.csv")) == graded
+    scratch = [p for p in Path(tempfile.gettempdir()).glob(f"hwk-{proc.pid}-*")]
+    hwkit("grade", "t", "--course", root, "--jobs", "1")
+    assert not [p for p in scratch if p.exists()]
 
 
 def test_a_hanging_part_costs_only_its_own_points(tmp_path):

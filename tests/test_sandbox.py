@@ -643,3 +643,21 @@ def test_nothing_left_behind(jail_ok):
     for slot in (SLOT, SLOT_B, SLOT_KILLED, MAX_SLOTS - 1):
         assert pids_of_uid(SLOT_UID_BASE + slot, include_zombies=True) == []
     assert our_cgroups() == [] and our_mounts() == [] and run_dirs() == []
+
+
+def test_scratch_folders_of_a_grader_that_died_are_reaped(tmp_path, monkeypatch):
+    """A grader stopped by SIGKILL or Ctrl-C mid-batch leaves each lane's scratch folder; the next run removes
+    those of graders no longer alive (and never a live grader's), so they do not pile up in /tmp."""
+    import tempfile
+
+    from hwkit.sandbox import host
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    mine = host.scratch_dir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = tmp_path / f"{mine.name.split('-')[0]}-{dead.pid}-x1y2z3"
+    left.mkdir()
+    (left / "notebook.ipynb").write_text("{}")
+    host.reap_stale_runs()
+    assert mine.is_dir() and not left.exists()

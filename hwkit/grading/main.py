@@ -123,11 +123,11 @@ def _grade_all(course: Course, assignment_id: str, folder: Path, force, students
 
 @contextmanager
 def reports_if_stopped(course: Course, book: Gradebook, assignment_id: str):
-    """A batch that stops (HwkitError: a sandbox leak, a cluster gone) keeps what it graded, and the reports
-    (grades.csv, the summary) show it."""
+    """A batch that stops (HwkitError: a sandbox leak, a cluster gone; or Ctrl-C) keeps what it graded, and the
+    reports (grades.csv, the summary) show it."""
     try:
         yield
-    except HwkitError:
+    except (HwkitError, KeyboardInterrupt):
         write_reports(course, assignment_id, book.results(assignment_id))
         raise
 

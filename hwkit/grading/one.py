@@ -8,7 +8,6 @@ import hashlib
 import random
 import secrets
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,6 +23,7 @@ from hwkit.grading.submissions import Submission, file_hash
 from hwkit.integrity import FORBIDDEN, answer_record, forbidden_shortcut, given_cells
 from hwkit.notebooks import AnswerCells, answer_fingerprint, answer_text, notebook_lang, read_notebook
 from hwkit.records import Outcome, Part, Probe, Status
+from hwkit.sandbox import scratch_dir
 from hwkit.wording import in_language
 
 
@@ -126,7 +126,7 @@ def run_in_kernel(course: Course, assignment: Assignment, nb, plan: list[Planned
                   sandbox: bool, warm: bool) -> Execution:
     """Run the notebook's cells and then the probes in a fresh kernel, with the assignment's data files."""
     data_dir = course.root / "source" / assignment.assignment_id / "data"
-    workdir = Path(tempfile.mkdtemp(prefix="hwk-"))
+    workdir = scratch_dir()
     try:
         with kernel_for(sandbox, workdir, course.limits, slot, data_dir if data_dir.is_dir() else None, warm) as kernel:
             execution = run_notebook(nb, kernel, course.limits, {p.key: p.probe for p in plan})

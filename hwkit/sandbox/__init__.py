@@ -23,7 +23,7 @@ _EXPORTS = {
     "limits": ("MB", "RunReport", "SandboxLeak", "SandboxUnavailable", "channel_limits"),
     "spec": ("JAIL_HOME", "KERNEL_ROOT", "LaunchSpec", "Mount", "jail_spec", "render_argv"),
     "visible": ("grader_entries", "python_roots"),
-    "host": ("CGROUP_PREFIX", "MAX_SLOTS", "SLOT_UID_BASE", "reap_stale_runs", "run_base"),
+    "host": ("CGROUP_PREFIX", "MAX_SLOTS", "SLOT_UID_BASE", "reap_stale_runs", "run_base", "scratch_dir"),
     "cgroups": ("cgroup_layout",),
     "procs": ("pid_alive", "pids_of_uid"),
     "seccomp": ("seccomp_program",),

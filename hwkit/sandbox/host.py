@@ -121,8 +121,26 @@ def copy_seed(src: Path, dst: Path, uid: int) -> None:
             os.chmod(target, 0o644)
 
 
+SCRATCH_PREFIX = "hwk-"     # a grading lane's scratch folder in the temp dir: hwk-<grader pid>-<random>
+
+
+def scratch_dir() -> Path:
+    """A fresh scratch folder for one submission, named by this process so that the folders of a grader that
+    died without cleaning up (SIGKILL, Ctrl-C mid-batch) are reaped by the next run."""
+    return Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
+
+
+def _reap_scratch() -> None:
+    for entry in os.scandir(tempfile.gettempdir()):
+        parts = entry.name.split("-")
+        if (entry.name.startswith(SCRATCH_PREFIX) and len(parts) == 3 and parts[1].isdigit()
+                and entry.is_dir(follow_symlinks=False) and not pid_alive(int(parts[1]))):
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
 def reap_stale_runs() -> None:
-    """Remove run dirs and cgroups left by hwkit processes that died without tearing down (SIGKILL)."""
+    """Remove run dirs, cgroups and scratch folders left by hwkit processes that died without tearing down."""
+    _reap_scratch()
     base = run_base()
     if base.is_dir():
         for entry in os.scandir(base):
