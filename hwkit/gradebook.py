@@ -71,6 +71,7 @@ class PartResult:
     comment: str = ""               # the reviewer's comment for the student
     stale_override: str = ""        # an override made for an earlier answer: kept, shown, no longer applied
     compared: dict = field(default_factory=dict)   # what the checks compared, for `hwkit similarity` (integrity.answer_record)
+    decision_id: int = 0            # the id of the part's latest override, held or not (0: none)
 
     @property
     def overridden(self) -> bool:
@@ -92,6 +93,7 @@ class Override:
     replaced_score: float
     nb_hash: str
     fingerprint: str
+    id: int = 0                     # the gradebook's row id (0 until recorded): later decisions have larger ids
 
 
 POINTS_LOWERED = "the part is now worth"      # how a decision set aside by lowered points begins (the review queue's flag)
@@ -109,13 +111,13 @@ def apply_overrides(result: "SubmissionResult", latest: dict) -> "SubmissionResu
             parts.append(p)                 # most parts: nothing to change (and no copy: 12,000 parts add up)
         elif o is not None and o.fingerprint == p.fingerprint and o.score <= p.max_points + 1e-9:
             parts.append(replace(p, score=o.score, automatic_score=p.score, reviewer=o.grader, comment=o.comment,
-                                 needs_review=False))
+                                 needs_review=False, decision_id=o.id))
         elif o is not None and o.fingerprint == p.fingerprint:      # the part's points were lowered since
-            parts.append(replace(p, needs_review=True, stale_override=(
+            parts.append(replace(p, needs_review=True, decision_id=o.id, stale_override=(
                 f"{POINTS_LOWERED} {p.max_points:g}, less than {o.grader}'s override ({o.score:g} on "
                 f"{o.created_at}): decide again")))
         elif o is not None:
-            parts.append(replace(p, needs_review=True, stale_override=(
+            parts.append(replace(p, needs_review=True, decision_id=o.id, stale_override=(
                 f"the answer changed after {o.grader}'s override ({o.score:g} on {o.created_at}): decide again")))
         else:
             parts.append(replace(p, needs_review=p.needs_review or mismatch))
@@ -168,6 +170,11 @@ class SubmissionResult:
     def from_json(cls, data: dict) -> "SubmissionResult":
         parts = [PartResult(**p) for p in data.get("parts", [])]
         return cls(parts=parts, **{k: v for k, v in data.items() if k != "parts"})
+
+
+def _override_row(o: Override) -> tuple:
+    """The values an insert writes (the id is the row's own)."""
+    return tuple(getattr(o, name.strip()) for name in _OVERRIDE_COLUMNS.split(","))
 
 
 class Gradebook:
@@ -285,7 +292,8 @@ class Gradebook:
                                .get(result.student_id, {}))
 
     def _overrides(self, sql: str, args: list) -> list[Override]:
-        return [Override(*row) for row in self.db.execute(f"SELECT {_OVERRIDE_COLUMNS} FROM overrides {sql}", args)]
+        return [Override(*row) for row in self.db.execute(f"SELECT {_OVERRIDE_COLUMNS}, id FROM overrides {sql}",
+                                                           args)]
 
     def latest_overrides(self, assignment: str, students: list[str] | None = None) -> dict[str, dict]:
         """{student: {(problem, part): the latest Override}}."""
@@ -309,7 +317,7 @@ class Gradebook:
         cur.execute("BEGIN IMMEDIATE")
         try:
             cur.executemany(f"INSERT INTO overrides ({_OVERRIDE_COLUMNS}) VALUES ({','.join('?' * 11)})",
-                            [tuple(asdict(o).values()) for o in overrides])
+                            [_override_row(o) for o in overrides])
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")

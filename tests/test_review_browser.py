@@ -139,3 +139,55 @@ def test_a_ta_reviews_in_the_browser(tmp_path):
     check_outputs()
     hwkit("grade", "t", "--course", root, "--no-sandbox", "--jobs", "2", "--force")
     check_outputs()                              # unchanged answers: every decision survives the regrade
+
+
+@pytest.mark.slow
+def test_a_page_left_open_tells_the_ta_what_changed_and_saves_nothing(tmp_path):
+    """A TA leaves the queue open; meanwhile another TA decides one member of a group from a shell. The TA's key
+    press is refused on the page with who decided it, nothing is written; after a reload the TA decides the rest,
+    then changes that decision with a second key press."""
+    from selenium.webdriver.common.by import By
+
+    from hwkit.gradebook import Gradebook
+    from tests.review_support import synthetic_course
+
+    root, ids = synthetic_course(tmp_path, students=8)
+    browser = _browser()
+    proc, url = _start_review(root)
+
+    def group_of(sid):
+        return browser.find_element(By.XPATH, f'//li[@data-student="{sid}"]/ancestor::section[@class="group" or '
+                                              f'contains(@class, "group ")]')
+
+    def decisions(sid):
+        book = Gradebook(root)
+        try:
+            return [o.score for o in book.override_history("t", sid)]
+        finally:
+            book.close()
+
+    try:
+        browser.get(url)
+        first = browser.find_element(By.CSS_SELECTOR, ".group")
+        members = [li.get_attribute("data-student") for li in first.find_elements(By.CSS_SELECTOR, "li[data-student]")]
+        assert members == [ids[0], ids[4]]
+        hwkit("override", "t", ids[4], "ds_principle", "0.5", "--course", root, "--grader", "ta-ben")
+        body = browser.find_element(By.TAG_NAME, "body")
+        body.send_keys("2")
+        _wait(lambda: "was decided by ta-ben" in first.find_element(By.CSS_SELECTOR, ".error").text,
+              "the page to say the group changed")
+        assert f"{ids[4]} was decided by ta-ben (0.5 on " in first.text and "reload the page" in first.text
+        assert "done" not in first.get_attribute("class")
+        assert decisions(ids[0]) == [] and decisions(ids[4]) == [0.5]
+
+        browser.get(url)                          # reloaded: ids[4] is decided, ids[0] is left alone in its group
+        group_of(ids[0]).find_element(By.TAG_NAME, "h2").click()
+        browser.find_element(By.TAG_NAME, "body").send_keys("1")
+        _wait(lambda: "saved 1 for 1" in group_of(ids[0]).text, "the group to be saved")
+        group_of(ids[0]).find_element(By.TAG_NAME, "h2").click()
+        browser.find_element(By.TAG_NAME, "body").send_keys("2")
+        _wait(lambda: "saved 2 for 1" in group_of(ids[0]).text, "the decision to be changed")
+    finally:
+        browser.quit()
+        _stop(proc)
+    assert decisions(ids[0]) == [1.0, 2.0] and decisions(ids[4]) == [0.5]

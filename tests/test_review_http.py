@@ -1,5 +1,8 @@
 """A TA reviews in the browser page: it answers only with its token, refuses changes from other origins and bad
-scores (nothing written), scores an answer group in one decision and overrides any part from a student's page."""
+scores (nothing written), scores an answer group in one decision and overrides any part from a student's page; a
+decision made on a page loaded before a member was regraded or decided elsewhere is refused (nothing written)."""
+from html.parser import HTMLParser
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -48,8 +51,8 @@ def test_a_post_without_the_token_or_from_another_origin_is_refused(site):
 def test_a_bad_score_is_refused_with_a_reason_and_nothing_written(site, score):
     root, ids, server, client = site
     before = _state(root)
-    reply = client.post(f"/override?token={server.token}", headers={"origin": ORIGIN, "accept": "application/json"},
-                        data={"student": [ids[0], ids[1]], "part": "ds_principle", "score": score})
+    group = _decision_form(_queue(server, client), ids[0], "ds_principle")
+    reply = _save(server, client, group, score)
     assert reply.status_code == 400 and not reply.json()["ok"]
     assert "from 0 to 2" in reply.json()["error"] or "not a number" in reply.json()["error"]
     assert _state(root) == before
@@ -59,8 +62,9 @@ def test_a_bad_score_is_refused_with_a_reason_and_nothing_written(site, score):
 def test_an_unknown_part_or_student_is_refused(site, student, part):
     root, ids, server, client = site
     before = _state(root)
-    reply = client.post(f"/override?token={server.token}", headers={"origin": ORIGIN},
-                        data={"student": [ids[1], student], "part": part, "score": "1"})
+    form = _decision_form(_student_page(server, client, ids[1]), ids[1], "ds_principle")
+    reply = _save(server, client, {**form, "student": [ids[1], student], f"seen:{student}": "0:fp", "part": part}, "1",
+                  json_reply=False)
     assert reply.status_code == 400 and ("no part" in reply.text or "no graded submission" in reply.text)
     assert _state(root) == before
 
@@ -70,10 +74,11 @@ def test_one_decision_scores_a_whole_answer_group(site):
     queue = client.get(f"/?token={server.token}").text
     assert queue.count('class="group"') == 4          # 8 answers: 4 families of near-duplicates
     members = [ids[0], ids[4]]                        # the same answer, one with a trailing remark
-    reply = client.post(f"/override?token={server.token}", headers={"origin": ORIGIN, "accept": "application/json"},
-                        data={"student": members, "part": "depthwise-separable/ds_principle", "score": "1.5",
-                              "comment": "Good; say why it is cheaper."})
-    assert reply.json() == {"ok": True, "saved": 2, "score": 1.5, "left": 6}
+    group = _decision_form(queue, ids[0], "depthwise-separable/ds_principle")
+    assert group["student"] == members
+    reply = _save(server, client, group, "1.5", comment="Good; say why it is cheaper.")
+    assert {k: reply.json()[k] for k in ("ok", "saved", "score", "left")} == {"ok": True, "saved": 2, "score": 1.5,
+                                                                              "left": 6}
     grades = read_grades(root / "graded" / ASSIGNMENT / "grades.csv")
     for sid in members:
         assert grades[sid]["total"] == "2.5" and grades[sid]["overridden"] == "ds_principle=1.5"
@@ -87,9 +92,9 @@ def test_any_part_is_overridden_from_the_student_page(site):
     root, ids, server, client = site
     page = client.get(f"/student/{ids[2]}?token={server.token}")
     assert page.status_code == 200 and "ds_standard_formula" in page.text and "None yet." in page.text
-    reply = client.post(f"/override?token={server.token}", headers={"origin": ORIGIN}, follow_redirects=False,
-                        data={"student": ids[2], "part": "depthwise-separable/ds_standard_formula", "score": "0",
-                              "comment": "Regrade request: the bias is counted.", "next": f"/student/{ids[2]}"})
+    form = _decision_form(page.text, ids[2], "depthwise-separable/ds_standard_formula")
+    assert form["next"] == [f"/student/{ids[2]}"]
+    reply = _save(server, client, form, "0", json_reply=False, comment="Regrade request: the bias is counted.")
     assert reply.status_code == 303 and reply.headers["location"] == f"/student/{ids[2]}?token={server.token}"
     page = client.get(reply.headers["location"]).text
     assert "Regrade request: the bias is counted." in page and "ta-anna" in page
@@ -180,3 +185,142 @@ def test_a_diagram_drawn_in_an_answer_cell_is_shown_to_the_reviewer(site):
     row = page[page.index('id="part-ds_principle"'):page.index('id="part-ds_standard_formula"')]
     assert f'src="data:image/png;base64,{payload}"' in row
     assert "data:image/png" not in client.get(f"/student/{ids[3]}?token={server.token}").text
+
+
+# A TA with a page open in two tabs, or a page left open while the class is regraded: a decision is made on what
+# the page showed. The page posts back, for each member, the answer it showed and the latest decision it knew of.
+
+class _PageForms(HTMLParser):
+    """The decision forms of a page, as the TA's browser would post them: each form's hidden fields."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.forms: list[list[tuple[str, str]]] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form" and attrs.get("method") == "post":
+            self.forms.append([])
+        elif tag == "input" and attrs.get("type") == "hidden" and self.forms:
+            self.forms[-1].append((attrs["name"], attrs.get("value") or ""))
+
+
+def _decision_form(page: str, student: str, part: str) -> dict[str, list[str]]:
+    """The hidden fields of the page's form that decides `part` for `student` (alone or in a group)."""
+    for fields in _PageForms(page).forms:
+        if ("student", student) in fields and any(k == "part" and v.endswith(part) for k, v in fields):
+            form: dict[str, list[str]] = {}
+            for name, value in fields:
+                form.setdefault(name, []).append(value)
+            return form
+    raise AssertionError(f"no form deciding {part} for {student} on the page")
+
+
+def _save(server, client, form: dict, score: str, json_reply: bool = True, **extra):
+    headers = {"origin": ORIGIN, **({"accept": "application/json"} if json_reply else {})}
+    return client.post(f"/override?token={server.token}", headers=headers, follow_redirects=False,
+                       data={**form, "score": score, **extra})
+
+
+def _queue(server, client) -> str:
+    return client.get(f"/?token={server.token}&part=ds_principle").text
+
+
+def _student_page(server, client, sid: str) -> str:
+    return client.get(f"/student/{sid}?token={server.token}").text
+
+
+def _regrade(root, sid: str, answer: str, score: float, when: str = "2026-01-03T00:00:00+00:00") -> None:
+    """`hwkit grade` records a new notebook of the student's: another answer, another fingerprint."""
+    from hwkit.gradebook import Gradebook, SubmissionResult
+    from tests.review_support import code_part
+
+    book = Gradebook(root)
+    book.record(SubmissionResult(ASSIGNMENT, sid, "ok", "", "hash-resubmitted", [written_part(answer, score=score),
+                                                                                 code_part()], graded_at=when))
+    book.close()
+
+
+def _decisions(root, sid: str) -> list:
+    from hwkit.gradebook import Gradebook
+
+    book = Gradebook(root)
+    try:
+        return book.override_history(ASSIGNMENT, sid)
+    finally:
+        book.close()
+
+
+@pytest.mark.parametrize("json_reply", [True, False], ids=["page script", "plain form"])
+def test_a_group_saved_from_a_page_loaded_before_a_member_was_regraded_is_refused(site, json_reply):
+    root, ids, server, client = site
+    group = _decision_form(_queue(server, client), ids[0], "ds_principle")
+    assert group["student"] == [ids[0], ids[4]]
+    _regrade(root, ids[4], "Pooling makes it smaller.", score=0.0)           # ids[4] resubmits a wrong answer
+    before = _state(root)
+    reply = _save(server, client, group, "2", json_reply=json_reply)
+    assert reply.status_code == 409
+    message = reply.json()["error"] if json_reply else reply.text
+    assert (f"{ids[4]}'s answer changed since this page was loaded (regraded at 2026-01-03T00:00:00+00:00)"
+            in message and "reload" in message and ids[0] not in message)
+    assert _state(root) == before                                   # all or none: ids[0] is not decided either
+    grades = read_grades(root / "graded" / ASSIGNMENT / "grades.csv")
+    assert grades[ids[4]]["overridden"] == grades[ids[0]]["overridden"] == ""
+
+
+def test_a_tab_loaded_before_another_tabs_decision_does_not_overwrite_it(site):
+    root, ids, server, client = site
+    tab_a = _decision_form(_student_page(server, client, ids[0]), ids[0], "ds_principle")
+    tab_b = _decision_form(_student_page(server, client, ids[0]), ids[0], "ds_principle")
+    assert _save(server, client, tab_a, "2", json_reply=False).status_code == 303
+    before = _state(root)
+    reply = _save(server, client, tab_b, "0")
+    assert reply.status_code == 409 and not reply.json()["ok"]
+    assert f"{ids[0]} was decided by ta-anna (2 on " in reply.json()["error"]
+    assert "since this page was loaded" in reply.json()["error"]
+    assert _state(root) == before and [o.score for o in _decisions(root, ids[0])] == [2.0]
+
+
+def test_a_decision_made_in_a_shell_is_not_overwritten_by_a_page_loaded_before_it(site):
+    root, ids, server, client = site
+    group = _decision_form(_queue(server, client), ids[0], "ds_principle")
+    hwkit("override", ASSIGNMENT, ids[4], "ds_principle", "0.5", "--course", root, "--grader", "ta-ben")
+    before = _state(root)
+    reply = _save(server, client, group, "2")
+    assert reply.status_code == 409 and f"{ids[4]} was decided by ta-ben (0.5 on " in reply.json()["error"]
+    assert _state(root) == before and _decisions(root, ids[0]) == []
+
+
+@pytest.mark.parametrize("leave_out", ["every member", "one member"])
+def test_a_post_that_does_not_say_what_its_page_showed_is_refused(site, leave_out):
+    """An old page or a script posts scores without what the reviewer saw: refused, not applied blindly."""
+    root, ids, server, client = site
+    group = _decision_form(_queue(server, client), ids[0], "ds_principle")
+    seen = [k for k in group if k.startswith("seen")]
+    assert seen, "the page says what it showed"
+    for name in (seen if leave_out == "every member" else seen[1:]):
+        del group[name]
+    before = _state(root)
+    reply = _save(server, client, group, "2")
+    assert reply.status_code == 400 and "reload" in reply.json()["error"]
+    assert _state(root) == before
+
+
+def test_a_page_corrects_its_own_decision_and_a_reloaded_page_saves(site):
+    root, ids, server, client = site
+    group = _decision_form(_queue(server, client), ids[0], "ds_principle")
+    first = _save(server, client, group, "1")
+    assert first.status_code == 200 and first.json()["saved"] == 2
+    group.update({name: [value] for name, value in first.json()["seen"].items()})     # what the page script does
+    second = _save(server, client, group, "2")
+    assert second.status_code == 200, second.text
+    assert [o.score for o in _decisions(root, ids[4])] == [1.0, 2.0]
+    _regrade(root, ids[1], "Depthwise then pointwise: fewer multiplications.", score=1.0)
+    stale = _decision_form(_student_page(server, client, ids[1]), ids[1], "ds_principle")
+    _regrade(root, ids[1], "Now a third answer.", score=1.0, when="2026-01-04T00:00:00+00:00")
+    assert _save(server, client, stale, "2").status_code == 409
+    reloaded = _decision_form(_student_page(server, client, ids[1]), ids[1], "ds_principle")
+    assert _save(server, client, reloaded, "2").status_code == 200
+    [decision] = _decisions(root, ids[1])
+    assert decision.score == 2 and decision.fingerprint == "fp-Now a third answer."

@@ -25,9 +25,9 @@ from starlette.routing import Route
 
 from hwkit.course import Course, HwkitError
 from hwkit.figures import part_figures
-from hwkit.gradebook import Gradebook
+from hwkit.gradebook import Gradebook, PartResult
 from hwkit.notebooks import answer_sources, read_notebook
-from hwkit.overrides import Decision, record_decisions
+from hwkit.overrides import Decision, Seen, StaleDecision, record_decisions
 from hwkit.review import queue as rq
 
 PAGE_GROUPS = 20          # answer groups per queue page (a page stays fast at 1,000 students)
@@ -57,7 +57,8 @@ class ReviewServer:
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                       undefined=jinja2.StrictUndefined)
         self.env.globals.update(token=self.token, assignment=self.assignment, link=self.link,
-                                segments=highlight_segments, has_similarity=self.similarity_path().is_file)
+                                segments=highlight_segments, has_similarity=self.similarity_path().is_file,
+                                seen_field=seen_field, seen_token=seen_token)
 
     def similarity_path(self) -> Path:
         return self.course.root / "graded" / self.assignment / "similarity.html"
@@ -104,14 +105,15 @@ class ReviewServer:
         with self.lock:
             return self.book.override_history(self.assignment, student_id)
 
-    def save(self, decisions: list[Decision]) -> tuple[list, int]:
-        """Record decisions (all or none); returns the overrides and how many parts still await review."""
+    def save(self, decisions: list[Decision]) -> tuple[list, int, dict[str, str]]:
+        """Record decisions (all or none); returns the overrides, how many parts still await review and what a
+        page that made them now shows of the decided parts ({seen field: seen token})."""
         with self.lock:
             saved, final = record_decisions(self.course, self.book, self.results(), decisions, self.grader,
                                             histogram=False)
             self.cached, self.stamps = (self.book.data_version(), final, {}), self.book.stamps(self.assignment)
         self.histogram_due.set()      # the histogram (matplotlib, slow) is redrawn in the background
-        return saved, len(rq.review_items(final))
+        return saved, len(rq.review_items(final)), _seen_after(final, saved)
 
     def solution(self, student_id: str) -> dict:
         """The student's solution notebook (source/ASSIGNMENT/STUDENT/), read once; {} when there is none."""
@@ -139,6 +141,33 @@ def _load_answers(course: Course, assignment: str) -> dict:
         return json.loads(path.read_text(encoding="utf-8")).get("students", {})
     except (OSError, ValueError, AttributeError):
         return {}
+
+
+def seen_field(student_id: str) -> str:
+    """The form field in which a page says what it showed of a student's part."""
+    return f"seen:{student_id}"
+
+
+def seen_token(part: PartResult) -> str:
+    """What a page shows of a part: the id of its latest decision (0: none) and its answer's fingerprint."""
+    return f"{part.decision_id}:{part.fingerprint}"
+
+
+def read_seen(form, student_id: str) -> Seen:
+    """What the page that posted `form` showed of the student's part; a post that does not say (a page from
+    before this check, a script) is refused rather than decided on whatever the answer is now."""
+    decision_id, colon, fingerprint = str(form.get(seen_field(student_id)) or "").partition(":")
+    if not colon or not decision_id.isdigit():
+        raise HwkitError(f"this page does not say which answer of {student_id[:60]} it showed (it is from an older "
+                         "hwkit review, or not a review page): reload it and decide again")
+    return Seen(fingerprint, int(decision_id))
+
+
+def _seen_after(final: list, saved: list) -> dict[str, str]:
+    """{seen field: seen token} of the parts just decided, so that the page can change its decision again."""
+    results = {r.student_id: r for r in final}
+    return {seen_field(o.student_id): seen_token(p) for o in saved for p in results[o.student_id].parts
+            if (p.problem, p.part) == (o.problem, o.part)}
 
 
 def highlight_segments(text: str, words: list[str]) -> list[tuple[str, bool]]:
@@ -245,17 +274,17 @@ async def save_override(server: ReviewServer, request: Request) -> Response:
     """One score for one part of one or more students (an answer group), from a form or the page's script."""
     form = await request.form()
     wants_json = "application/json" in request.headers.get("accept", "")
-    students = [str(s) for s in form.getlist("student")]
-    decisions = [Decision(s, str(form.get("part", "")), str(form.get("score", "")), str(form.get("comment", "")))
-                 for s in students]
     try:
-        saved, left = await run_in_threadpool(server.save, decisions)
+        decisions = [Decision(s, str(form.get("part", "")), str(form.get("score", "")), str(form.get("comment", "")),
+                              read_seen(form, s)) for s in map(str, form.getlist("student"))]
+        saved, left, seen = await run_in_threadpool(server.save, decisions)
     except HwkitError as exc:
+        status = 409 if isinstance(exc, StaleDecision) else 400
         if wants_json:
-            return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
-        return PlainTextResponse(f"not saved: {exc}", status_code=400)
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=status)
+        return PlainTextResponse(f"not saved: {exc}", status_code=status)
     if wants_json:
-        return JSONResponse({"ok": True, "saved": len(saved), "score": saved[0].score, "left": left})
+        return JSONResponse({"ok": True, "saved": len(saved), "score": saved[0].score, "left": left, "seen": seen})
     target = str(form.get("next", "/"))
     if not target.startswith("/") or target.startswith("//"):
         target = "/"
