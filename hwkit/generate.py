@@ -68,6 +68,7 @@ def scaled_parts(problem: Problem, params: dict, points: float | None) -> tuple[
     factor = points / sum(p.points for p in parts)
     for part in parts:
         part.points = round(part.points * factor, 4)
+    parts[-1].points = round(points - sum(p.points for p in parts[:-1]), 4)   # the rounding's remainder: they add up
     return points, parts
 
 

@@ -100,3 +100,17 @@ def test_sandbox_settings_are_checked(course, tmp_path):
     config.write_text(text.replace("cell_timeout = 60", "cell_timeout = 0"))
     proc = hwkit("generate", "hw1-conv", "--course", bad, check=False)
     assert proc.returncode == 2 and "cell_timeout" in proc.stderr and "positive" in proc.stderr
+
+
+@pytest.mark.parametrize("points", [10, 7, 3.3, 100])
+def test_a_problem_given_other_points_has_parts_that_add_up_to_them(points):
+    """An instructor sets `points = 10` for a problem whose parts do not divide it evenly: the parts, rounded,
+    still add up to exactly 10, so no total or LMS column ends in 9.9999."""
+    import random
+
+    from hwkit.bank import get_problem
+    from hwkit.generate import scaled_parts
+
+    problem = get_problem("receptive-field")
+    total, parts = scaled_parts(problem, problem.sample(random.Random(0)), float(points))
+    assert total == points and round(sum(p.points for p in parts), 4) == points, [p.points for p in parts]
