@@ -368,6 +368,21 @@ FORBIDDEN = "FORBIDDEN_SHORTCUT"
 _TEXT_TOKENS = {tokenize.COMMENT, tokenize.STRING, getattr(tokenize, "FSTRING_MIDDLE", tokenize.STRING)}
 
 
+REQUIRED_MISSING = "REQUIRED_METHOD_NOT_USED"
+
+
+def missing_requirement(part, nb, given: set[str] | None = None) -> dict | None:
+    """The feedback for the first method the statement requires that the student's code for the part does not
+    use (the code read as for forbidden_shortcut). A static scan, so it only ever sends the part to a person."""
+    if not part.required:
+        return None
+    code = answer_code(nb, part.id, given)
+    for pattern, feedback in part.required:
+        if not re.search(pattern, code):
+            return feedback
+    return None
+
+
 def code_tokens(source: str) -> str:
     """A cell's code without its comments and string literals (so that naming a function in a comment or a
     message is not using it); a cell that does not tokenize is kept as it is."""

@@ -126,6 +126,9 @@ class Part:
     # Ready-made shortcuts the statement forbids (regular expressions over the code of the part's answer cells,
     # comments and strings left out, and what to tell the student): behaviour cannot tell them from the work.
     forbidden: tuple = ()            # ((pattern, Text), ...)
+    # What the statement requires the answer to use (a method named in the part's title): the same scan must
+    # find each pattern, else the part scores 0 and a person decides (behaviour cannot tell method 1 from 3).
+    required: tuple = ()             # ((pattern, Text), ...)
 
     def self_check_probe(self, rng: random.Random) -> Probe:
         return (self.public_probe or self.probe)(rng)

@@ -9,7 +9,7 @@ import numpy as np
 
 from hwkit.bank import get_problem
 from solutions.cifar_visualize import LABEL_NAMES, batch_files, concat_grid, make_batch, make_grid, to_rows
-from tests.support import append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, assert_wrong_with_notes, grade_one, make_course, solution_notebook
+from tests.support import append_cell, assert_part_consistent, assert_reference_full_and_starter_zero, assert_wrong_with_notes, grade_one, make_course, set_answer_cell, solution_notebook
 
 PROBLEM = get_problem("cifar-visualize")
 PART_IDS = ["cifar_to_tensor", "cifar_denormalize", "cifar_show_subplots", "cifar_make_grid",
@@ -230,3 +230,30 @@ def test_notebook_grading(tmp_path):
     results = grade_one(root, "s001", append_cell(solution_notebook(root, "s001"), ALTERNATIVE))
     for pid, r in results.items():
         assert r.score == r.max_points, (pid, r.note, r.feedback)
+
+
+SUBPLOTS_FOR_IMAGEGRID = '''
+def cifar_show_imagegrid(batch, labels, mean, std, nrow):   # method 1 again: no ImageGrid
+    images = cifar_denormalize(batch, mean, std).clamp(0, 1)
+    rows = math.ceil(len(images) / nrow)
+    fig, axes = plt.subplots(rows, nrow, squeeze=False)
+    for ax, img in zip(axes.flat, images):
+        ax.imshow(img.permute(1, 2, 0).numpy())
+    for ax in axes.flat[len(images):]:
+        ax.axis("off")
+    return fig
+'''
+
+
+def test_method_3_drawn_without_imagegrid_awaits_a_person(tmp_path):
+    """Method 3 asks for mpl_toolkits' ImageGrid: the same picture drawn with plt.subplots (method 1 again) is
+    right by behaviour, so it scores 0 for now and a person decides, as a forbidden shortcut does. Writing the
+    word in a comment or a string does not count."""
+    root = make_course(tmp_path, ["cifar-visualize"], students=["s001"])
+    for source in (SUBPLOTS_FOR_IMAGEGRID, "# ImageGrid\n_note = 'ImageGrid'\n" + SUBPLOTS_FOR_IMAGEGRID):
+        nb = set_answer_cell(solution_notebook(root, "s001"), "cifar_show_imagegrid", "import math\n" + source)
+        results = grade_one(root, "s001", nb)
+        r = results["cifar_show_imagegrid"]
+        assert (r.score, r.note, r.needs_review) == (0.0, "REQUIRED_METHOD_NOT_USED", True), (r.note, r.feedback)
+        assert "ImageGrid" in r.feedback["en"] and "ImageGrid" in r.feedback["zh"]
+        assert results["cifar_show_subplots"].score == results["cifar_show_subplots"].max_points

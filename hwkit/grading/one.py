@@ -20,7 +20,8 @@ from hwkit.execute import Execution, apply_run_report, executed_text, kernel_for
 from hwkit.generate import ProblemVariant, StudentVariant, build_variant, released_languages
 from hwkit.gradebook import PartResult, SubmissionResult
 from hwkit.grading.submissions import Submission, file_hash
-from hwkit.integrity import FORBIDDEN, answer_record, forbidden_shortcut, given_cells
+from hwkit.integrity import (FORBIDDEN, REQUIRED_MISSING, answer_record, forbidden_shortcut, given_cells,
+                             missing_requirement)
 from hwkit.notebooks import AnswerCells, answer_fingerprint, answer_text, notebook_lang, read_notebook
 from hwkit.records import Outcome, Part, Probe, Status
 from hwkit.sandbox import scratch_dir
@@ -147,14 +148,26 @@ def score_parts(result: SubmissionResult, plan: list[PlannedProbe], execution: E
     for planned in plan:
         part, reply = planned.part, execution.replies[planned.key]
         outcome = grade_reply(part, reply, planned.probe)
-        shortcut = forbidden_shortcut(part, answers, given) if outcome.fraction > 0 else None
-        if shortcut is not None:     # right by behaviour, but by a means the statement forbids: a person decides
-            outcome = Outcome(0.0, FORBIDDEN, shortcut, needs_review=True)
+        outcome = _by_the_means_asked(part, outcome, answers, given)
         result.parts.append(PartResult(planned.variant.problem.id, part.id, part.title,
                                        round(outcome.fraction * part.points, 4), part.points, outcome.note,
                                        outcome.feedback, outcome.needs_review,
                                        answer_text(answers, part.id, reply.value if reply.ok else None),
                                        answer_fingerprint(answers, part.id), compared=answer_record(part, reply)))
+
+
+def _by_the_means_asked(part: Part, outcome: Outcome, answers: AnswerCells, given: set[str] | None) -> Outcome:
+    """Right by behaviour, but by a means the statement forbids, or without the method it asks for: 0 for now,
+    and a person decides."""
+    if outcome.fraction <= 0:
+        return outcome
+    shortcut = forbidden_shortcut(part, answers, given)
+    if shortcut is not None:
+        return Outcome(0.0, FORBIDDEN, shortcut, needs_review=True)
+    missing = missing_requirement(part, answers, given)
+    if missing is not None:
+        return Outcome(0.0, REQUIRED_MISSING, missing, needs_review=True)
+    return outcome
 
 
 def check_variant(course: Course, assignment: Assignment, student: Student, nb, plan: list[PlannedProbe],

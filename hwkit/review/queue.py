@@ -15,9 +15,9 @@ from hwkit.checks import normalise_text
 from hwkit.gradebook import POINTS_LOWERED, PartResult, SubmissionResult
 from hwkit.records import Status
 
-WRITTEN, FORMULA, GRADER, SHORTCUT, MISMATCH, CHANGED, POINTS, OTHER = (
-    "written answer", "undecided formula", "grader error", "forbidden shortcut", "variant mismatch",
-    "answer changed after an override", "points lowered after an override", "needs review")
+WRITTEN, FORMULA, GRADER, SHORTCUT, REQUIRED, MISMATCH, CHANGED, POINTS, OTHER = (
+    "written answer", "undecided formula", "grader error", "forbidden shortcut", "required method not used",
+    "variant mismatch", "answer changed after an override", "points lowered after an override", "needs review")
 NEAR_DUPLICATE = 90          # rapidfuzz ratio (0-100) from which two answers of one part share a group
 
 
@@ -33,6 +33,8 @@ def review_flag(result: SubmissionResult, part: PartResult) -> str:
         return GRADER
     if part.note == "FORBIDDEN_SHORTCUT":
         return SHORTCUT
+    if part.note == "REQUIRED_METHOD_NOT_USED":
+        return REQUIRED
     if result.status == Status.VARIANT_MISMATCH:
         return MISMATCH
     return OTHER

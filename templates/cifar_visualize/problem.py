@@ -104,6 +104,14 @@ def _np_rng(rng: random.Random) -> np.random.Generator:
 
 # ---------------------------------------------------------------- parts
 
+# Method 3 is ImageGrid by name (AxesGrid is the same class): the same picture drawn with plt.subplots is method 1
+# again.
+_USES_IMAGEGRID = ((r"\b(ImageGrid|AxesGrid)\b", say(
+    "Method 3 asks for mpl_toolkits.axes_grid1.ImageGrid; this answer draws the grid another way (method 1 again). "
+    "An instructor will review it.",
+    "方法三要求使用 mpl_toolkits.axes_grid1.ImageGrid；你的答案用了别的方式画网格（相当于又做了一遍方法一），将由教师复核。")),)
+
+
 def parts(params: dict) -> list[Part]:
     mean, std = params["mean"], params["std"]
 
@@ -250,7 +258,7 @@ def parts(params: dict) -> list[Part]:
                              "torchvision 的网格外圈也有填充：尺寸为 (ymaps·(H+p) + p, xmaps·(W+p) + p)。"))],
              kind="code", hidden_inputs=True),
         Part("cifar_show_imagegrid", 3, say("Method 3: mpl_toolkits ImageGrid", "方法三:mpl_toolkits 的 ImageGrid"),
-             probe=imagegrid_probe, reference=imagegrid_ref, interpret=_figure_data,
+             probe=imagegrid_probe, reference=imagegrid_ref, interpret=_figure_data, required=_USES_IMAGEGRID,
              check=fig_check({"cells": (1, Array(rtol=0, atol=0))}),
              mistakes=lambda probe: [
                  Mistake("GRID_NO_DENORMALIZE", fig_no_denorm(probe), no_denorm),
