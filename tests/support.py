@@ -145,7 +145,13 @@ def run_probe(probe, namespace: dict):
 
 
 def grade_probe(part, probe, namespace: dict):
-    """Grade `part` for a student whose notebook globals are `namespace`, without a kernel."""
+    """Grade `part` for a student whose notebook globals are `namespace`, without a kernel. With one torch
+    thread, as a grading lane has (hwkit.grading.batch): the judge's CPU budget counts this thread's time,
+    which a second OpenMP thread spinning on a loaded machine would inflate (a correct ResNet once failed so)."""
+    import torch
+
     from hwkit.checks import grade_reply
+
+    torch.set_num_threads(1)
 
     return grade_reply(part, run_probe(probe, namespace), probe)
