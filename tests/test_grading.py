@@ -263,15 +263,7 @@ def test_killed_batch_resumes_without_losing_or_repeating(tmp_path):
     proc = subprocess.Popen([HWKIT, "grade", "t", "--course", str(root), "--jobs", "1"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     db_path = root / "gradebook.sqlite"
-    deadline = time.time() + 240
-    done = 0
-    while time.time() < deadline and done < 2:
-        time.sleep(0.5)
-        if db_path.exists():
-            try:
-                done = sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM submissions").fetchone()[0]
-            except sqlite3.OperationalError:
-                pass
+    done = _wait_until_graded(db_path, 2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 2 <= done < len(ids), "the batch finished before it could be killed"
@@ -284,6 +276,19 @@ def test_killed_batch_resumes_without_losing_or_repeating(tmp_path):
     assert all(first[sid] == at for sid, at, _, _ in rows if sid in first)
 
 
+def _wait_until_graded(db_path: Path, count: int, seconds: float = 240) -> int:
+    """How many submissions the gradebook holds once it holds `count` (or the time is up)."""
+    deadline, done = time.time() + seconds, 0
+    while time.time() < deadline and done < count:
+        time.sleep(0.3)
+        if db_path.exists():
+            try:
+                done = sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM submissions").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass
+    return done
+
+
 def test_ctrl_c_mid_batch_keeps_what_was_graded_in_the_reports(tmp_path):
     """A TA presses Ctrl-C while a batch runs: the submissions graded so far are in grades.csv, and nothing of
     the stopped lanes (kernels, scratch folders) outlives the command once the next run has started."""
@@ -293,14 +298,8 @@ def test_ctrl_c_mid_batch_keeps_what_was_graded_in_the_reports(tmp_path):
         submit(root, sid, solution_notebook(root, sid))
     proc = subprocess.Popen([HWKIT, "grade", "t", "--course", str(root), "--jobs", "1"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    db_path, deadline, done = root / "gradebook.sqlite", time.time() + 240, 0
-    while time.time() < deadline and done < 2:
-        time.sleep(0.3)
-        if db_path.exists():
-            try:
-                done = sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM submissions").fetchone()[0]
-            except sqlite3.OperationalError:
-                pass
+    db_path = root / "gradebook.sqlite"
+    _wait_until_graded(db_path, 2)
     os.killpg(proc.pid, signal.SIGINT)          # what a terminal sends to the command's process group
     proc.wait(timeout=120)
     graded = {r[0] for r in sqlite3.connect(db_path).execute("SELECT student_id FROM submissions")}
