@@ -257,12 +257,7 @@ for k, s, p, d in rf_layers:
 
 def test_killed_batch_resumes_without_losing_or_repeating(tmp_path):
     ids = [f"k{i}" for i in range(6)]
-    root = make_course(tmp_path, ["receptive-field"], ids)
-    for sid in ids:
-        submit(root, sid, solution_notebook(root, sid))
-    proc = subprocess.Popen([HWKIT, "grade", "t", "--course", str(root), "--jobs", "1"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    db_path = root / "gradebook.sqlite"
+    root, proc, db_path = _batch_under_way(tmp_path, ids)
     done = _wait_until_graded(db_path, 2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -274,6 +269,16 @@ def test_killed_batch_resumes_without_losing_or_repeating(tmp_path):
     assert sorted(r[0] for r in rows) == ids
     assert all(r[2] == r[3] == 19 for r in rows)
     assert all(first[sid] == at for sid, at, _, _ in rows if sid in first)
+
+
+def _batch_under_way(tmp_path: Path, ids: list[str]):
+    """`hwkit grade` started in its own process group on correct notebooks of `ids`, one lane."""
+    root = make_course(tmp_path, ["receptive-field"], ids)
+    for sid in ids:
+        submit(root, sid, solution_notebook(root, sid))
+    proc = subprocess.Popen([HWKIT, "grade", "t", "--course", str(root), "--jobs", "1"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    return root, proc, root / "gradebook.sqlite"
 
 
 def _wait_until_graded(db_path: Path, count: int, seconds: float = 240) -> int:
@@ -293,12 +298,7 @@ def test_ctrl_c_mid_batch_keeps_what_was_graded_in_the_reports(tmp_path):
     """A TA presses Ctrl-C while a batch runs: the submissions graded so far are in grades.csv, and nothing of
     the stopped lanes (kernels, scratch folders) outlives the command once the next run has started."""
     ids = [f"c{i}" for i in range(5)]
-    root = make_course(tmp_path, ["receptive-field"], ids)
-    for sid in ids:
-        submit(root, sid, solution_notebook(root, sid))
-    proc = subprocess.Popen([HWKIT, "grade", "t", "--course", str(root), "--jobs", "1"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    db_path = root / "gradebook.sqlite"
+    root, proc, db_path = _batch_under_way(tmp_path, ids)
     _wait_until_graded(db_path, 2)
     os.killpg(proc.pid, signal.SIGINT)          # what a terminal sends to the command's process group
     proc.wait(timeout=120)
