@@ -73,11 +73,11 @@ def _grade_all(course: Course, assignment_id: str, folder: Path, force, students
     book = Gradebook(course.root)
     todo = [s for s in subs if force or changed_since_grading(book, assignment_id, s)
             or not (course.root / "graded" / assignment_id / s.student_id / "feedback.html").is_file()]
-    relate = lateness_changed(course, book, assignment_id, [s for s in subs if s not in todo])
+    by_id = {s.student_id: s for s in todo}
+    relate = lateness_changed(course, book, assignment_id, [s for s in subs if s.student_id not in by_id])
     taken = book.seconds_taken(assignment_id)     # longest first (by their last grading; never graded: first)
     todo.sort(key=lambda sub: -taken.get(sub.student_id, float("inf")))
     failures, graded, start, how = 0, 0, time.perf_counter(), ""
-    by_id = {s.student_id: s for s in todo}
     if todo:   # (with nothing to grade the assignment is not loaded: that imports the bank, hence torch)
         progress = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                             TimeElapsedColumn(), console=console, disable=console is None)
