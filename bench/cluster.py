@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -37,15 +36,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.grading import ASSIGNMENTS, CpuMeter, make_bench_course, make_submissions  # noqa: E402
-from tests.support import HWKIT  # noqa: E402
+from tests.support import HWKIT, dask_scheduler_address, dask_scheduler_argv  # noqa: E402
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LocalCluster:
@@ -53,14 +46,13 @@ class LocalCluster:
 
     def __init__(self, workers: int, work: Path):
         self.meter = CpuMeter("cluster")
-        self.address = f"tcp://127.0.0.1:{_free_port()}"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
         self.logs = open(work / "cluster.log", "w")
         start = lambda argv: subprocess.Popen(self.meter.argv(argv), stdout=self.logs, stderr=subprocess.STDOUT,  # noqa: E731
                                               env=env, start_new_session=True)
-        self.procs = [start([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
-                             self.address.rsplit(":", 1)[1]])]
-        time.sleep(2)
+        info = work / "scheduler.json"
+        self.procs = [start(dask_scheduler_argv(info))]
+        self.address = dask_scheduler_address(info, self.procs[0], work / "cluster.log")
         self.procs += [start([str(BIN / "dask"), "worker", self.address, "--nworkers", "1", "--nthreads", "1"])
                        for _ in range(workers)]
         from distributed import Client

@@ -155,3 +155,28 @@ def grade_probe(part, probe, namespace: dict):
     torch.set_num_threads(1)
 
     return grade_reply(part, run_probe(probe, namespace), probe)
+
+
+def dask_scheduler_argv(info: Path) -> list[str]:
+    """`dask scheduler` on 127.0.0.1 at a port the system gives it, writing its address to `info` once it listens.
+    A port picked beforehand and handed over can be taken meanwhile (by a worker starting beside it)."""
+    return [str(Path(sys.executable).parent / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+            "--scheduler-file", str(info), "--no-dashboard"]
+
+
+def dask_scheduler_address(info: Path, proc: subprocess.Popen, log: Path, timeout: float = 120) -> str:
+    """The address the scheduler started with `dask_scheduler_argv(info)` listens on; its log if it never does."""
+    import json
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return json.loads(info.read_text())["address"]
+        except (OSError, ValueError, KeyError):     # not written yet, or half written
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+    raise RuntimeError(f"the Dask scheduler did not start (exit {proc.poll()}); its log ends:\n{tail}")

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +22,8 @@ import pytest
 
 from hwkit.gradebook import Gradebook
 from hwkit.sandbox import sandbox_available
-from tests.support import HWKIT, append_cell, hwkit, make_course, release_notebook, solution_notebook, submit
+from tests.support import (HWKIT, append_cell, dask_scheduler_address, dask_scheduler_argv, hwkit, make_course,
+                           release_notebook, solution_notebook, submit)
 
 pytest.importorskip("distributed", reason="hwkit[cluster] is not installed")
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow,
@@ -36,12 +36,6 @@ STUDENTS = [f"s{i:02d}" for i in range(9)]
 DUE = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _env(pythonpath: Path = ROOT, **extra) -> dict:
     """The workers import the hwkit these tests import (this checkout), whatever is installed."""
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(pythonpath), os.environ.get("PYTHONPATH", "")]),
@@ -52,15 +46,27 @@ class Cluster:
     """`dask scheduler` and `dask worker --nthreads 1` processes on 127.0.0.1, each in its own process group."""
 
     def __init__(self, tmp: Path, tls: list[str] | None = None, scheduler_env: dict | None = None):
-        self.port, self.tmp, self.tls = _free_port(), tmp, tls or []
-        self.address = f"{'tls' if tls else 'tcp'}://127.0.0.1:{self.port}"
+        self.tmp, self.tls = tmp, tls or []
         self.workers: list[subprocess.Popen] = []
-        self.scheduler = self._start([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
-                                      str(self.port), *self.tls], "scheduler", _env(**(scheduler_env or {})))
+        info = tmp / "scheduler.json"
+        self.scheduler = self._start([*dask_scheduler_argv(info), *self.tls], "scheduler", _env(**(scheduler_env or {})))
+        try:
+            self.address = dask_scheduler_address(info, self.scheduler, self._log("scheduler"))
+        except BaseException:
+            self.close()
+            raise
+
+    def _log(self, name: str) -> Path:
+        return self.tmp / f"{name}-{len(self.workers)}.log"
 
     def _start(self, argv, name, env) -> subprocess.Popen:
-        log = open(self.tmp / f"{name}-{len(self.workers)}.log", "w")
+        log = open(self._log(name), "w")
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def logs(self) -> str:
+        """The end of every process's log: what a failed start-up shows."""
+        return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-2000:]}"
+                         for log in sorted(self.tmp.glob("*.log")))
 
     def add_worker(self, env: dict | None = None) -> subprocess.Popen:
         proc = self._start([str(BIN / "dask"), "worker", self.address, "--nworkers", "1", "--nthreads", "1",
@@ -74,8 +80,11 @@ class Cluster:
         return Client(self.address, timeout=60, security=security, set_as_default=False)
 
     def wait_for_workers(self, n: int, security=None) -> None:
-        with self.client(security) as client:
-            client.wait_for_workers(n, timeout=120)
+        try:
+            with self.client(security) as client:
+                client.wait_for_workers(n, timeout=120)
+        except Exception as e:
+            raise RuntimeError(f"{n} Dask worker(s) did not join: {e!r}\n{self.logs()}") from e
 
     @staticmethod
     def kill(proc: subprocess.Popen) -> None:
