@@ -245,16 +245,72 @@ def test_fake_modules_functions_and_formulas_earn_nothing(modules_course):
     assert notes == {
         "resnet_dydx": (0, "FORMULA_UNDEFINED"), "resnet_chain_grad": (0, "FORMULA_UNPARSEABLE"),
         "resnet_block": (0, "MODULE_WRONG_OUTPUT"),
-        "resnet_identity": (0, "MODULE_WRONG_OUTPUT"),       # right on the switched-off case only: all or nothing
+        "resnet_identity": (0, "MODULE_NOT_TRAINABLE"),      # ReLU(x) is right where the branch is off, but its
+                                                             # weights get no gradient there: nothing trains
         "resnet_model": (0, "MODULE_WRONG_SHAPE"),
         "lstm_cell": (0, "WRONG_VALUES"), "lstm_forward": (0, "OUTPUTS_WRONG_VALUES"),
         "ds_standard_formula": (0, "FORMULA_UNDECIDED"), "ds_separable_formula": (0, "FORMULA_UNPARSEABLE"),
         "ds_cost_formula": (0, "FORMULA_UNPARSEABLE"), "ds_ratio_formula": (0, "FORMULA_UNPARSEABLE"),
         "ds_module": (0, "MODULE_WRONG_OUTPUT"),
     }
-    assert "1 of 2 hidden test cases pass" in parts["resnet_identity"].feedback["en"]
+    assert "0 of 2 hidden test cases pass" in parts["resnet_identity"].feedback["en"]
     assert parts["ds_standard_formula"].needs_review and result.timings["checks"] < 60
     assert _outputs_text(executed, "LEAKS = []").strip() == "LEAKS []"
+
+
+UNTRAINABLE_MODULES = r'''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+class DepthwiseSeparableConv(nn.Module):
+    """The right function with both weights kept as buffers: nothing an optimizer could train."""
+    def __init__(self, cin, cout, k):
+        super().__init__()
+        self.k = k
+        self.register_buffer("dw", torch.randn(cin, 1, k, k))
+        self.register_buffer("pw", torch.randn(cout, cin, 1, 1))
+    def forward(self, x):
+        return F.conv2d(F.conv2d(x, self.dw, padding=self.k // 2, groups=x.shape[1]), self.pw)
+
+class FrozenBN(nn.BatchNorm2d):
+    """Running statistics in training mode too, never updated: right in eval mode only."""
+    def forward(self, x):
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), FrozenBN(cout)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), FrozenBN(cout)
+        self.down = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), FrozenBN(cout))
+    def forward(self, x):
+        return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))) + self.down(x))
+
+def make_resnet(depth, num_classes, in_channels=3):
+    layers, c = [nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False), FrozenBN(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)], 64
+    for i, (n, w) in enumerate(zip({18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}[depth], [64, 128, 256, 512])):
+        for j in range(n):
+            layers.append(BasicBlock(c, w, 2 if i and not j else 1))
+            c = w
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes))
+'''
+
+
+def test_modules_right_at_inference_only_earn_nothing(modules_course):
+    """Weights held as buffers, BatchNorm that ignores training mode: right outputs and input gradients in eval
+    mode, but not modules one can train. The parameters' gradients and one case in training mode tell."""
+    nb = append_cell(solution_notebook(modules_course, "s001"), UNTRAINABLE_MODULES)
+    result, parts, _ = _grade(modules_course, "s001", nb)
+    assert result.status == "ok", result.reason
+    assert {pid: (p.score, p.note) for pid, p in parts.items() if pid in (
+        "ds_module", "resnet_block", "resnet_identity", "resnet_model")} == {
+        "ds_module": (0, "MODULE_NOT_TRAINABLE"), "resnet_block": (0, "MODULE_WRONG_TRAIN_MODE"),
+        "resnet_identity": (0, "MODULE_WRONG_TRAIN_MODE"), "resnet_model": (0, "MODULE_WRONG_TRAIN_MODE")}
+    assert [pid for pid, p in parts.items() if p.score < p.max_points] == [
+        "resnet_block", "resnet_identity", "resnet_model", "ds_module"]            # the rest of the work keeps its points
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,0 +1,197 @@
+"""Modules are graded as modules one trains, not only as functions at inference time.
+
+A red-team found that a module part compared only the output in eval mode and the gradient with respect to the
+input: a DepthwiseSeparableConv whose weights are buffers (nothing for an optimizer to train), weights frozen
+with requires_grad_(False) and detached in forward, and a BasicBlock whose BatchNorm never uses batch
+statistics in training mode all earned full marks. Each is written here as a student writes it and graded
+without a kernel (grade_probe: the probe's kernel function runs in-process); right modules in other styles
+keep their full marks (tests/test_correct_styles.py holds many more)."""
+from __future__ import annotations
+
+import random
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from hwkit.bank import get_problem
+from tests.support import grade_probe
+
+DS_BUFFERS = """
+    import torch.nn.functional as F
+
+    class DepthwiseSeparableConv(nn.Module):
+        '''Both weights kept as buffers: the right function, zero trainable parameters.'''
+        def __init__(self, in_channels, out_channels, kernel_size):
+            super().__init__()
+            self.k = kernel_size
+            self.register_buffer("dw", torch.randn(in_channels, 1, kernel_size, kernel_size))
+            self.register_buffer("pw", torch.randn(out_channels, in_channels, 1, 1))
+
+        def forward(self, x):
+            x = F.conv2d(x, self.dw, padding=self.k // 2, groups=x.shape[1])
+            return F.conv2d(x, self.pw)
+"""
+
+DS_FROZEN = """
+    class DepthwiseSeparableConv(nn.Module):
+        '''Parameters frozen with requires_grad_(False), and detached in forward for good measure.'''
+        def __init__(self, in_channels, out_channels, kernel_size):
+            super().__init__()
+            self.k, self.c = kernel_size, in_channels
+            self.dw = nn.Parameter(torch.randn(in_channels, 1, kernel_size, kernel_size)).requires_grad_(False)
+            self.pw = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1)).requires_grad_(False)
+
+        def forward(self, x):
+            x = torch.nn.functional.conv2d(x, self.dw.detach(), padding=self.k // 2, groups=self.c)
+            return torch.nn.functional.conv2d(x, self.pw.detach())
+"""
+
+DS_ONE_DETACHED = """
+    class DepthwiseSeparableConv(nn.Module):
+        '''Ordinary layers, but the pointwise weight is detached in forward: it would never learn.'''
+        def __init__(self, in_channels, out_channels, kernel_size):
+            super().__init__()
+            self.depthwise = nn.Conv2d(in_channels, in_channels, kernel_size, padding=kernel_size // 2,
+                                       groups=in_channels, bias=False)
+            self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+
+        def forward(self, x):
+            return torch.nn.functional.conv2d(self.depthwise(x), self.pointwise.weight.detach())
+"""
+
+FROZEN_BN = """
+    import torch.nn.functional as F
+
+    class FrozenBN(nn.BatchNorm2d):
+        '''Running statistics in training mode too; they are never updated.'''
+        def forward(self, x):
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+    class BasicBlock(nn.Module):
+        def __init__(self, in_channels, out_channels, stride=1):
+            super().__init__()
+            self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+            self.bn1 = FrozenBN(out_channels)
+            self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+            self.bn2 = FrozenBN(out_channels)
+            self.shortcut = nn.Sequential()
+            if stride != 1 or in_channels != out_channels:
+                self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                              FrozenBN(out_channels))
+
+        def forward(self, x):
+            out = F.relu(self.bn1(self.conv1(x)))
+            return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+    def make_resnet(depth, num_classes, in_channels=3):
+        layers = [nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False), FrozenBN(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
+        c = 64
+        for i, (n, w) in enumerate(zip({18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}[depth], [64, 128, 256, 512])):
+            for j in range(n):
+                layers.append(BasicBlock(c, w, 2 if i and not j else 1))
+                c = w
+        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes))
+"""
+
+BLOCK_FROZEN_AFFINE = """
+    class BasicBlock(nn.Module):
+        '''Right in every mode, but no parameter of the block can learn: all frozen.'''
+        def __init__(self, in_channels, out_channels, stride=1):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False),
+                                      nn.BatchNorm2d(out_channels), nn.ReLU(),
+                                      nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False),
+                                      nn.BatchNorm2d(out_channels))
+            self.shortcut = nn.Identity()
+            if stride != 1 or in_channels != out_channels:
+                self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                              nn.BatchNorm2d(out_channels))
+            self.requires_grad_(False)
+
+        def forward(self, x):
+            return torch.relu(self.body(x) + self.shortcut(x))
+"""
+
+# Right modules whose parameters are registered in another order than they are used, or shared with a helper.
+DS_REGISTERED_BACKWARDS = """
+    class DepthwiseSeparableConv(nn.Module):
+        def __init__(self, in_channels, out_channels, kernel_size):
+            super().__init__()
+            self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+            self.depthwise = nn.Conv2d(in_channels, in_channels, kernel_size, padding=kernel_size // 2,
+                                       groups=in_channels, bias=False)
+
+        def forward(self, x):
+            return self.pointwise(self.depthwise(x))
+"""
+
+BLOCK_REGISTERED_BACKWARDS = """
+    class BasicBlock(nn.Module):
+        def __init__(self, in_channels, out_channels, stride=1):
+            super().__init__()
+            self.shortcut = nn.Identity()
+            if stride != 1 or in_channels != out_channels:
+                self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                              nn.BatchNorm2d(out_channels))
+            self.bn2, self.bn1 = nn.BatchNorm2d(out_channels), nn.BatchNorm2d(out_channels)
+            self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+            self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+
+        def forward(self, x):
+            out = torch.relu(self.bn1(self.conv1(x)))
+            return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+"""
+
+
+def _namespace(source: str) -> dict:
+    ns = {"nn": nn, "torch": torch}
+    exec(textwrap.dedent(source), ns)
+    return ns
+
+
+def _part(problem_id: str, part_id: str, params=None):
+    problem = get_problem(problem_id)
+    params = params or problem.sample(random.Random(3))
+    return next(p for p in problem.parts(params) if p.id == part_id)
+
+
+@pytest.mark.parametrize("source", [DS_BUFFERS, DS_FROZEN, DS_ONE_DETACHED], ids=["buffers", "frozen", "one-detached"])
+def test_a_depthwise_separable_conv_that_cannot_learn_earns_nothing(source):
+    part = _part("depthwise-separable", "ds_module")
+    outcome = grade_probe(part, part.probe(random.Random(11)), _namespace(source))
+    assert outcome.fraction == 0.0 and outcome.note == "MODULE_NOT_TRAINABLE", outcome
+    assert "trainable" in outcome.feedback["en"] and "可训练" in outcome.feedback["zh"]
+
+
+@pytest.mark.parametrize("part_id", ["resnet_block", "resnet_identity"])
+def test_a_block_whose_batchnorm_ignores_training_mode_earns_nothing(part_id):
+    part = _part("resnet", part_id)
+    outcome = grade_probe(part, part.probe(random.Random(12)), _namespace(FROZEN_BN))
+    assert outcome.fraction == 0.0 and outcome.note == "MODULE_WRONG_TRAIN_MODE", outcome
+    assert "batch statistics" in outcome.feedback["en"] and "训练模式" in outcome.feedback["zh"]
+
+
+def test_a_network_whose_batchnorm_ignores_training_mode_earns_nothing():
+    part = _part("resnet", "resnet_model", {"depth": 18, "num_classes": 10, "in_channels": 3, "chain_k": 2})
+    outcome = grade_probe(part, part.probe(random.Random(13)), _namespace(FROZEN_BN))
+    assert outcome.fraction == 0.0 and outcome.note == "MODULE_WRONG_TRAIN_MODE", outcome
+
+
+def test_a_frozen_block_earns_nothing():
+    part = _part("resnet", "resnet_block")
+    outcome = grade_probe(part, part.probe(random.Random(14)), _namespace(BLOCK_FROZEN_AFFINE))
+    assert outcome.fraction == 0.0 and outcome.note == "MODULE_NOT_TRAINABLE", outcome
+
+
+@pytest.mark.parametrize("problem_id, part_id, source", [
+    ("depthwise-separable", "ds_module", DS_REGISTERED_BACKWARDS),
+    ("resnet", "resnet_block", BLOCK_REGISTERED_BACKWARDS),
+    ("resnet", "resnet_identity", BLOCK_REGISTERED_BACKWARDS),
+])
+def test_parameters_registered_in_another_order_than_used_keep_full_marks(problem_id, part_id, source):
+    part = _part(problem_id, part_id)
+    for seed in range(3):
+        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(source))
+        assert outcome.fraction == 1.0, (seed, outcome)
