@@ -10,6 +10,13 @@ same function; the reference then runs on the same input, and a case earns its p
 and gradients agree. Nothing the kernel says about the module earns anything: the layout only says how
 to load the reference, and a false one only makes the outputs disagree.
 
+A module is also trained: the reference's trainable parameters' gradients (reported along directions drawn
+from the case's seed, hwkit_kernel.modules.parameter_sketches) are compared with the student's, read through
+the same loading (a weight held as a buffer, frozen or detached has none: MODULE_NOT_TRAINABLE), and a case
+the grader marks `train` (one per part whose reference has BatchNorm and no dropout) compares the output in
+training mode and the running statistics that forward pass left (MODULE_WRONG_TRAIN_MODE). Either costs the
+whole part: a module that cannot be trained as asked is not the asked-for module.
+
 A reference may have several right orders of use (a residual block may compute its shortcut before,
 between or after the main branch's convolutions): each is a set of switches for the reference builder."""
 from __future__ import annotations
@@ -27,18 +34,22 @@ import torch
 
 from hwkit.checks import NOT_ANSWERED, Check, correct, unanswered
 from hwkit.records import Outcome, Text, say
-from hwkit_kernel.modules import FillStream, behaviour, run, use_order
+from hwkit_kernel.modules import Directions, FillStream, behaviour, run, sketch_seed, use_order
 
 CORRECT = "CORRECT"
 NO_GRADIENT = "MODULE_NO_GRADIENT"
 WRONG_OUTPUT = "MODULE_WRONG_OUTPUT"
 WRONG_SHAPE = "MODULE_WRONG_SHAPE"
 WRONG_PARAMETERS = "MODULE_WRONG_PARAMETERS"
+NOT_TRAINABLE = "MODULE_NOT_TRAINABLE"
+WRONG_TRAIN_MODE = "MODULE_WRONG_TRAIN_MODE"
+WHOLE_PART = frozenset({NOT_TRAINABLE, WRONG_TRAIN_MODE})   # a property of the module, not of one input
 RAISED = "RAISED"
 MAX_ELEMENTS = 60_000_000          # a layout larger than this is not replayed (a ResNet-34 has 21.8M)
 MAX_TRANSPOSES = 4                 # 2-D tensors whose transposed loading is tried (2**4 loadings at most)
 MAX_REFERENCE_RUNS = 12            # per case, see _Budget
 MAX_JUDGE_SECONDS = 15.0
+SKETCH_RTOL = 1e-3                 # parameter gradients: relative to the largest of the reference's sketches
 
 
 @dataclass(frozen=True)
@@ -80,8 +91,9 @@ class ModuleSpec:
                     return NO_GRADIENT if right_output else WRONG_OUTPUT
                 if want is None or not _close(y, want["y"], self.rtol):
                     continue
-                if _close(grad, want["grad"], self.rtol):
-                    return note
+                if _close(grad, want["grad"], self.rtol):      # this reading of the student's tensors is the one
+                    return _training_fault(record, want, use, reference_use(self, case, switches), loading.way,
+                                           self.rtol) or note
                 right_output = right_output or note == CORRECT
         if right_output:
             return NO_GRADIENT
@@ -129,11 +141,26 @@ class ModuleSpec:
             return _SPENT
         if loading is _AS_IS:
             return self.reply(case, switches)
-        return _REPLIES.get(key, lambda: _reference_reply(self, case, switches, iter(loading.arrays)))
+
+        def loaded():
+            stream = Directions(sketch_seed(case["cotangent_seed"]))
+            directions = _apply_way([stream(shape) for shape in use.shapes], use, reference_use(self, case, switches),
+                                    loading.way)
+            return _reference_reply(self, case, switches, iter(loading.arrays), iter(directions))
+        return _REPLIES.get(key, loaded)
 
     def public_replies(self, cases: list[dict]) -> list[list[dict]]:
         """What a right module reports on the self-check's cases, once per right order of use."""
         return [[self.reply(case, s) for case in cases] for s in self.orders]
+
+    def train_case(self, cases: list[dict]) -> int | None:
+        """The case also run in training mode: the last whose reference has BatchNorm and no dropout (dropout in
+        training mode is random), None when there is none."""
+        for index in reversed(range(len(cases))):
+            key = (_Same(self), json_key(cases[index]["config"]))
+            if _TRAINABLE.get(key, lambda: _batchnorm_without_dropout(self, cases[index]["config"])):
+                return index
+        return None
 
     def check(self, all_or_nothing: bool = False) -> "ModuleCheck":
         return ModuleCheck(self.name, tuple((m.note, m.fraction, m.feedback["en"], m.feedback["zh"])
@@ -155,7 +182,8 @@ def _close(got, want, rtol: float) -> bool:
 def _case_key(case: dict) -> tuple:
     x = np.asarray(case["x"])
     return (json_key(case["config"]), int(case["seed"]), int(case["cotangent_seed"]),
-            tuple(tuple(z) for z in case.get("zero", ())), x.shape, str(x.dtype), hash(x.tobytes()))
+            tuple(tuple(z) for z in case.get("zero", ())), bool(case.get("train", False)), x.shape, str(x.dtype),
+            hash(x.tobytes()))
 
 
 def json_key(value):
@@ -168,11 +196,19 @@ def json_key(value):
 
 def _materialise(spec: ModuleSpec, config, switches: tuple) -> torch.nn.Module:
     """The reference on the CPU without drawing from torch's global generator: built on the meta device,
-    then given memory; the fill sets every tensor it uses. Its parameters need no gradient: the grader
-    compares the output and the input's gradient only (the same values, without the weights' gradients)."""
+    then given memory; the fill sets every tensor it uses. Its parameters keep requires_grad: their
+    gradients are compared with the student's."""
     with torch.device("meta"):
         module = spec.build(config, **dict(switches))
-    return module.to_empty(device="cpu").requires_grad_(False)
+    return module.to_empty(device="cpu")
+
+
+def _batchnorm_without_dropout(spec: ModuleSpec, config) -> bool:
+    with torch.device("meta"):
+        module = spec.build(config)
+    kinds = [type(m) for m in module.modules()]
+    return (any(issubclass(k, torch.nn.modules.batchnorm._BatchNorm) for k in kinds)
+            and not any(issubclass(k, torch.nn.modules.dropout._DropoutNd) for k in kinds))
 
 
 def keep_freed_memory(mmap_threshold: int = 64 << 20, trim_threshold: int = 256 << 20) -> None:
@@ -243,7 +279,7 @@ class _Same:
         return isinstance(other, _Same) and other.spec is self.spec
 
 
-_REPLIES, _LAYOUTS = _Cache(256), _Cache(512)
+_REPLIES, _LAYOUTS, _TRAINABLE = _Cache(256), _Cache(512), _Cache(512)
 _MISSING, _SPENT = object(), object()
 
 
@@ -260,22 +296,31 @@ class _Budget:
         return self.runs >= 0 and time.thread_time() < self.until
 
 
-def _reference_reply(spec: ModuleSpec, case: dict, switches: tuple, loaded: Iterator | None = None) -> dict | None:
-    """The reference built with `switches`, its tensors set from `loaded` (arrays in its order of use) or,
-    without, from the case's own FillStream. None when a wrong variant cannot be built or run for the case."""
+def _reference_reply(spec: ModuleSpec, case: dict, switches: tuple, loaded: Iterator | None = None,
+                     directions: Iterator | None = None) -> dict | None:
+    """The reference built with `switches`, its tensors set from `loaded` (arrays in its order of use) and its
+    gradients sketched along `directions` (the student's, read the same way) or, without, from the case's own
+    FillStreams. None when a wrong variant cannot be built or run for the case."""
+    train = bool(case.get("train", False))
     try:
         module = _materialise(spec, case["config"], switches)
         if loaded is None:
             record = behaviour(module, case["x"], seed=case["seed"], cotangent_seed=case["cotangent_seed"],
-                               zero=case.get("zero", ()))
+                               zero=case.get("zero", ()), train=train)
         else:
-            record = run(module, case["x"], _NextArray(loaded), case["cotangent_seed"])
+            record = run(module, case["x"], _NextArray(loaded), case["cotangent_seed"], train=train,
+                         directions=_NextArray(directions))
     except (RuntimeError, ValueError, TypeError):
         if not switches or switches in spec.orders:
             raise                      # the reference itself must run: a bug in the problem, not a student's
         return None
-    return {"layout": record["layout"], "groups": record["groups"], "y": record["y"].numpy(),
-            "grad": None if record["grad"] is None else record["grad"].numpy()}
+    reply = {"layout": record["layout"], "groups": record["groups"], "y": record["y"].numpy(),
+             "grad": None if record["grad"] is None else record["grad"].numpy(),
+             "parameters": record["parameters"]}
+    if train:
+        reply["train_y"] = record["train_y"].numpy()
+        reply["state"] = [None if t is None else t.numpy() for t in record["state"]]
+    return reply
 
 
 class _NextArray:
@@ -409,19 +454,24 @@ def _loadings(values: list[np.ndarray], use: _Use, reference: _Use) -> Iterator[
                 yield loading
 
 
-def _group_loading(values: list[np.ndarray], use: _Use, reference: _Use) -> _Loading:
-    """The k-th group of the student's with given shapes read as the reference's k-th group of those shapes."""
+def _group_pairs(use: _Use, reference: _Use) -> list[tuple[int, int]]:
+    """(reference slot, student tensor) pairs: the k-th group of the student's with given shapes read as the
+    reference's k-th group of those shapes."""
     queues: dict[tuple, list[list[int]]] = {}
     for members in use.members():
         queues.setdefault(use.signature(members), []).append(members)
+    pairs = []
+    for members in reference.members():
+        pairs += zip(members, queues[reference.signature(members)].pop(0))
+    return pairs
+
+
+def _group_loading(values: list[np.ndarray], use: _Use, reference: _Use) -> _Loading:
     arrays: list = [None] * len(reference.shapes)
     in_order = True
-    for members in reference.members():
-        mine = queues[reference.signature(members)].pop(0)
-        in_order = in_order and mine == members and all(use.shapes[i] == reference.shapes[j]
-                                                        for i, j in zip(mine, members))
-        for slot, index in zip(members, mine):
-            arrays[slot] = _as_shape(values[index], reference.shapes[slot])
+    for slot, index in _group_pairs(use, reference):
+        in_order = in_order and slot == index and use.shapes[index] == reference.shapes[slot]
+        arrays[slot] = _as_shape(values[index], reference.shapes[slot])
     return _Loading(arrays, ("grouped", in_order))
 
 
@@ -440,9 +490,98 @@ def _flat_loadings(values: list[np.ndarray], shapes, reference_shapes) -> Iterat
                   key=lambda flags: (0 < sum(flags) < len(flags), sum(flags)))   # none, all, then the mixes
     for flags in ways:
         transposed = tuple(i for i, flag in zip(candidates, flags) if flag)
-        flat = np.concatenate([(values[i].T if i in transposed else values[i]).ravel() for i in range(len(values))])
-        pieces = np.split(flat, list(itertools.accumulate(sizes[:-1])))
-        yield _Loading([p.reshape(s) for p, s in zip(pieces, reference_shapes)], ("flat", transposed))
+        yield _Loading(_flat_loading(values, reference_shapes, transposed), ("flat", transposed))
+
+
+def _flat_loading(values: list[np.ndarray], reference_shapes, transposed: tuple) -> list[np.ndarray]:
+    sizes = [math.prod(s) for s in reference_shapes]
+    flat = np.concatenate([(values[i].T if i in transposed else values[i]).ravel() for i in range(len(values))])
+    pieces = np.split(flat, list(itertools.accumulate(sizes[:-1])))
+    return [p.reshape(s) for p, s in zip(pieces, reference_shapes)]
+
+
+def _apply_way(arrays: list[np.ndarray], use: _Use, reference: _Use, way: tuple) -> list[np.ndarray]:
+    """Arrays in the student's order of use (directions, buffers after training) read as the reference's, the
+    way the student's values were read for that reference run."""
+    if way[0] == "grouped":
+        return _group_loading(arrays, use, reference).arrays
+    if way[0] == "flat":
+        return _flat_loading(arrays, reference.shapes, way[1])
+    return list(arrays)
+
+
+def _components(use: _Use, reference: _Use, way: tuple) -> list[tuple[list[int], list[int]]]:
+    """The smallest sets of student tensors and reference tensors that hold the same values under a loading:
+    one to one as they are or group by group, runs between the boundaries both share when concatenated and
+    split (per-channel convolutions for one grouped convolution)."""
+    if way[0] == "grouped":
+        return [([index], [slot]) for slot, index in _group_pairs(use, reference)]
+    if way[0] != "flat":
+        return [([i], [i]) for i in range(len(use.shapes))]
+    ends_a = list(itertools.accumulate(math.prod(s) for s in use.shapes))
+    ends_b = list(itertools.accumulate(math.prod(s) for s in reference.shapes))
+    shared = sorted(set(ends_a) & set(ends_b))
+    out, i, j = [], 0, 0
+    for end in shared:
+        mine, theirs = [], []
+        while i < len(ends_a) and ends_a[i] <= end:
+            mine.append(i)
+            i += 1
+        while j < len(ends_b) and ends_b[j] <= end:
+            theirs.append(j)
+            j += 1
+        out.append((mine, theirs))
+    return out
+
+
+def _slot_sketches(parameters, slots: int) -> list:
+    """Per tensor of the order of use, its gradient's sketch where it is a trainable parameter that has a
+    gradient, else None; parameters reported in any other form count as none."""
+    out: list = [None] * slots
+    if not isinstance(parameters, list):
+        return out
+    for item in parameters:
+        if not isinstance(item, dict):
+            continue
+        use, sketch = item.get("use"), item.get("sketch")
+        if (isinstance(use, int) and not isinstance(use, bool) and 0 <= use < slots
+                and isinstance(sketch, (int, float)) and not isinstance(sketch, bool) and math.isfinite(sketch)):
+            out[use] = float(sketch)
+    return out
+
+
+def _training_fault(record: dict, want: dict, use: _Use, reference: _Use, way: tuple, rtol: float) -> str | None:
+    """With the output and input gradient right: does the module train as the reference does? None, or
+    NOT_TRAINABLE (a reference parameter whose student tensors have no gradient or another one), or
+    WRONG_TRAIN_MODE (in a `train` case: the output in training mode or the running statistics differ)."""
+    mine = _slot_sketches(record.get("parameters"), len(use.shapes))
+    theirs = _slot_sketches(want["parameters"], len(reference.shapes))
+    sums = []
+    for students, slots in _components(use, reference, way):
+        trained = [theirs[j] for j in slots if theirs[j] is not None]
+        if not trained:
+            continue
+        if any(mine[i] is None for i in students):
+            return NOT_TRAINABLE
+        sums.append((sum(mine[i] for i in students), sum(trained)))
+    scale = max([abs(w) for _, w in sums] + [1e-6])
+    if any(abs(got - w) > SKETCH_RTOL * scale for got, w in sums):
+        return NOT_TRAINABLE
+    if "train_y" not in want:
+        return None
+    if not _close(record.get("train_y"), want["train_y"], rtol):
+        return WRONG_TRAIN_MODE
+    state = record.get("state")
+    if not isinstance(state, list) or len(state) != len(use.shapes):
+        return WRONG_TRAIN_MODE
+    if way[0] in ("grouped", "flat"):
+        state = _apply_way([s if isinstance(s, np.ndarray) and s.shape == shape and s.dtype.kind == "f"
+                            else np.full(shape, np.nan, np.float32) for s, shape in zip(state, use.shapes)],
+                           use, reference, way)
+    for got, expected in zip(state, want["state"]):
+        if expected is not None and not _close(got, expected, rtol):
+            return WRONG_TRAIN_MODE
+    return None
 
 
 def reference_use(spec: ModuleSpec, case: dict, switches: tuple) -> _Use | None:
@@ -488,13 +627,27 @@ _GENERAL = {
                    "asked-for module's: check the order of the operations, the activations and the connections.",
                    "参数形状正确，但在相同参数下输出与题目要求的模块不同：请检查运算顺序、激活函数和连接方式。"),
     RAISED: ("Building or running it raised an error on a hidden test case.", "在隐藏测试用例上构建或运行时出错。"),
+    NOT_TRAINABLE: ("With the same weights its output is right, but its weights are not all trainable parameters "
+                    "that receive the gradient: a weight kept as a buffer (register_buffer), frozen "
+                    "(requires_grad=False) or cut from autograd (.detach(), .data, torch.no_grad()) gives an "
+                    "optimizer nothing to train. Make every weight an nn.Parameter (or use nn layers) and use it "
+                    "directly in forward.",
+                    "在相同权重下输出正确，但并非所有权重都是能接收梯度的可训练参数：用 register_buffer 保存的权重、"
+                    "被冻结（requires_grad=False）或被切断梯度（.detach()、.data、torch.no_grad()）的权重，"
+                    "优化器都无法训练。请把每个权重都设为 nn.Parameter（或使用 nn 中的层），并在 forward 中直接使用它。"),
+    WRONG_TRAIN_MODE: ("In evaluation mode it is right, but in training mode (model.train()) it is not: BatchNorm must "
+                       "normalise with the batch statistics and update its running mean and variance (momentum "
+                       "0.1), as nn.BatchNorm2d does.",
+                       "在评估模式下正确，但在训练模式（model.train()）下不正确：BatchNorm 应使用当前批次的统计量做"
+                       "归一化，并更新其滑动均值和方差（momentum 0.1），与 nn.BatchNorm2d 一致。"),
 }
 
 
 @dataclass(frozen=True)
 class ModuleCheck(Check):
     """Scores the per-case answer notes `judge` produced (in the grader): full credit per CORRECT case,
-    a known mistake's fraction, half for a right output with a wrong gradient; feedback for the most
+    a known mistake's fraction, half for a right output with a wrong gradient, nothing at all when any case
+    shows the module cannot be trained as asked (WHOLE_PART); feedback for that note, else for the most
     common failing note."""
     name: str
     mistakes: tuple = field(default=())          # ((note, fraction, feedback_en, feedback_zh), ...)
@@ -511,10 +664,11 @@ class ModuleCheck(Check):
         credit = [1.0 if n == CORRECT else 0.5 if n == NO_GRADIENT else known.get(n, (0.0,))[0] for n in got]
         if all(n == CORRECT for n in got):
             return correct()
-        failing = Counter(n for n in got if n != CORRECT).most_common(1)[0][0]
+        whole = [n for n in got if n in WHOLE_PART]
+        failing = whole[0] if whole else Counter(n for n in got if n != CORRECT).most_common(1)[0][0]
         en, zh = known[failing][1:] if failing in known else _GENERAL.get(failing, _GENERAL[WRONG_OUTPUT])
         passed = sum(n == CORRECT for n in got)
-        fraction = 0.0 if self.all_or_nothing else sum(credit) / len(credit)
+        fraction = 0.0 if self.all_or_nothing or whole else sum(credit) / len(credit)
         return Outcome(fraction, failing,
                        say(f"{self.name}: {passed} of {len(got)} hidden test cases pass. {en}",
                            f"{self.name}:{len(got)} 个隐藏测试用例中通过 {passed} 个。{zh}"))
@@ -530,8 +684,9 @@ def module_case(rng, config: list, x: np.ndarray, zero=()) -> dict:
 
 def module_part(part_id: str, points: float, title: Text, spec: ModuleSpec, *, cases: Callable,
                 public_cases: Callable, all_or_nothing: bool = False):
-    """A part graded by behaviour: `cases(rng)` draws the hidden cases, `public_cases()` the self-check's
-    (the same for every student, so their references are computed once per process)."""
+    """A part graded by behaviour: `cases(rng)` draws the hidden cases (one of them, where the reference has
+    BatchNorm, also run in training mode), `public_cases()` the self-check's (the same for every student, so
+    their references are computed once per process)."""
     from hwkit.checks import Array, Cases, Fields
     from hwkit.records import Part
     from hwkit.probes import module_probe
@@ -541,9 +696,16 @@ def module_part(part_id: str, points: float, title: Text, spec: ModuleSpec, *, c
             return []
         return [spec.judge(record, case) for record, case in zip(reply, probe.inputs["cases"])]
 
+    def hidden(rng) -> list[dict]:
+        drawn = cases(rng)
+        index = spec.train_case(drawn)
+        if index is not None:
+            drawn[index] = {**drawn[index], "train": True}
+        return drawn
+
     close = Array(rtol=1e-3, atol=1e-4)
     return Part(part_id, points, title,
-                probe=lambda rng: module_probe(spec.name, cases(rng)),
+                probe=lambda rng: module_probe(spec.name, hidden(rng)),
                 reference=lambda probe: [CORRECT] * len(probe.inputs["cases"]),
                 check=spec.check(all_or_nothing), interpret=verdicts, kind="code", hidden_inputs=True,
                 public_probe=lambda rng: module_probe(spec.name, public_cases()),

@@ -17,10 +17,11 @@ def call_function(student: Student, inputs: dict) -> list:
 
 def module_behaviour(student: Student, inputs: dict) -> list:
     """For each case, the module the student's `inputs["name"]` builds from case["config"] (positional
-    arguments), run by hwkit_kernel.modules.behaviour on the case's input with the grader's seeds."""
+    arguments), run by hwkit_kernel.modules.behaviour on the case's input with the grader's seeds (and once
+    more in training mode where the grader marked the case `train`)."""
     from hwkit_kernel.modules import behaviour
 
     build = student.function(inputs["name"])
     return each(inputs["cases"], lambda case: behaviour(
         build(*case["config"]), case["x"], seed=case["seed"], cotangent_seed=case["cotangent_seed"],
-        zero=case.get("zero", ())))
+        zero=case.get("zero", ()), train=bool(case.get("train", False))))

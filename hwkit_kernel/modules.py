@@ -7,7 +7,15 @@ with variance 1/fan_in, vectors in [0.5, 1.5), so BatchNorm's running variance i
 output and the gradient of <output, cotangent> with respect to the input come back, with the shapes of
 the tensors in order of use (the layout). Those values depend only on the seed and the layout, so the
 grader can replay them and load them into the reference module, in order and by shape, and run it on the
-same input: a module that is not the asked-for one gives other outputs, whatever it says about itself."""
+same input: a module that is not the asked-for one gives other outputs, whatever it says about itself.
+
+A module is also something one trains. The same backward pass gives every trainable parameter its gradient
+of <output, cotangent>; each comes back as its inner product with directions the grader's seed gives (a
+stream of Directions over the layout: the whole gradient of a ResNet-34 is 87 MB, the reply's cap 8 MB), with
+the parameter's place in the layout, in the order of module.parameters(). A weight kept as a buffer, frozen
+or detached has no gradient to report. A case marked `train` is then run once more in training mode: the
+output (BatchNorm's batch statistics) and every buffer of the layout after that forward pass (the running
+statistics it updated) come back too. The grader computes the same for the reference and compares."""
 from __future__ import annotations
 
 import math
@@ -43,6 +51,26 @@ class FillStream:
                 values[lo - self.position:hi - self.position] = 0.0
         self.position += n
         return values.reshape(shape)
+
+
+class Directions:
+    """The directions the parameters' gradients are reported along, tensor by tensor of the layout, from the
+    grader's seed (sketch_seed): per tensor, PERIOD float32 values uniform in [-0.5, 0.5) (fewer for a smaller
+    tensor), repeated over the tensor's elements in order. `period(shape)` gives the next tensor's values
+    (what the kernel needs: a ResNet-34 has 21.8M), `__call__(shape)` the whole direction."""
+    PERIOD = 1021
+
+    def __init__(self, seed: int):
+        self.generator = np.random.Generator(np.random.PCG64(seed))
+
+    def period(self, shape) -> np.ndarray:
+        values = self.generator.random(min(math.prod(int(n) for n in shape), self.PERIOD), dtype=np.float32)
+        values -= 0.5
+        return values
+
+    def __call__(self, shape) -> np.ndarray:
+        shape = tuple(int(n) for n in shape)
+        return np.resize(self.period(shape), shape)
 
 
 def from_end(zero) -> bool:
@@ -93,6 +121,7 @@ class FirstUse(TorchFunctionMode):
         self.pending = {id(t): t for t in tensors if t.is_floating_point()}
         self.source = source
         self.layout: list[list[int]] = []
+        self.tensors: list[torch.Tensor] = []    # the tensors of `layout`, in order of first use
         self.groups: list[int] = []          # per tensor in `layout`: the torch call that first read it
         self.calls = 0
 
@@ -107,6 +136,7 @@ class FirstUse(TorchFunctionMode):
 
     def _first_use(self, tensor: torch.Tensor) -> None:
         self.layout.append(list(tensor.shape))
+        self.tensors.append(tensor)
         self.groups.append(self.calls)
         if self.source is not None:
             values = np.asarray(self.source(tuple(tensor.shape)))
@@ -114,11 +144,19 @@ class FirstUse(TorchFunctionMode):
                 tensor.copy_(torch.from_numpy(values).reshape(tensor.shape))
 
 
-def run(module: torch.nn.Module, x, source, cotangent_seed: int) -> dict:
-    """`module` in eval mode, its tensors set at first use from `source`, run on x: the layout, the output y
-    and the gradient of sum(y * c) with respect to x (c drawn from `cotangent_seed` in y's shape; None when y
-    does not depend on x through autograd)."""
+def sketch_seed(cotangent_seed: int) -> int:
+    """The seed of the directions the parameters' gradients are reported along (derived from the cotangent's)."""
+    return int(np.random.SeedSequence([int(cotangent_seed), 1]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def run(module: torch.nn.Module, x, source, cotangent_seed: int, *, train: bool = False, directions=None) -> dict:
+    """`module` in eval mode, its tensors set at first use from `source`, run on x: the layout, the output y,
+    the gradient of sum(y * c) with respect to x (c drawn from `cotangent_seed` in y's shape; None when y
+    does not depend on x through autograd) and the trainable parameters' gradients of it (`parameters`, see
+    parameter_sketches); with `train`, also the output in training mode and the layout's buffers after it."""
     module.eval()
+    for parameter in module.parameters():
+        parameter.grad = None
     x = torch.as_tensor(np.asarray(x)).clone().requires_grad_(True)
     first_use = FirstUse(module, source)
     with first_use:
@@ -130,16 +168,69 @@ def run(module: torch.nn.Module, x, source, cotangent_seed: int) -> dict:
         cotangent = np.random.Generator(np.random.PCG64(cotangent_seed)).standard_normal(tuple(y.shape))
         (y * torch.from_numpy(cotangent).to(y.dtype)).sum().backward()
         grad = x.grad
-    return {"layout": first_use.layout, "groups": first_use.groups, "y": y.detach(), "grad": grad}
+    if directions is None:
+        directions = Directions(sketch_seed(cotangent_seed))
+    record = {"layout": first_use.layout, "groups": first_use.groups, "y": y.detach(), "grad": grad,
+              "parameters": parameter_sketches(module, first_use.tensors, directions)}
+    if train:
+        record.update(train_mode(module, x.detach(), first_use.tensors))
+    return record
 
 
-def behaviour(module: torch.nn.Module, x, *, seed: int, cotangent_seed: int, zero=()) -> dict:
+def parameter_sketches(module: torch.nn.Module, used: list, directions) -> list[dict]:
+    """Per trainable parameter, in the order of module.parameters(): its place in the order of use (`use`,
+    -1 when never used), its shape, and its gradient's inner product with the direction `directions` gives
+    the tensor at that place (directions are drawn for every tensor of the layout, in order; None: no
+    gradient)."""
+    draw = getattr(directions, "period", directions)
+    arrays = [np.asarray(draw(tuple(t.shape))).reshape(-1) for t in used]
+    place = {id(t): i for i, t in enumerate(used)}
+    out = []
+    for parameter in module.parameters():
+        if not parameter.requires_grad:
+            continue
+        use = place.get(id(parameter), -1)
+        sketch = None
+        if parameter.grad is not None and use >= 0:
+            sketch = _inner(parameter.grad.detach().reshape(-1), torch.from_numpy(arrays[use]))
+        out.append({"use": use, "shape": list(parameter.shape), "sketch": sketch})
+    return out
+
+
+def _inner(gradient: torch.Tensor, direction: torch.Tensor) -> float:
+    """<gradient, direction repeated over it> (a whole direction is repeated once): the gradient folded into
+    rows of the direction's length and summed, then one dot product."""
+    n, m = gradient.numel(), direction.numel()
+    direction = direction.to(gradient.dtype)
+    rows = n // m
+    total = torch.dot(gradient[:rows * m].view(rows, m).sum(0), direction) if rows else gradient.new_zeros(())
+    if n > rows * m:
+        total = total + torch.dot(gradient[rows * m:], direction[:n - rows * m])
+    return float(total)
+
+
+def train_mode(module: torch.nn.Module, x: torch.Tensor, used: list) -> dict:
+    """One forward pass in training mode (no gradient): the output, and each tensor of the order of use that
+    is not a parameter (BatchNorm's running statistics) as it is after that pass (None for parameters)."""
+    parameters = {id(p) for p in module.parameters()}
+    module.train()
+    try:
+        with torch.no_grad():
+            y = module(x)
+    finally:
+        module.eval()
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"the module returned {type(y).__name__}, not a tensor")
+    return {"train_y": y.detach(), "state": [None if id(t) in parameters else t.detach().clone() for t in used]}
+
+
+def behaviour(module: torch.nn.Module, x, *, seed: int, cotangent_seed: int, zero=(), train: bool = False) -> dict:
     """What the kernel reports for the student's module: `run` with the grader's FillStream. Ranges to zero
     counted from the end need the layout first: one more forward pass, that only records."""
     total = None
     if from_end(zero):
         total = sum(math.prod(shape) for shape in layout(module, torch.as_tensor(np.asarray(x))))
-    return run(module, x, FillStream(seed, zero, total), cotangent_seed)
+    return run(module, x, FillStream(seed, zero, total), cotangent_seed, train=train)
 
 
 def layout(module: torch.nn.Module, x) -> list[list[int]]:
