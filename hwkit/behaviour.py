@@ -12,9 +12,10 @@ to load the reference, and a false one only makes the outputs disagree.
 
 A module is also trained: the reference's trainable parameters' gradients (reported along directions drawn
 from the case's seed, hwkit_kernel.modules.parameter_sketches) are compared with the student's, read through
-the same loading (a weight held as a buffer, frozen or detached has none: MODULE_NOT_TRAINABLE), and a case
-the grader marks `train` (one per part whose reference has BatchNorm and no dropout) compares the output in
-training mode and the running statistics that forward pass left (MODULE_WRONG_TRAIN_MODE). Either costs the
+the same loading (a weight held as a buffer, frozen or detached has none: MODULE_NOT_TRAINABLE), and one
+case per part whose reference has BatchNorm and no dropout is also run in training mode, on a batch of its
+own (`train_x`), comparing the output and the running statistics that forward pass left
+(MODULE_WRONG_TRAIN_MODE). Either costs the
 whole part: a module that cannot be trained as asked is not the asked-for module.
 
 A reference may have several right orders of use (a residual block may compute its shortcut before,
@@ -50,6 +51,12 @@ MAX_TRANSPOSES = 4                 # 2-D tensors whose transposed loading is tri
 MAX_REFERENCE_RUNS = 12            # per case, see _Budget
 MAX_JUDGE_SECONDS = 15.0
 SKETCH_RTOL = 1e-3                 # parameter gradients: relative to the largest of the reference's sketches
+# BatchNorm in training mode normalises each channel over batch x height x width values. Over two (a batch of 2
+# at 1x1, a ResNet's last stage on 32x32) it divides by a difference of two numbers that is near zero often
+# enough that float32 rounding (another thread count, another summation order) changes the result: 5 of 60
+# correct ResNets failed so. The training pass gets its own batch, large enough for the variance to keep clear
+# of zero.
+TRAIN_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -182,8 +189,8 @@ def _close(got, want, rtol: float) -> bool:
 def _case_key(case: dict) -> tuple:
     x = np.asarray(case["x"])
     return (json_key(case["config"]), int(case["seed"]), int(case["cotangent_seed"]),
-            tuple(tuple(z) for z in case.get("zero", ())), bool(case.get("train", False)), x.shape, str(x.dtype),
-            hash(x.tobytes()))
+            tuple(tuple(z) for z in case.get("zero", ())), x.shape, str(x.dtype), hash(x.tobytes()),
+            None if case.get("train_x") is None else hash(np.asarray(case["train_x"]).tobytes()))
 
 
 def json_key(value):
@@ -301,14 +308,14 @@ def _reference_reply(spec: ModuleSpec, case: dict, switches: tuple, loaded: Iter
     """The reference built with `switches`, its tensors set from `loaded` (arrays in its order of use) and its
     gradients sketched along `directions` (the student's, read the same way) or, without, from the case's own
     FillStreams. None when a wrong variant cannot be built or run for the case."""
-    train = bool(case.get("train", False))
+    train_x = case.get("train_x")
     try:
         module = _materialise(spec, case["config"], switches)
         if loaded is None:
             record = behaviour(module, case["x"], seed=case["seed"], cotangent_seed=case["cotangent_seed"],
-                               zero=case.get("zero", ()), train=train)
+                               zero=case.get("zero", ()), train_x=train_x)
         else:
-            record = run(module, case["x"], _NextArray(loaded), case["cotangent_seed"], train=train,
+            record = run(module, case["x"], _NextArray(loaded), case["cotangent_seed"], train_x=train_x,
                          directions=_NextArray(directions))
     except (RuntimeError, ValueError, TypeError):
         if not switches or switches in spec.orders:
@@ -317,7 +324,7 @@ def _reference_reply(spec: ModuleSpec, case: dict, switches: tuple, loaded: Iter
     reply = {"layout": record["layout"], "groups": record["groups"], "y": record["y"].numpy(),
              "grad": None if record["grad"] is None else record["grad"].numpy(),
              "parameters": record["parameters"]}
-    if train:
+    if train_x is not None:
         reply["train_y"] = record["train_y"].numpy()
         reply["state"] = [None if t is None else t.numpy() for t in record["state"]]
     return reply
@@ -553,7 +560,7 @@ def _slot_sketches(parameters, slots: int) -> list:
 def _training_fault(record: dict, want: dict, use: _Use, reference: _Use, way: tuple, rtol: float) -> str | None:
     """With the output and input gradient right: does the module train as the reference does? None, or
     NOT_TRAINABLE (a reference parameter whose student tensors have no gradient or another one), or
-    WRONG_TRAIN_MODE (in a `train` case: the output in training mode or the running statistics differ)."""
+    WRONG_TRAIN_MODE (in a case with a `train_x`: the output in training mode or the running statistics differ)."""
     mine = _slot_sketches(record.get("parameters"), len(use.shapes))
     theirs = _slot_sketches(want["parameters"], len(reference.shapes))
     sums = []
@@ -685,7 +692,7 @@ def module_case(rng, config: list, x: np.ndarray, zero=()) -> dict:
 def module_part(part_id: str, points: float, title: Text, spec: ModuleSpec, *, cases: Callable,
                 public_cases: Callable, all_or_nothing: bool = False):
     """A part graded by behaviour: `cases(rng)` draws the hidden cases (one of them, where the reference has
-    BatchNorm, also run in training mode), `public_cases()` the self-check's (the same for every student, so
+    BatchNorm, also run in training mode on a batch of TRAIN_BATCH drawn here), `public_cases()` the self-check's (the same for every student, so
     their references are computed once per process)."""
     from hwkit.checks import Array, Cases, Fields
     from hwkit.records import Part
@@ -700,7 +707,9 @@ def module_part(part_id: str, points: float, title: Text, spec: ModuleSpec, *, c
         drawn = cases(rng)
         index = spec.train_case(drawn)
         if index is not None:
-            drawn[index] = {**drawn[index], "train": True}
+            x = np.asarray(drawn[index]["x"])
+            batch = np.random.default_rng(rng.getrandbits(63)).standard_normal((TRAIN_BATCH, *x.shape[1:]))
+            drawn[index] = {**drawn[index], "train_x": batch.astype(x.dtype)}
         return drawn
 
     close = Array(rtol=1e-3, atol=1e-4)

@@ -18,10 +18,10 @@ def call_function(student: Student, inputs: dict) -> list:
 def module_behaviour(student: Student, inputs: dict) -> list:
     """For each case, the module the student's `inputs["name"]` builds from case["config"] (positional
     arguments), run by hwkit_kernel.modules.behaviour on the case's input with the grader's seeds (and once
-    more in training mode where the grader marked the case `train`)."""
+    more, in training mode, on the case's `train_x` where the grader gave one)."""
     from hwkit_kernel.modules import behaviour
 
     build = student.function(inputs["name"])
     return each(inputs["cases"], lambda case: behaviour(
         build(*case["config"]), case["x"], seed=case["seed"], cotangent_seed=case["cotangent_seed"],
-        zero=case.get("zero", ()), train=bool(case.get("train", False))))
+        zero=case.get("zero", ()), train_x=case.get("train_x")))

@@ -13,9 +13,9 @@ A module is also something one trains. The same backward pass gives every traina
 of <output, cotangent>; each comes back as its inner product with directions the grader's seed gives (a
 stream of Directions over the layout: the whole gradient of a ResNet-34 is 87 MB, the reply's cap 8 MB), with
 the parameter's place in the layout, in the order of module.parameters(). A weight kept as a buffer, frozen
-or detached has no gradient to report. A case marked `train` is then run once more in training mode: the
-output (BatchNorm's batch statistics) and every buffer of the layout after that forward pass (the running
-statistics it updated) come back too. The grader computes the same for the reference and compares."""
+or detached has no gradient to report. A case that carries a `train_x` is then run once more, on that input,
+in training mode: the output (BatchNorm's batch statistics) and every buffer of the layout after that forward
+pass (the running statistics it updated) come back too. The grader computes the same for the reference and compares."""
 from __future__ import annotations
 
 import math
@@ -149,11 +149,12 @@ def sketch_seed(cotangent_seed: int) -> int:
     return int(np.random.SeedSequence([int(cotangent_seed), 1]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def run(module: torch.nn.Module, x, source, cotangent_seed: int, *, train: bool = False, directions=None) -> dict:
+def run(module: torch.nn.Module, x, source, cotangent_seed: int, *, train_x=None, directions=None) -> dict:
     """`module` in eval mode, its tensors set at first use from `source`, run on x: the layout, the output y,
     the gradient of sum(y * c) with respect to x (c drawn from `cotangent_seed` in y's shape; None when y
     does not depend on x through autograd) and the trainable parameters' gradients of it (`parameters`, see
-    parameter_sketches); with `train`, also the output in training mode and the layout's buffers after it."""
+    parameter_sketches); given `train_x`, also the output on it in training mode and the layout's buffers
+    after that pass."""
     module.eval()
     for parameter in module.parameters():
         parameter.grad = None
@@ -172,8 +173,8 @@ def run(module: torch.nn.Module, x, source, cotangent_seed: int, *, train: bool 
         directions = Directions(sketch_seed(cotangent_seed))
     record = {"layout": first_use.layout, "groups": first_use.groups, "y": y.detach(), "grad": grad,
               "parameters": parameter_sketches(module, first_use.tensors, directions)}
-    if train:
-        record.update(train_mode(module, x.detach(), first_use.tensors))
+    if train_x is not None:
+        record.update(train_mode(module, torch.as_tensor(np.asarray(train_x)), first_use.tensors))
     return record
 
 
@@ -224,13 +225,13 @@ def train_mode(module: torch.nn.Module, x: torch.Tensor, used: list) -> dict:
     return {"train_y": y.detach(), "state": [None if id(t) in parameters else t.detach().clone() for t in used]}
 
 
-def behaviour(module: torch.nn.Module, x, *, seed: int, cotangent_seed: int, zero=(), train: bool = False) -> dict:
+def behaviour(module: torch.nn.Module, x, *, seed: int, cotangent_seed: int, zero=(), train_x=None) -> dict:
     """What the kernel reports for the student's module: `run` with the grader's FillStream. Ranges to zero
     counted from the end need the layout first: one more forward pass, that only records."""
     total = None
     if from_end(zero):
         total = sum(math.prod(shape) for shape in layout(module, torch.as_tensor(np.asarray(x))))
-    return run(module, x, FillStream(seed, zero, total), cotangent_seed, train=train)
+    return run(module, x, FillStream(seed, zero, total), cotangent_seed, train_x=train_x)
 
 
 def layout(module: torch.nn.Module, x) -> list[list[int]]:

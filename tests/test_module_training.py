@@ -195,3 +195,28 @@ def test_parameters_registered_in_another_order_than_used_keep_full_marks(proble
     for seed in range(3):
         outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(source))
         assert outcome.fraction == 1.0, (seed, outcome)
+
+
+def test_a_right_network_keeps_its_marks_when_its_kernel_rounds_otherwise_than_the_grader():
+    """The student's kernel computes with its own thread count (another float32 summation order than the
+    grader's). BatchNorm in training mode over a batch of 2 at 1x1 (a ResNet's last stage on a 32x32 input)
+    divides by a near-zero difference often enough that this rounding flipped the verdict: these draws gave a
+    right network MODULE_WRONG_TRAIN_MODE."""
+    from hwkit.checks import grade_reply
+    from tests.support import run_probe
+    from tests.test_problem_resnet import ALTERNATIVE
+
+    namespace = _namespace(ALTERNATIVE.replace("{k}", "2"))
+    problem = get_problem("resnet")
+    threads = torch.get_num_threads()
+    try:
+        for seed in (19, 21):
+            part = next(p for p in problem.parts(problem.sample(random.Random(seed))) if p.id == "resnet_model")
+            probe = part.probe(random.Random(1000 + seed))
+            torch.set_num_threads(2)
+            reply = run_probe(probe, namespace)
+            torch.set_num_threads(1)
+            outcome = grade_reply(part, reply, probe)
+            assert outcome.fraction == 1.0, (seed, outcome)
+    finally:
+        torch.set_num_threads(threads)
