@@ -301,24 +301,30 @@ class Formula(Check):
 
 @dataclass(frozen=True)
 class Fields(Check):
-    """A dict reply whose keys are checked separately, with weights for partial credit."""
+    """A dict reply whose keys are checked separately, with weights for partial credit. `work` names the keys
+    that are the work asked for: when none of them earns anything, neither do the others (a float32 tensor of
+    the wrong image is not a fifth of a dataset)."""
     fields: dict  # key -> (weight, Check)
+    work: tuple = ()
 
     def grade(self, got, want) -> Outcome:
         if not isinstance(got, dict):
             return wrong("WRONG_TYPE", "The reply has the wrong form.", "答案形式不正确。")
         total = sum(w for w, _ in self.fields.values())
-        score, failures = 0.0, []
+        earned, failures = {}, []
         for key, (weight, check) in self.fields.items():
             if key not in want:
                 total -= weight
                 continue
             outcome = check.grade(got.get(key), want[key]) if key in got else wrong("MISSING", "", "")
-            score += weight * outcome.fraction
+            earned[key] = weight * outcome.fraction
             if outcome.fraction < 1:
                 failures.append((key, outcome))
         if not failures:
             return correct()
+        score = sum(earned.values())
+        if self.work and not any(earned.get(key, 0.0) > 0 for key in self.work):
+            score = 0.0
         key, first = failures[0]
         return Outcome(score / total if total else 0.0, f"{key.upper()}_{first.note}",
                        say(f"{key}: {first.feedback['en']}", f"{key}:{first.feedback['zh']}"))
@@ -515,7 +521,8 @@ def check_spec(check: Check) -> dict:
     """A check as plain JSON, for the self-check bundle."""
     name = type(check).__name__
     if isinstance(check, Fields):
-        return {"type": name, "fields": {k: [w, check_spec(c)] for k, (w, c) in check.fields.items()}}
+        return {"type": name, "fields": {k: [w, check_spec(c)] for k, (w, c) in check.fields.items()},
+                "work": list(check.work)}
     if isinstance(check, Cases):
         return {"type": name, "check": check_spec(check.check)}
     if isinstance(check, Rubric):   # checked at grading: its concepts are the grader's, and can name an answer
@@ -531,7 +538,8 @@ def check_from_spec(spec: dict) -> Check:
         raise ValueError("unknown check in the self-check bundle")
     cls = _CHECK_TYPES[spec["type"]]
     if cls is Fields:
-        return Fields({k: (float(w), check_from_spec(c)) for k, (w, c) in spec["fields"].items()})
+        return Fields({k: (float(w), check_from_spec(c)) for k, (w, c) in spec["fields"].items()},
+                      tuple(str(k) for k in spec.get("work", ())))
     if cls is Cases:
         return Cases(check_from_spec(spec["check"]))
     args = {k: v for k, v in spec.items() if k != "type"}

@@ -127,6 +127,43 @@ def test_item_mistakes_have_notes(tmp_path, monkeypatch, switch, note):
     assert not list(tmp_path.iterdir())   # the probe removed its folder
 
 
+def test_the_right_form_without_the_images_earns_nothing(tmp_path, monkeypatch):
+    """A student who read the checks returns float32 zeros of the right shape for every item, and a figure of
+    blank images, one per image asked for: the item's type and dtype and the figure's count were a fifth and a
+    third of those parts' points without the work. A recognised mistake still keeps that share."""
+    monkeypatch.chdir(tmp_path)
+    params = PROBLEM.sample(random.Random(11))
+    parts = {p.id: p for p in PROBLEM.parts(params)}
+    ns = {}
+    exec(STUDENT_BASE + f"METHOD = {params['resample']!r}\n" + """
+class CatsDogsDataset(CatsDogsDataset):
+    def __getitem__(self, i):
+        return torch.zeros(3, *self.size), self.samples[i][1]
+
+import matplotlib.pyplot as plt
+def cd_show_batch(images, labels):
+    fig, axes = plt.subplots(1, len(images), squeeze=False)
+    for ax in axes[0]:
+        ax.imshow(np.zeros((4, 4, 3), np.float32))
+    return fig
+""", ns)
+    for part_id in ("cd_items", "cd_show_batch"):
+        part = parts[part_id]
+        outcome = grade_probe(part, part.probe(random.Random(5)), ns)
+        assert outcome.fraction == 0.0, (part_id, outcome)
+
+    ns["CatsDogsDataset"] = _student_class(params, 'LAYOUT = "HWC"')
+    outcome = grade_probe(parts["cd_items"], parts["cd_items"].probe(random.Random(5)), ns)
+    assert outcome.note == "DATASET_HWC" and outcome.fraction == pytest.approx(1 / 5), outcome
+
+
+def _student_class(params, switch: str):
+    ns = {}
+    exec(STUDENT_BASE + f"METHOD = {params['resample']!r}\n", ns)
+    exec(f"class CatsDogsDataset(CatsDogsDataset):\n    {switch}\n", ns)
+    return ns["CatsDogsDataset"]
+
+
 def test_in_process_reference_student_passes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = PROBLEM.sample(random.Random(3))

@@ -215,7 +215,8 @@ def parts(params: dict) -> list[Part]:
         check = Array(rtol=1e-5, atol=1e-5)
         return [m for m in out if not check.matches(m.value, want)]
 
-    fig_check = lambda extra: Fields({"count": (1, Exact()), "images": (2, Cases(Array(rtol=0, atol=1e-5))), **extra})  # noqa: E731
+    fig_check = lambda extra: Fields({"count": (1, Exact()), "images": (2, Cases(Array(rtol=0, atol=1e-5))), **extra},  # noqa: E731
+                                     work=("images", *extra))          # the count alone is not a figure
 
     return [
         Part("cifar_to_tensor", 3, say("Rows of a CIFAR-10 batch to a normalised (N, 3, 32, 32) tensor", "CIFAR-10 数据行转换为归一化的 (N, 3, 32, 32) 张量"),

@@ -17,6 +17,10 @@ from solutions.custom_dataset import (RESAMPLE, as_probe_files, dataset_items, f
                                       index_files, load_image, loader_batches, training_files, write_files)
 
 METHODS = tuple(RESAMPLE)  # NEAREST, BILINEAR, BICUBIC
+# Of the points for the items and for the figure, what their form is worth (the item's type and dtype, the
+# number of images drawn): earned only with the images right in some case or wrong in a recognised way.
+ITEM_POINTS, ITEM_FORM = 5, 1
+SHOW_POINTS, SHOW_FORM = 3, 1
 
 
 def sample(rng: random.Random) -> dict:
@@ -100,8 +104,9 @@ def parts(params: dict) -> list[Part]:
     def items_mistakes(probe):
         files = from_probe_files(probe.inputs["files"])
 
-        def m(note, en, zh, **switches):
-            return Mistake(note, {"images": dataset_items(files, size, switches.pop("resample", method), **switches)}, say(en, zh))
+        def m(note, en, zh, **switches):      # a recognised mistake keeps what the item's type and dtype are worth
+            return Mistake(note, {"images": dataset_items(files, size, switches.pop("resample", method), **switches)},
+                           say(en, zh), fraction=ITEM_FORM / ITEM_POINTS)
 
         out = [m("DATASET_NOT_NORMALISED", "Pixel values are 0-255: divide by 255 to get floats in [0, 1].",
                  "像素值在 0-255 之间：需要除以 255 得到 [0, 1] 内的浮点数。", scale=False),
@@ -151,18 +156,21 @@ def parts(params: dict) -> list[Part]:
         images = shown(probe)
         return [Mistake("FIG_ONE_CHANNEL", {"images": [x[0] for x in images]},
                         say("Each axes shows one channel only: show the whole image as H×W×3 (images[i].permute(1, 2, 0)).",
-                            "每个子图只显示了一个通道：应以 H×W×3 显示整幅图像(images[i].permute(1, 2, 0))。")),
+                            "每个子图只显示了一个通道：应以 H×W×3 显示整幅图像(images[i].permute(1, 2, 0))。"),
+                        fraction=SHOW_FORM / SHOW_POINTS),
                 Mistake("FIG_UINT8", {"images": [(x.transpose(1, 2, 0) * np.float32(255)).astype(np.uint8) for x in images]},
-                        say("Show the float image in [0, 1] as stated, not a uint8 copy.", "应按题目显示 [0, 1] 内的浮点图像，而不是 uint8 副本。"))]
+                        say("Show the float image in [0, 1] as stated, not a uint8 copy.", "应按题目显示 [0, 1] 内的浮点图像，而不是 uint8 副本。"),
+                        fraction=SHOW_FORM / SHOW_POINTS)]
 
     return [
         Part("cd_labels", 3, say("Dataset: length, class_to_idx and labels", "数据集：长度、class_to_idx 与标签"),
              probe=labels_probe, reference=labels_reference,
              check=Fields({"len": (1, Exact()), "class_to_idx": (1, Exact()), "labels": (1, Array(rtol=0, atol=0))}),
              mistakes=labels_mistakes, kind="code", hidden_inputs=True),
-        Part("cd_items", 5, say("Dataset items: RGB, resized, float32 CHW tensors in [0, 1]", "数据集样本:RGB、缩放、[0, 1] 内 float32 CHW 张量"),
+        Part("cd_items", ITEM_POINTS, say("Dataset items: RGB, resized, float32 CHW tensors in [0, 1]", "数据集样本:RGB、缩放、[0, 1] 内 float32 CHW 张量"),
              probe=items_probe, reference=items_reference,
-             check=Fields({"type": (0.5, Exact()), "dtype": (0.5, Exact()), "images": (4, Cases(Array(rtol=0, atol=2e-6)))}),
+             check=Fields({"type": (ITEM_FORM / 2, Exact()), "dtype": (ITEM_FORM / 2, Exact()),
+                           "images": (ITEM_POINTS - ITEM_FORM, Cases(Array(rtol=0, atol=2e-6)))}, work=("images",)),
              mistakes=items_mistakes, kind="code", hidden_inputs=True),
         Part("cd_loader", 3, say("DataLoader batches", "DataLoader 批次"),
              probe=loader_probe, reference=loader_reference,
@@ -172,9 +180,10 @@ def parts(params: dict) -> list[Part]:
                                              say("The last, smaller batch is missing: keep it (drop_last=False).",
                                                  "缺少最后一个较小的批次：应保留它(drop_last=False)。"))],
              kind="code", hidden_inputs=True),
-        Part("cd_show_batch", 3, say("Figure of one batch", "可视化一个批次"),
+        Part("cd_show_batch", SHOW_POINTS, say("Figure of one batch", "可视化一个批次"),
              probe=show_probe, reference=show_reference,
-             check=Fields({"count": (1, Exact()), "images": (2, Cases(Array(rtol=0, atol=1e-6)))}),
+             check=Fields({"count": (SHOW_FORM, Exact()), "images": (SHOW_POINTS - SHOW_FORM, Cases(Array(rtol=0, atol=1e-6)))},
+                          work=("images",)),
              mistakes=show_mistakes, kind="code", hidden_inputs=True),
     ]
 
