@@ -24,6 +24,7 @@ RECORD = ".collected.json"           # written by hwkit.collect beside the noteb
 class Submitted:
     at: datetime | None               # aware; None when unknown
     marked_late: bool = False         # the LMS said so (Canvas's _LATE_ in the file name)
+    by_file: bool = False             # `at` is the file's modification time: no record said when
 
 
 def submission_time(notebook: Path | None, due: datetime | None) -> Submitted:
@@ -46,7 +47,7 @@ def submission_time(notebook: Path | None, due: datetime | None) -> Submitted:
         except ValueError:
             pass
     try:
-        return Submitted(datetime.fromtimestamp(notebook.stat().st_mtime, timezone.utc), marked)
+        return Submitted(datetime.fromtimestamp(notebook.stat().st_mtime, timezone.utc), marked, by_file=True)
     except OSError:
         return Submitted(None, marked)
 

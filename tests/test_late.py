@@ -10,7 +10,7 @@ import pytest
 
 from hwkit.course import HwkitError, Student, load_assignment, load_course
 from hwkit.late import Submitted, days_late, penalty, submission_time
-from tests.support import hwkit, make_course, read_grades, solution_notebook
+from tests.support import hwkit, make_course, read_grades, solution_notebook, submit
 
 TZ = timezone(timedelta(hours=8))
 DUE = datetime(2026, 12, 10, 23, 59, tzinfo=TZ)
@@ -95,6 +95,23 @@ def test_a_late_submission_loses_its_share_in_every_output(tmp_path):
     assert float(grades["ontime"]["total"]) == float(grades["excused"]["total"]) == full
     page = (root / "graded" / "t" / "late" / "feedback.html").read_text(encoding="utf-8")
     assert "迟交 1 天" in page or "Late by 1 day(s)" in page
+
+
+def test_lateness_known_only_from_a_files_time_is_pointed_out(tmp_path):
+    """A TA copies the class's notebooks into submitted/ with plain `cp` (not `cp -a`, not `hwkit collect`): each
+    file's time is the copy's, and everyone is late. Grading says how many were found late by the file's time
+    alone, so the TA checks before exporting; a notebook `hwkit collect` filed, late or not, is not among them."""
+    root = make_course(tmp_path, ["receptive-field"], ["copied", "collected"], generate_now=False)
+    write_assignment(root, 'due = "2026-11-01T23:59:00+08:00"\nlate_penalty_per_day = 0.1')
+    hwkit("generate", "t", "--course", root)
+    submit(root, "copied", solution_notebook(root, "copied"))
+    submit(root, "collected", solution_notebook(root, "collected"))
+    (root / "submitted" / "t" / "collected" / ".collected.json").write_text(
+        json.dumps({"submitted_at": "2026-11-03T10:00:00+08:00"}), encoding="utf-8")
+    out = " ".join(hwkit("grade", "t", "--course", root).stdout.split())
+    assert "1 late by the file's modification time alone" in out and "cp -a" in out, out
+    grades = read_grades(root / "graded" / "t" / "grades.csv")
+    assert int(grades["copied"]["late_days"]) > 0 and grades["collected"]["late_days"] == "2"
 
 
 @pytest.mark.parametrize("value", ["48h", "inf", "nan", "-24", "2 days", "1e9"])

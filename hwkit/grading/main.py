@@ -107,6 +107,7 @@ def _grade_all(course: Course, assignment_id: str, folder: Path, force, students
     results = book.results(assignment_id)
     paths = write_reports(course, assignment_id, results)
     book.close()
+    late_by_file = _late_by_file_time(results, subs)
     skipped, left = len(subs) - len(todo), len(todo) - graded
     flagged = sum(r.status == Status.VARIANT_MISMATCH for r in results)
     waiting = review_count(results)[0]
@@ -117,8 +118,17 @@ def _grade_all(course: Course, assignment_id: str, folder: Path, force, students
             + f"{how}."
             + (f" {mismatch_count(results)} to review (another student's variant; see the summary)." if flagged else "")
             + (f" {waiting} part(s) await review: `hwkit review {assignment_id}`." if waiting else "")
+            + (f" {late_by_file} late by the file's modification time alone (no `hwkit collect` record): a copy made "
+               "without `cp -a` carries the copy's time; check them before exporting." if late_by_file else "")
             + f" Grades: {paths['grades']}  "
             f"Summary: {paths['summary']}  Feedback: {course.root / 'graded' / assignment_id}/<student>/feedback.html")
+
+
+def _late_by_file_time(results, subs: list[Submission]) -> int:
+    """Late submissions whose time is only their file's (no collect record): what a plain copy makes of them."""
+    paths = {s.student_id: s.path for s in subs}
+    return sum(r.late_days > 0 and r.student_id in paths and late.submission_time(paths[r.student_id], None).by_file
+               for r in results)
 
 
 @contextmanager
