@@ -90,16 +90,16 @@ class ModuleSpec:
         use = _valid_use(record)
         y, grad = record.get("y"), record.get("grad")
         right_output, budget = False, _Budget()
-        if use is not None:
-            values = _Lazy(lambda: _replay(use.shapes, case))
-            for note, switches, loading in self._attempts(case, use, values):
-                want = self._loaded_reply(case, switches, use, loading, budget)
+        for reading in ([] if use is None else use.readings()):
+            values = _Lazy(lambda reading=reading: reading.as_used(_replay(reading.stored_shapes(), case)))
+            for note, switches, loading in self._attempts(case, reading, values):
+                want = self._loaded_reply(case, switches, reading, loading, budget)
                 if want is _SPENT:
                     return NO_GRADIENT if right_output else WRONG_OUTPUT
                 if want is None or not _close(y, want["y"], self.rtol):
                     continue
                 if _close(grad, want["grad"], self.rtol):      # this reading of the student's tensors is the one
-                    return _training_fault(record, want, use, reference_use(self, case, switches), loading.way,
+                    return _training_fault(record, want, reading, reference_use(self, case, switches), loading.way,
                                            self.rtol) or note
                 right_output = right_output or note == CORRECT
         if right_output:
@@ -107,7 +107,8 @@ class ModuleSpec:
         want = self.reply(case, self.orders[0])
         if not isinstance(y, np.ndarray) or y.shape != want["y"].shape:
             return WRONG_SHAPE
-        if use is None or not any(_compatible(use, reference_use(self, case, s)) for s in self.orders):
+        if use is None or not any(_compatible(r, reference_use(self, case, s)) for r in use.readings()
+                                  for s in self.orders):
             return WRONG_PARAMETERS
         return WRONG_OUTPUT
 
@@ -124,7 +125,7 @@ class ModuleSpec:
             if not _compatible(use, reference):
                 continue
             compatible.append((note, switches, reference))
-            if reference.shapes == use.shapes:
+            if reference.shapes == use.shapes and not use.permuted:     # the seed's values, as the reference's
                 exact.add((note, switches))
                 yield note, switches, _AS_IS
         for note, switches, reference in compatible:
@@ -151,8 +152,8 @@ class ModuleSpec:
 
         def loaded():
             stream = Directions(sketch_seed(case["cotangent_seed"]))
-            directions = _apply_way([stream(shape) for shape in use.shapes], use, reference_use(self, case, switches),
-                                    loading.way)
+            directions = _apply_way(use.as_used([stream(shape) for shape in use.stored_shapes()]), use,
+                                    reference_use(self, case, switches), loading.way)
             return _reference_reply(self, case, switches, iter(loading.arrays), iter(directions))
         return _REPLIES.get(key, loaded)
 
@@ -343,10 +344,35 @@ class _NextArray:
 
 @dataclass(frozen=True)
 class _Use:
-    """A module's tensors in order of first use: their shapes, and per tensor the group (the torch call that
-    first read it: a convolution's weight and bias, BatchNorm's four vectors)."""
+    """A module's tensors in order of first use: their shapes as used, and per tensor the group (the torch call
+    that first read it: a convolution's weight and bias, BatchNorm's four vectors) and, for a tensor whose
+    first use only reordered its axes, that order (`axes`, hwkit_kernel.modules.permuted_axes; None else)."""
     shapes: tuple
     groups: tuple
+    axes: tuple = ()
+
+    @property
+    def permuted(self) -> bool:
+        return any(a is not None for a in self.axes)
+
+    def stored_shapes(self) -> tuple:
+        """The shapes the tensors are stored in, as the kernel set them (the seed's values fill those)."""
+        if not self.permuted:
+            return self.shapes
+        return tuple(shape if axes is None else tuple(shape[axes.index(j)] for j in range(len(shape)))
+                     for shape, axes in zip(self.shapes, self.axes))
+
+    def readings(self) -> list["_Use"]:
+        """The ways to read the tensors: as used and, where an axis order was reported, also as stored (a first
+        permute that a later one undoes)."""
+        return [self, _Use(self.stored_shapes(), self.groups)] if self.permuted else [self]
+
+    def as_used(self, arrays: list) -> list:
+        """Arrays in the stored shapes (values, directions, buffers) read as the tensors were used."""
+        if not self.permuted:
+            return list(arrays)
+        return [a if axes is None or not isinstance(a, np.ndarray) else np.ascontiguousarray(a.transpose(axes))
+                for a, axes in zip(arrays, self.axes)]
 
     def members(self) -> list[list[int]]:
         """Indices of the tensors of each group, groups in order."""
@@ -394,7 +420,27 @@ def _valid_use(record: dict) -> _Use | None:
     valid_groups = (isinstance(groups, list) and len(groups) == len(shapes)
                     and all(isinstance(g, int) and not isinstance(g, bool) for g in groups)
                     and all(a <= b for a, b in zip(groups, groups[1:])))
-    return _Use(tuple(shapes), tuple(groups) if valid_groups else tuple(range(len(shapes))))
+    axes = _valid_axes(record.get("axes"), shapes)
+    used = tuple(shape if a is None else tuple(shape[j] for j in a) for shape, a in zip(shapes, axes)) \
+        if axes else tuple(shapes)
+    return _Use(used, tuple(groups) if valid_groups else tuple(range(len(shapes))), axes)
+
+
+def _valid_axes(axes, shapes: list) -> tuple:
+    """Per tensor, a permutation of its axes or None; () when none is given or any is malformed (then every
+    tensor is read as stored)."""
+    if not isinstance(axes, list) or len(axes) != len(shapes):
+        return ()
+    out = []
+    for a, shape in zip(axes, shapes):
+        if a is None:
+            out.append(None)
+        elif (isinstance(a, list) and all(isinstance(j, int) and not isinstance(j, bool) for j in a)
+              and sorted(a) == list(range(len(shape)))):
+            out.append(tuple(a))
+        else:
+            return ()
+    return tuple(out) if any(a is not None for a in out) else ()
 
 
 def _offsets(shapes) -> set[int]:
@@ -582,9 +628,9 @@ def _training_fault(record: dict, want: dict, use: _Use, reference: _Use, way: t
     if not isinstance(state, list) or len(state) != len(use.shapes):
         return WRONG_TRAIN_MODE
     if way[0] in ("grouped", "flat"):
-        state = _apply_way([s if isinstance(s, np.ndarray) and s.shape == shape and s.dtype.kind == "f"
-                            else np.full(shape, np.nan, np.float32) for s, shape in zip(state, use.shapes)],
-                           use, reference, way)
+        stored = [s if isinstance(s, np.ndarray) and s.shape == shape and s.dtype.kind == "f"
+                  else np.full(shape, np.nan, np.float32) for s, shape in zip(state, use.stored_shapes())]
+        state = _apply_way(use.as_used(stored), use, reference, way)
     for got, expected in zip(state, want["state"]):
         if expected is not None and not _close(got, expected, rtol):
             return WRONG_TRAIN_MODE

@@ -123,25 +123,49 @@ class FirstUse(TorchFunctionMode):
         self.layout: list[list[int]] = []
         self.tensors: list[torch.Tensor] = []    # the tensors of `layout`, in order of first use
         self.groups: list[int] = []          # per tensor in `layout`: the torch call that first read it
+        self.axes: list[list[int] | None] = []   # per tensor in `layout`: see permuted_axes
         self.calls = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        first = []
         if self.pending and _reads_values(func):
             first = [self.pending.pop(id(t)) for t in _tensors((args, kwargs)) if id(t) in self.pending]
             for tensor in first:
                 self._first_use(tensor)
             self.calls += bool(first)
-        return func(*args, **kwargs)
+        result = func(*args, **kwargs)
+        if len(first) == 1:
+            self.axes[-1] = permuted_axes(first[0], result)
+        return result
 
     def _first_use(self, tensor: torch.Tensor) -> None:
         self.layout.append(list(tensor.shape))
         self.tensors.append(tensor)
         self.groups.append(self.calls)
+        self.axes.append(None)
         if self.source is not None:
             values = np.asarray(self.source(tuple(tensor.shape)))
             with torch.no_grad():            # copy_ converts the dtype as .to() would, without a temporary
                 tensor.copy_(torch.from_numpy(values).reshape(tensor.shape))
+
+
+def permuted_axes(tensor: torch.Tensor, result) -> list[int] | None:
+    """When the first call on `tensor` only reordered its axes (a kernel stored in TensorFlow's (K, K, C_in,
+    C_out) and .permute(3, 2, 0, 1)-ed, .T, transpose, movedim): the axes p with result = tensor.permute(p),
+    read from the view's sizes and strides. None for anything else. The grader loads the reference through
+    it; a false one only makes the outputs disagree."""
+    if (not isinstance(result, torch.Tensor) or result is tensor or result.ndim != tensor.ndim or result.ndim < 2
+            or result.data_ptr() != tensor.data_ptr() or result.numel() != tensor.numel()):
+        return None
+    free = list(zip(tensor.shape, tensor.stride()))
+    axes = []
+    for size_stride in zip(result.shape, result.stride()):
+        matches = [j for j, pair in enumerate(free) if pair == size_stride and j not in axes]
+        if not matches:
+            return None
+        axes.append(matches[0])
+    return None if axes == sorted(axes) else axes
 
 
 def sketch_seed(cotangent_seed: int) -> int:
@@ -171,8 +195,8 @@ def run(module: torch.nn.Module, x, source, cotangent_seed: int, *, train_x=None
         grad = x.grad
     if directions is None:
         directions = Directions(sketch_seed(cotangent_seed))
-    record = {"layout": first_use.layout, "groups": first_use.groups, "y": y.detach(), "grad": grad,
-              "parameters": parameter_sketches(module, first_use.tensors, directions)}
+    record = {"layout": first_use.layout, "groups": first_use.groups, "axes": first_use.axes, "y": y.detach(),
+              "grad": grad, "parameters": parameter_sketches(module, first_use.tensors, directions)}
     if train_x is not None:
         record.update(train_mode(module, torch.as_tensor(np.asarray(train_x)), first_use.tensors))
     return record

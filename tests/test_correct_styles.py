@@ -715,6 +715,20 @@ DS_MODULE = {
             def forward(self, x):
                 return F.conv2d(F.conv2d(x, self.w_depth, padding=self.k // 2, groups=self.groups), self.w_point)
     """,
+    "TensorFlow's kernel layouts (K, K, C, 1) and (1, 1, C_in, C_out), permuted in forward": """
+        import torch.nn.functional as F
+
+        class DepthwiseSeparableConv(nn.Module):
+            def __init__(self, in_channels, out_channels, kernel_size):
+                super().__init__()
+                self.k, self.c = kernel_size, in_channels
+                self.depthwise_kernel = nn.Parameter(torch.randn(kernel_size, kernel_size, in_channels, 1) * 0.1)
+                self.pointwise_kernel = nn.Parameter(torch.randn(1, 1, in_channels, out_channels) * 0.1)
+
+            def forward(self, x):
+                depth = F.conv2d(x, self.depthwise_kernel.permute(2, 3, 0, 1), padding=self.k // 2, groups=self.c)
+                return F.conv2d(depth, self.pointwise_kernel.permute(3, 2, 0, 1))
+    """,
     "unfold + einsum with a (C, K, K) kernel, a raw (C_in, C_out) mixing matrix": """
         import torch.nn.functional as F
 
@@ -828,6 +842,27 @@ DS_MODULE = {
 }
 
 BLOCK = {
+    "HWIO kernels (TensorFlow's layout) permuted with movedim and permute, functional BatchNorm": """
+        import torch.nn.functional as F
+
+        class BasicBlock(nn.Module):
+            def __init__(self, in_channels, out_channels, stride=1):
+                super().__init__()
+                self.stride = stride
+                self.k1 = nn.Parameter(torch.randn(3, 3, in_channels, out_channels) * 0.1)
+                self.k2 = nn.Parameter(torch.randn(3, 3, out_channels, out_channels) * 0.1)
+                self.bn1, self.bn2 = nn.BatchNorm2d(out_channels), nn.BatchNorm2d(out_channels)
+                self.project = stride != 1 or in_channels != out_channels
+                if self.project:
+                    self.k_skip = nn.Parameter(torch.randn(1, 1, in_channels, out_channels) * 0.1)
+                    self.bn_skip = nn.BatchNorm2d(out_channels)
+
+            def forward(self, x):
+                out = F.relu(self.bn1(F.conv2d(x, self.k1.movedim((2, 3), (1, 0)), stride=self.stride, padding=1)))
+                out = self.bn2(F.conv2d(out, self.k2.permute(3, 2, 0, 1), padding=1))
+                skip = self.bn_skip(F.conv2d(x, self.k_skip.permute(3, 2, 0, 1), stride=self.stride)) if self.project else x
+                return F.relu(out + skip)
+    """,
     "shortcut after, out += shortcut(x), one in-place ReLU module": """
         class BasicBlock(nn.Module):
             def __init__(self, in_channels, out_channels, stride=1):

@@ -220,3 +220,48 @@ def test_a_right_network_keeps_its_marks_when_its_kernel_rounds_otherwise_than_t
             assert outcome.fraction == 1.0, (seed, outcome)
     finally:
         torch.set_num_threads(threads)
+
+
+DS_PERMUTE_UNDONE = """
+    import torch.nn.functional as F
+
+    class DepthwiseSeparableConv(nn.Module):
+        '''PyTorch's layouts, but each weight's first use reorders its axes and the next undoes it.'''
+        def __init__(self, in_channels, out_channels, kernel_size):
+            super().__init__()
+            self.k = kernel_size
+            self.dw = nn.Parameter(torch.randn(in_channels, 1, kernel_size, kernel_size))
+            self.pw = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1))
+
+        def forward(self, x):
+            dw = self.dw.transpose(2, 3).transpose(2, 3)
+            pw = self.pw.permute(1, 0, 2, 3).permute(1, 0, 2, 3)
+            return F.conv2d(F.conv2d(x, dw, padding=self.k // 2, groups=x.shape[1]), pw)
+"""
+
+
+def test_a_weight_whose_first_reordering_is_undone_keeps_full_marks():
+    """The kernel reports the axis order of a weight's first use so that TensorFlow-style kernels load
+    (tests/test_correct_styles.py); a module that undoes that order is also read as stored."""
+    part = _part("depthwise-separable", "ds_module")
+    for seed in range(3):
+        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(DS_PERMUTE_UNDONE))
+        assert outcome.fraction == 1.0, (seed, outcome)
+
+
+@pytest.mark.parametrize("axes", [
+    "not a list", [[3, 2, 1, 0]], [["a", 0, 1, 2], None], [[0, 0, 1, 2], None], [[5, 1, 2, 0], None],
+    [[True, False, 2, 3], None], [[1, 0, 2, 3], [1, 0, 2, 3]], [[0, 1, 3, 2], None], [None, None]],
+    ids=["string", "too-short", "names", "repeats", "out-of-range", "booleans", "false-order", "false-spatial", "none"])
+def test_an_axis_order_the_report_makes_up_neither_crashes_the_grader_nor_costs_a_right_module(axes):
+    """The axis order is the kernel's word on how to load the reference. A forged or malformed one is ignored or
+    tried and found not to fit; the module's behaviour still decides."""
+    from hwkit.checks import grade_reply
+    from tests.support import run_probe
+
+    part = _part("depthwise-separable", "ds_module")
+    probe = part.probe(random.Random(4))
+    reply = run_probe(probe, _namespace(DS_REGISTERED_BACKWARDS))
+    for record in reply.value:
+        record["axes"] = axes
+    assert grade_reply(part, reply, probe).fraction == 1.0
