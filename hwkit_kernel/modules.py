@@ -236,8 +236,11 @@ def _inner(gradient: torch.Tensor, direction: torch.Tensor) -> float:
 
 def train_mode(module: torch.nn.Module, x: torch.Tensor, used: list) -> dict:
     """One forward pass in training mode (no gradient): the output, and each tensor of the order of use that
-    is not a parameter (BatchNorm's running statistics) as it is after that pass (None for parameters)."""
+    is not a parameter (BatchNorm's running statistics) as it is after that pass (None for parameters). A
+    buffer is read by its name after the pass: a BatchNorm written by hand may update its running mean by
+    assigning a new tensor (self.running_mean = (1 - m) * self.running_mean + m * mean), not in place."""
     parameters = {id(p) for p in module.parameters()}
+    names = {id(b): name for name, b in module.named_buffers(remove_duplicate=False)}
     module.train()
     try:
         with torch.no_grad():
@@ -246,7 +249,14 @@ def train_mode(module: torch.nn.Module, x: torch.Tensor, used: list) -> dict:
         module.eval()
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"the module returned {type(y).__name__}, not a tensor")
-    return {"train_y": y.detach(), "state": [None if id(t) in parameters else t.detach().clone() for t in used]}
+    after = dict(module.named_buffers(remove_duplicate=False))
+    state = []
+    for tensor in used:
+        if id(tensor) not in parameters:
+            current = after.get(names.get(id(tensor)), tensor)
+            tensor = current if isinstance(current, torch.Tensor) and current.shape == tensor.shape else tensor
+        state.append(None if id(tensor) in parameters else tensor.detach().clone())
+    return {"train_y": y.detach(), "state": state}
 
 
 def behaviour(module: torch.nn.Module, x, *, seed: int, cotangent_seed: int, zero=(), train_x=None) -> dict:

@@ -265,3 +265,58 @@ def test_an_axis_order_the_report_makes_up_neither_crashes_the_grader_nor_costs_
     for record in reply.value:
         record["axes"] = axes
     assert grade_reply(part, reply, probe).fraction == 1.0
+
+
+# ---- red team (rt-modules): right modules that lost their marks, forged reports that crashed the grader ----
+
+BN_ASSIGNED = """
+    class MyBatchNorm2d(nn.Module):
+        '''BatchNorm by hand: batch statistics in training mode, running ones in eval mode; the running statistics
+        are updated by assigning new tensors to the buffers (not in place), momentum 0.1, unbiased variance.'''
+        def __init__(self, channels, eps=1e-5, momentum=0.1):
+            super().__init__()
+            self.eps, self.momentum = eps, momentum
+            self.weight = nn.Parameter(torch.ones(channels))
+            self.bias = nn.Parameter(torch.zeros(channels))
+            self.register_buffer("running_mean", torch.zeros(channels))
+            self.register_buffer("running_var", torch.ones(channels))
+
+        def forward(self, x):
+            if self.training:
+                mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
+                n = x.numel() / x.shape[1]
+                with torch.no_grad():
+                    self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * mean
+                    self.running_var = (1 - self.momentum) * self.running_var + self.momentum * var * n / (n - 1)
+            else:
+                mean, var = self.running_mean, self.running_var
+            x = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
+            return x * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+
+    class BasicBlock(nn.Module):
+        def __init__(self, in_channels, out_channels, stride=1):
+            super().__init__()
+            self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+            self.bn1 = MyBatchNorm2d(out_channels)
+            self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+            self.bn2 = MyBatchNorm2d(out_channels)
+            self.shortcut = nn.Sequential()
+            if stride != 1 or in_channels != out_channels:
+                self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                              MyBatchNorm2d(out_channels))
+
+        def forward(self, x):
+            out = torch.relu(self.bn1(self.conv1(x)))
+            return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+"""
+
+
+@pytest.mark.parametrize("part_id", ["resnet_block", "resnet_identity"])
+def test_a_batchnorm_by_hand_that_assigns_its_running_statistics_keeps_full_marks(part_id):
+    """`self.running_mean = (1 - m) * self.running_mean + m * mean` replaces the buffer: the module's running
+    mean is updated, but the tensor the kernel set at first use is not. The kernel read that old tensor after the
+    training pass, and a right BatchNorm was MODULE_WRONG_TRAIN_MODE (0 of 4 points)."""
+    part = _part("resnet", part_id)
+    for seed in range(3):
+        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(BN_ASSIGNED))
+        assert outcome.fraction == 1.0, (seed, outcome)
