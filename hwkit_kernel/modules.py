@@ -125,6 +125,10 @@ class FirstUse(TorchFunctionMode):
         self.groups: list[int] = []          # per tensor in `layout`: the torch call that first read it
         self.axes: list[list[int] | None] = []   # per tensor in `layout`: see permuted_axes
         self.calls = 0
+        # Views that only reorder the axes of a tensor of `layout`: id -> (the view, its tensor's index). A view
+        # reordered again (w.transpose(0, 2).transpose(1, 3), w.movedim(-1, 0).movedim(-1, 1)) gives the
+        # tensor the order of the last one, the order the weight is used in (none when it is the stored one).
+        self.views: dict[int, tuple[torch.Tensor, int]] = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -134,9 +138,21 @@ class FirstUse(TorchFunctionMode):
             for tensor in first:
                 self._first_use(tensor)
             self.calls += bool(first)
+        viewed = None
+        if self.views and not first:
+            inputs = list(_tensors((args, kwargs)))
+            if len(inputs) == 1 and id(inputs[0]) in self.views and self.views[id(inputs[0])][0] is inputs[0]:
+                viewed = self.views[id(inputs[0])][1]
         result = func(*args, **kwargs)
         if len(first) == 1:
             self.axes[-1] = permuted_axes(first[0], result)
+            if self.axes[-1] is not None:
+                self.views[id(result)] = (result, len(self.axes) - 1)
+        elif viewed is not None:
+            order = _permutation(self.tensors[viewed], result)
+            if order is not None:
+                self.axes[viewed] = None if order == sorted(order) else order
+                self.views[id(result)] = (result, viewed)
         return result
 
     def _first_use(self, tensor: torch.Tensor) -> None:
@@ -155,6 +171,13 @@ def permuted_axes(tensor: torch.Tensor, result) -> list[int] | None:
     C_out) and .permute(3, 2, 0, 1)-ed, .T, transpose, movedim): the axes p with result = tensor.permute(p),
     read from the view's sizes and strides. None for anything else. The grader loads the reference through
     it; a false one only makes the outputs disagree."""
+    axes = _permutation(tensor, result)
+    return None if axes is None or axes == sorted(axes) else axes
+
+
+def _permutation(tensor: torch.Tensor, result) -> list[int] | None:
+    """The axes p with result = tensor.permute(p), the identity included, read from the view's sizes and
+    strides; None when `result` is no such view of `tensor`."""
     if (not isinstance(result, torch.Tensor) or result is tensor or result.ndim != tensor.ndim or result.ndim < 2
             or result.data_ptr() != tensor.data_ptr() or result.numel() != tensor.numel()):
         return None
@@ -165,7 +188,7 @@ def permuted_axes(tensor: torch.Tensor, result) -> list[int] | None:
         if not matches:
             return None
         axes.append(matches[0])
-    return None if axes == sorted(axes) else axes
+    return axes
 
 
 def sketch_seed(cotangent_seed: int) -> int:

@@ -320,3 +320,85 @@ def test_a_batchnorm_by_hand_that_assigns_its_running_statistics_keeps_full_mark
     for seed in range(3):
         outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(BN_ASSIGNED))
         assert outcome.fraction == 1.0, (seed, outcome)
+
+
+DS_TF_ONE_AXIS_AT_A_TIME = """
+    import torch.nn.functional as F
+
+    class DepthwiseSeparableConv(nn.Module):
+        '''TensorFlow's kernel layouts, brought to PyTorch's by two transposes (or two movedims) each.'''
+        def __init__(self, in_channels, out_channels, kernel_size):
+            super().__init__()
+            self.k = kernel_size
+            self.depthwise_kernel = nn.Parameter(torch.randn(kernel_size, kernel_size, in_channels, 1) * 0.1)
+            self.pointwise_kernel = nn.Parameter(torch.randn(1, 1, in_channels, out_channels) * 0.1)
+
+        def forward(self, x):
+            dw = self.depthwise_kernel.transpose(0, 2).transpose(1, 3)        # (K, K, C, 1) -> (C, 1, K, K)
+            pw = self.pointwise_kernel.movedim(-1, 0).movedim(-1, 1)          # (1, 1, I, O) -> (O, I, 1, 1)
+            return F.conv2d(F.conv2d(x, dw, padding=self.k // 2, groups=x.shape[1]), pw)
+"""
+
+BLOCK_TF_ONE_AXIS_AT_A_TIME = """
+    import torch.nn.functional as F
+
+    def oihw(kernel):
+        return kernel.movedim(-1, 0).movedim(-1, 1)       # (H, W, I, O) -> (O, H, W, I) -> (O, I, H, W)
+
+    class BasicBlock(nn.Module):
+        def __init__(self, in_channels, out_channels, stride=1):
+            super().__init__()
+            self.stride = stride
+            self.k1 = nn.Parameter(torch.randn(3, 3, in_channels, out_channels) * 0.1)
+            self.k2 = nn.Parameter(torch.randn(3, 3, out_channels, out_channels) * 0.1)
+            self.bn1, self.bn2 = nn.BatchNorm2d(out_channels), nn.BatchNorm2d(out_channels)
+            self.project = stride != 1 or in_channels != out_channels
+            if self.project:
+                self.k_skip = nn.Parameter(torch.randn(1, 1, in_channels, out_channels) * 0.1)
+                self.bn_skip = nn.BatchNorm2d(out_channels)
+
+        def forward(self, x):
+            out = F.relu(self.bn1(F.conv2d(x, oihw(self.k1), stride=self.stride, padding=1)))
+            out = self.bn2(F.conv2d(out, oihw(self.k2), padding=1))
+            skip = self.bn_skip(F.conv2d(x, oihw(self.k_skip), stride=self.stride)) if self.project else x
+            return F.relu(out + skip)
+"""
+
+BLOCK_PERMUTE_UNDONE = """
+    import torch.nn.functional as F
+
+    class BasicBlock(nn.Module):
+        '''nn layers, but each conv weight goes through a transpose that the next call undoes.'''
+        def __init__(self, in_channels, out_channels, stride=1):
+            super().__init__()
+            self.stride = stride
+            self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(out_channels)
+            self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(out_channels)
+            self.shortcut = nn.Sequential()
+            if stride != 1 or in_channels != out_channels:
+                self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                              nn.BatchNorm2d(out_channels))
+
+        def forward(self, x):
+            w1 = self.conv1.weight.transpose(2, 3).transpose(2, 3)
+            w2 = self.conv2.weight.transpose(-1, -2).mT
+            out = torch.relu(self.bn1(F.conv2d(x, w1, stride=self.stride, padding=1)))
+            return torch.relu(self.bn2(F.conv2d(out, w2, padding=1)) + self.shortcut(x))
+"""
+
+
+@pytest.mark.parametrize("problem_id, part_id, source", [
+    ("depthwise-separable", "ds_module", DS_TF_ONE_AXIS_AT_A_TIME),
+    ("resnet", "resnet_block", BLOCK_TF_ONE_AXIS_AT_A_TIME),
+    ("resnet", "resnet_block", BLOCK_PERMUTE_UNDONE),
+], ids=["ds-tensorflow-two-steps", "block-tensorflow-two-steps", "block-transpose-undone"])
+def test_a_weight_reordered_in_several_steps_keeps_full_marks(problem_id, part_id, source):
+    """The kernel reported the axis order of a weight's first call only: a kernel brought from TensorFlow's layout
+    by two transposes was read in the half-way order (0 points), and in a block a transpose undone by the next call
+    made the grader spend its budget on the half-way reading before the stored one (0 of 4 points)."""
+    part = _part(problem_id, part_id)
+    for seed in range(3):
+        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(source))
+        assert outcome.fraction == 1.0, (seed, outcome)
