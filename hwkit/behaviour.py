@@ -47,6 +47,7 @@ WRONG_TRAIN_MODE = "MODULE_WRONG_TRAIN_MODE"
 WHOLE_PART = frozenset({NOT_TRAINABLE, WRONG_TRAIN_MODE})   # a property of the module, not of one input
 RAISED = "RAISED"
 MAX_ELEMENTS = 60_000_000          # a layout larger than this is not replayed (a ResNet-34 has 21.8M)
+MAX_DIMS = 16                      # axes of one tensor of a layout (numpy holds 64; a weight has 1 to 4)
 MAX_TRANSPOSES = 4                 # 2-D tensors whose transposed loading is tried (2**4 loadings at most)
 MAX_REFERENCE_RUNS = 12            # per case, see _Budget
 MAX_JUDGE_SECONDS = 15.0
@@ -411,9 +412,9 @@ def _valid_use(record: dict) -> _Use | None:
         return None
     shapes = []
     for shape in value:
-        if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n
-                                                  for n in shape):
-            return None
+        if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_ELEMENTS for n in shape):
+            return None          # more axes than numpy holds, or a length no replay reaches (of an empty tensor)
         shapes.append(tuple(shape))
     if sum(math.prod(s) for s in shapes) > MAX_ELEMENTS:
         return None
@@ -598,8 +599,13 @@ def _slot_sketches(parameters, slots: int) -> list:
             continue
         use, sketch = item.get("use"), item.get("sketch")
         if (isinstance(use, int) and not isinstance(use, bool) and 0 <= use < slots
-                and isinstance(sketch, (int, float)) and not isinstance(sketch, bool) and math.isfinite(sketch)):
-            out[use] = float(sketch)
+                and isinstance(sketch, (int, float)) and not isinstance(sketch, bool)):
+            try:
+                value = float(sketch)        # the wire carries integers of 400 digits: no float holds them
+            except OverflowError:
+                continue
+            if math.isfinite(value):
+                out[use] = value
     return out
 
 

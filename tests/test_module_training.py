@@ -402,3 +402,36 @@ def test_a_weight_reordered_in_several_steps_keeps_full_marks(problem_id, part_i
     for seed in range(3):
         outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(source))
         assert outcome.fraction == 1.0, (seed, outcome)
+
+
+def _huge_sketch(record):
+    record["parameters"][0]["sketch"] = 10 ** 399         # the wire carries integers of up to 400 digits
+
+
+def _empty_tensor_of_huge_length(record):
+    record["layout"].insert(1, [10 ** 399, 0])
+    record["groups"].insert(1, record["groups"][0])
+    record["axes"].insert(1, None)
+
+
+def _seventy_axes(record):
+    record["layout"][0] = record["layout"][0] + [1] * 70
+    del record["axes"]
+
+
+@pytest.mark.parametrize("forge", [_huge_sketch, _empty_tensor_of_huge_length, _seventy_axes],
+                         ids=["huge-sketch", "empty-tensor-of-huge-length", "seventy-axes"])
+def test_a_forged_layout_or_sketch_is_judged_not_a_grader_error(forge):
+    """A student who read hwkit_kernel rewrites the report of a right module. Each of these made the grader raise
+    (OverflowError in math.isfinite, numpy's reshape to more than 64 axes or to an impossible length): GRADER_ERROR,
+    a part flagged for a person. A forged report is an answer like any other, and only costs the forger."""
+    from hwkit.checks import grade_reply
+    from tests.support import run_probe
+
+    part = _part("depthwise-separable", "ds_module")
+    probe = part.probe(random.Random(4))
+    reply = run_probe(probe, _namespace(DS_REGISTERED_BACKWARDS))
+    for record in reply.value:
+        forge(record)
+    outcome = grade_reply(part, reply, probe)
+    assert outcome.note != "GRADER_ERROR" and outcome.fraction < 1.0, outcome
