@@ -18,6 +18,7 @@ in training mode: the output (BatchNorm's batch statistics) and every buffer of 
 pass (the running statistics it updated) come back too. The grader computes the same for the reference and compares."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -203,6 +204,7 @@ def run(module: torch.nn.Module, x, source, cotangent_seed: int, *, train_x=None
     parameter_sketches); given `train_x`, also the output on it in training mode and the layout's buffers
     after that pass."""
     module.eval()
+    _initialise_lazy(module, torch.as_tensor(np.asarray(x)))
     for parameter in module.parameters():
         parameter.grad = None
     x = torch.as_tensor(np.asarray(x)).clone().requires_grad_(True)
@@ -223,6 +225,15 @@ def run(module: torch.nn.Module, x, source, cotangent_seed: int, *, train_x=None
     if train_x is not None:
         record.update(train_mode(module, torch.as_tensor(np.asarray(train_x)), first_use.tensors))
     return record
+
+
+def _initialise_lazy(module: torch.nn.Module, x: torch.Tensor) -> None:
+    """Lazy layers (nn.LazyConv2d, nn.LazyBatchNorm2d) have tensors without a shape until the module's first
+    forward pass: that pass runs once, without a gradient, before the tensors are set at first use."""
+    lazy = torch.nn.parameter.UninitializedTensorMixin
+    if any(isinstance(t, lazy) for t in itertools.chain(module.parameters(), module.buffers())):
+        with torch.no_grad():
+            module(x)
 
 
 def parameter_sketches(module: torch.nn.Module, used: list, directions) -> list[dict]:
@@ -300,6 +311,7 @@ def layout(module: torch.nn.Module, x) -> list[list[int]]:
 def use_order(module: torch.nn.Module, x) -> tuple[list[list[int]], list[int]]:
     """The layout and, per tensor, the torch call that first read it (tensors read together form a group)."""
     module.eval()
+    _initialise_lazy(module, x)
     recorder = FirstUse(module)
     with recorder, torch.no_grad():
         module(x)

@@ -435,3 +435,32 @@ def test_a_forged_layout_or_sketch_is_judged_not_a_grader_error(forge):
         forge(record)
     outcome = grade_reply(part, reply, probe)
     assert outcome.note != "GRADER_ERROR" and outcome.fraction < 1.0, outcome
+
+
+BLOCK_LAZY = """
+    class BasicBlock(nn.Module):
+        '''Lazy layers: the input channels are inferred at the first forward pass.'''
+        def __init__(self, in_channels, out_channels, stride=1):
+            super().__init__()
+            self.conv1 = nn.LazyConv2d(out_channels, 3, stride, 1, bias=False)
+            self.bn1 = nn.LazyBatchNorm2d()
+            self.conv2 = nn.LazyConv2d(out_channels, 3, 1, 1, bias=False)
+            self.bn2 = nn.LazyBatchNorm2d()
+            self.shortcut = nn.Identity()
+            if stride != 1 or in_channels != out_channels:
+                self.shortcut = nn.Sequential(nn.LazyConv2d(out_channels, 1, stride, bias=False), nn.LazyBatchNorm2d())
+
+        def forward(self, x):
+            out = torch.relu(self.bn1(self.conv1(x)))
+            return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+"""
+
+
+@pytest.mark.parametrize("part_id", ["resnet_block", "resnet_identity"])
+def test_a_block_of_lazy_layers_keeps_full_marks(part_id):
+    """nn.LazyConv2d and nn.LazyBatchNorm2d have no shapes before their first forward pass: the kernel asked for
+    them and the module 'raised' (RuntimeError: Can't access the shape of an uninitialized parameter)."""
+    part = _part("resnet", part_id)
+    for seed in range(3):
+        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(BLOCK_LAZY))
+        assert outcome.fraction == 1.0, (seed, outcome)
