@@ -2,8 +2,9 @@
 the grader (on the reference module, hwkit/behaviour.py).
 
 Every floating parameter and buffer is set, right before the first torch call that reads it, to the next
-values of one random stream seeded by the grader (FillStream: tensors of two or more dimensions uniform
-with variance 1/fan_in, vectors in [0.5, 1.5), so BatchNorm's running variance is positive); the module's
+values of one random stream seeded by the grader (FillStream: tensors of two or more dimensions longer than 1
+uniform with variance 1/fan_in, vectors in [0.5, 1.5), also when kept as (1, C, 1, 1), so BatchNorm's running
+variance is positive); the module's
 output and the gradient of <output, cotangent> with respect to the input come back, with the shapes of
 the tensors in order of use (the layout). Those values depend only on the seed and the layout, so the
 grader can replay them and load them into the reference module, in order and by shape, and run it on the
@@ -40,7 +41,9 @@ class FillStream:
         shape = tuple(int(n) for n in shape)
         n = math.prod(shape)
         values = self.generator.random(n)
-        if len(shape) >= 2:          # in place, the same arithmetic as (2 * v - 1) * scale: the same values
+        # A weight has two axes or more beyond those of length 1; a vector kept in a broadcastable shape (BatchNorm's
+        # running variance as (1, C, 1, 1)) is a vector, positive.
+        if sum(n != 1 for n in shape) >= 2:  # in place, the same arithmetic as (2 * v - 1) * scale: the same values
             values *= 2
             values -= 1
             values *= math.sqrt(3.0 / max(1, n // max(1, shape[0])))

@@ -464,3 +464,58 @@ def test_a_block_of_lazy_layers_keeps_full_marks(part_id):
     for seed in range(3):
         outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(BLOCK_LAZY))
         assert outcome.fraction == 1.0, (seed, outcome)
+
+
+BN_BROADCAST = """
+    class BatchNorm(nn.Module):
+        '''d2l.ai's BatchNorm with nn.BatchNorm2d's momentum and unbiased running variance: every tensor is kept
+        as (1, C, 1, 1), broadcast against (N, C, H, W).'''
+        def __init__(self, num_features, eps=1e-5, momentum=0.1):
+            super().__init__()
+            shape = (1, num_features, 1, 1)
+            self.eps, self.momentum = eps, momentum
+            self.gamma = nn.Parameter(torch.ones(shape))
+            self.beta = nn.Parameter(torch.zeros(shape))
+            self.register_buffer("moving_mean", torch.zeros(shape))
+            self.register_buffer("moving_var", torch.ones(shape))
+
+        def forward(self, X):
+            if not self.training:
+                X_hat = (X - self.moving_mean) / torch.sqrt(self.moving_var + self.eps)
+            else:
+                mean = X.mean(dim=(0, 2, 3), keepdim=True)
+                var = ((X - mean) ** 2).mean(dim=(0, 2, 3), keepdim=True)
+                X_hat = (X - mean) / torch.sqrt(var + self.eps)
+                n = X.numel() / X.shape[1]
+                m = self.momentum
+                self.moving_mean = (1 - m) * self.moving_mean + m * mean.detach()
+                self.moving_var = (1 - m) * self.moving_var + m * var.detach() * n / (n - 1)
+            return self.gamma * X_hat + self.beta
+
+    class BasicBlock(nn.Module):
+        def __init__(self, in_channels, out_channels, stride=1):
+            super().__init__()
+            self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+            self.bn1 = BatchNorm(out_channels)
+            self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+            self.bn2 = BatchNorm(out_channels)
+            self.shortcut = nn.Sequential()
+            if stride != 1 or in_channels != out_channels:
+                self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                              BatchNorm(out_channels))
+
+        def forward(self, x):
+            out = torch.relu(self.bn1(self.conv1(x)))
+            return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+"""
+
+
+@pytest.mark.parametrize("part_id", ["resnet_block", "resnet_identity"])
+def test_a_batchnorm_kept_in_broadcastable_shape_keeps_full_marks(part_id):
+    """The fill told weights from vectors by their number of axes: a running variance kept as (1, C, 1, 1) was filled
+    as a weight, half of it negative, and the module's output (and the reference's, loaded with the same values) was
+    NaN: MODULE_WRONG_OUTPUT, 0 points, for the BatchNorm of a textbook many students learn from."""
+    part = _part("resnet", part_id)
+    for seed in range(3):
+        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(BN_BROADCAST))
+        assert outcome.fraction == 1.0, (seed, outcome)
