@@ -35,7 +35,7 @@ import torch
 
 from hwkit.checks import NOT_ANSWERED, Check, correct, unanswered
 from hwkit.records import Outcome, Text, say
-from hwkit_kernel.modules import Directions, FillStream, behaviour, run, sketch_seed, use_order
+from hwkit_kernel.modules import Directions, FillStream, FirstUse, behaviour, run, sketch_seed
 
 CORRECT = "CORRECT"
 NO_GRADIENT = "MODULE_NO_GRADIENT"
@@ -129,9 +129,13 @@ class ModuleSpec:
             if reference.shapes == use.shapes and not use.permuted:     # the seed's values, as the reference's
                 exact.add((note, switches))
                 yield note, switches, _AS_IS
+                order = _role_order(use, reference)      # the same shapes, read in another order: as likely
+                if order is not None:
+                    yield note, switches, _role_loading(values.get(), reference, order)
         for note, switches, reference in compatible:
             for loading in _loadings(values.get(), use, reference):
-                if (note, switches) not in exact or loading.way not in (("grouped", True), ("flat", ())):
+                if (note, switches) not in exact or loading.way[0] not in ("grouped", "flat", "roles") or (
+                        loading.way[0] != "roles" and loading.way[1] not in (True, ())):
                     yield note, switches, loading
 
     def _loaded_reply(self, case: dict, switches: tuple, use: "_Use", loading, budget: "_Budget"):
@@ -347,10 +351,12 @@ class _NextArray:
 class _Use:
     """A module's tensors in order of first use: their shapes as used, and per tensor the group (the torch call
     that first read it: a convolution's weight and bias, BatchNorm's four vectors) and, for a tensor whose
-    first use only reordered its axes, that order (`axes`, hwkit_kernel.modules.permuted_axes; None else)."""
+    first use only reordered its axes, that order (`axes`, hwkit_kernel.modules.permuted_axes; None else);
+    `params`: the indices of the tensors that are trainable parameters (the others are buffers, or frozen)."""
     shapes: tuple
     groups: tuple
     axes: tuple = ()
+    params: frozenset = frozenset()
 
     @property
     def permuted(self) -> bool:
@@ -366,7 +372,7 @@ class _Use:
     def readings(self) -> list["_Use"]:
         """The ways to read the tensors: as used and, where an axis order was reported, also as stored (a first
         permute that a later one undoes)."""
-        return [self, _Use(self.stored_shapes(), self.groups)] if self.permuted else [self]
+        return [self, _Use(self.stored_shapes(), self.groups, (), self.params)] if self.permuted else [self]
 
     def as_used(self, arrays: list) -> list:
         """Arrays in the stored shapes (values, directions, buffers) read as the tensors were used."""
@@ -424,7 +430,16 @@ def _valid_use(record: dict) -> _Use | None:
     axes = _valid_axes(record.get("axes"), shapes)
     used = tuple(shape if a is None else tuple(shape[j] for j in a) for shape, a in zip(shapes, axes)) \
         if axes else tuple(shapes)
-    return _Use(used, tuple(groups) if valid_groups else tuple(range(len(shapes))), axes)
+    return _Use(used, tuple(groups) if valid_groups else tuple(range(len(shapes))), axes,
+                _parameter_places(record.get("parameters"), len(shapes)))
+
+
+def _parameter_places(parameters, slots: int) -> frozenset:
+    """The places in the order of use of the parameters a report lists (any malformed entry counts as none)."""
+    if not isinstance(parameters, list):
+        return frozenset()
+    return frozenset(item["use"] for item in parameters if isinstance(item, dict) and isinstance(item.get("use"), int)
+                     and not isinstance(item["use"], bool) and 0 <= item["use"] < slots)
 
 
 def _valid_axes(axes, shapes: list) -> tuple:
@@ -506,6 +521,41 @@ def _loadings(values: list[np.ndarray], use: _Use, reference: _Use) -> Iterator[
         for loading in _flat_loadings(values, use.shapes, reference.shapes):
             if grouped is None or loading.way != ("flat", ()) or grouped.way != ("grouped", True):
                 yield loading
+    order = _role_order(use, reference)
+    if order is not None:
+        yield _role_loading(values, reference, order)
+
+
+def _role_loading(values: list[np.ndarray], reference: _Use, order: tuple) -> _Loading:
+    return _Loading([_as_shape(values[i], shape) for i, shape in zip(order, reference.shapes)], ("roles", order))
+
+
+def _role_order(use: _Use, reference: _Use) -> tuple | None:
+    """The student's tensor for each reference tensor, where the student reads a run of vectors of one shape in
+    another order than the reference: a BatchNorm written by hand that reads its weight before its running variance
+    (self.gamma * (x - mean) / torch.sqrt(var + eps) + self.beta) for F.batch_norm's (running mean, running
+    variance, weight, bias). Within such a run, buffers are read as the reference's buffers and parameters as its
+    parameters, each in order; every other tensor one to one. None when the shapes or roles do not allow it, or
+    when that is the order of use itself."""
+    n = len(reference.shapes)
+    if len(use.shapes) != n or not use.params or not reference.params:
+        return None
+    order, i = [], 0
+    while i < n:
+        shape, j = _canonical(reference.shapes[i]), i + 1
+        while len(shape) <= 1 and j < n and _canonical(reference.shapes[j]) == shape:
+            j += 1
+        mine = list(range(i, j))
+        if any(_canonical(use.shapes[k]) != shape for k in mine):
+            return None
+        roles = [k in reference.params for k in mine]
+        if sorted(roles) != sorted(k in use.params for k in mine):
+            return None
+        parameters = iter([k for k in mine if k in use.params])
+        buffers = iter([k for k in mine if k not in use.params])
+        order += [next(parameters) if role else next(buffers) for role in roles]
+        i = j
+    return None if order == list(range(n)) else tuple(order)
 
 
 def _group_pairs(use: _Use, reference: _Use) -> list[tuple[int, int]]:
@@ -561,6 +611,9 @@ def _apply_way(arrays: list[np.ndarray], use: _Use, reference: _Use, way: tuple)
         return _group_loading(arrays, use, reference).arrays
     if way[0] == "flat":
         return _flat_loading(arrays, reference.shapes, way[1])
+    if way[0] == "roles":
+        return [_as_shape(arrays[i], shape) if isinstance(arrays[i], np.ndarray) else arrays[i]
+                for i, shape in zip(way[1], reference.shapes)]
     return list(arrays)
 
 
@@ -570,6 +623,8 @@ def _components(use: _Use, reference: _Use, way: tuple) -> list[tuple[list[int],
     split (per-channel convolutions for one grouped convolution)."""
     if way[0] == "grouped":
         return [([index], [slot]) for slot, index in _group_pairs(use, reference)]
+    if way[0] == "roles":
+        return [([index], [slot]) for slot, index in enumerate(way[1])]
     if way[0] != "flat":
         return [([i], [i]) for i in range(len(use.shapes))]
     ends_a = list(itertools.accumulate(math.prod(s) for s in use.shapes))
@@ -633,7 +688,7 @@ def _training_fault(record: dict, want: dict, use: _Use, reference: _Use, way: t
     state = record.get("state")
     if not isinstance(state, list) or len(state) != len(use.shapes):
         return WRONG_TRAIN_MODE
-    if way[0] in ("grouped", "flat"):
+    if way[0] in ("grouped", "flat", "roles"):
         stored = [s if isinstance(s, np.ndarray) and s.shape == shape and s.dtype.kind == "f"
                   else np.full(shape, np.nan, np.float32) for s, shape in zip(state, use.stored_shapes())]
         state = _apply_way(use.as_used(stored), use, reference, way)
@@ -649,7 +704,8 @@ def reference_use(spec: ModuleSpec, case: dict, switches: tuple) -> _Use | None:
     wrong one's feedback starts from it); any other variant is traced once per configuration and shape."""
     if switches == spec.orders[0]:
         record = spec.reply(case, switches)
-        return _Use(tuple(map(tuple, record["layout"])), tuple(record["groups"]))
+        return _Use(tuple(map(tuple, record["layout"])), tuple(record["groups"]), (),
+                    _parameter_places(record["parameters"], len(record["layout"])))
     x = np.asarray(case["x"])
     key = (_Same(spec), json_key(case["config"]), switches, x.shape, str(x.dtype))
     return _LAYOUTS.get(key, lambda: traced_use(spec, case["config"], switches, x.shape, x.dtype))
@@ -664,12 +720,17 @@ def traced_use(spec: ModuleSpec, config, switches: tuple, shape: tuple, dtype) -
         with torch.no_grad():
             for tensor in itertools.chain(module.parameters(), module.buffers()):
                 tensor.zero_()
-        shapes, groups = use_order(module, torch.zeros(shape, dtype=torch.from_numpy(np.zeros(0, dtype)).dtype))
+        module.eval()
+        recorder = FirstUse(module)
+        with recorder, torch.no_grad():
+            module(torch.zeros(shape, dtype=torch.from_numpy(np.zeros(0, dtype)).dtype))
     except (RuntimeError, ValueError, TypeError):
         if not switches or switches in spec.orders:
             raise
         return None
-    return _Use(tuple(map(tuple, shapes)), tuple(groups))
+    parameters = {id(p) for p in module.parameters() if p.requires_grad}
+    return _Use(tuple(map(tuple, recorder.layout)), tuple(recorder.groups), (),
+                frozenset(i for i, t in enumerate(recorder.tensors) if id(t) in parameters))
 
 
 _GENERAL = {

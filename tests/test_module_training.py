@@ -519,3 +519,58 @@ def test_a_batchnorm_kept_in_broadcastable_shape_keeps_full_marks(part_id):
     for seed in range(3):
         outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(BN_BROADCAST))
         assert outcome.fraction == 1.0, (seed, outcome)
+
+
+BN_SCALE_FIRST = """
+    class BatchNorm2d(nn.Module):
+        '''BatchNorm by hand whose forward reads its scale and shift before the running statistics:
+        gamma, running_mean, running_var, beta, where F.batch_norm reads the two statistics first.'''
+        def __init__(self, channels, eps=1e-5, momentum=0.1):
+            super().__init__()
+            self.eps, self.momentum = eps, momentum
+            self.gamma = nn.Parameter(torch.ones(channels))
+            self.beta = nn.Parameter(torch.zeros(channels))
+            self.register_buffer("running_mean", torch.zeros(channels))
+            self.register_buffer("running_var", torch.ones(channels))
+
+        def forward(self, x):
+            gamma, beta = self.gamma.view(1, -1, 1, 1), self.beta.view(1, -1, 1, 1)
+            if self.training:
+                mean = x.mean(dim=(0, 2, 3))
+                var = x.var(dim=(0, 2, 3), unbiased=False)
+                n = x.numel() // x.shape[1]
+                with torch.no_grad():
+                    self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
+                    self.running_var.mul_(1 - self.momentum).add_(self.momentum * var * n / (n - 1))
+            else:
+                mean, var = self.running_mean, self.running_var
+            return gamma * (x - mean.view(1, -1, 1, 1)) / torch.sqrt(var.view(1, -1, 1, 1) + self.eps) + beta
+
+    class BasicBlock(nn.Module):
+        def __init__(self, in_channels, out_channels, stride=1):
+            super().__init__()
+            self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+            self.bn1 = BatchNorm2d(out_channels)
+            self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+            self.bn2 = BatchNorm2d(out_channels)
+            self.shortcut = nn.Sequential()
+            if stride != 1 or in_channels != out_channels:
+                self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                              BatchNorm2d(out_channels))
+
+        def forward(self, x):
+            out = torch.relu(self.bn1(self.conv1(x)))
+            return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+"""
+
+
+@pytest.mark.parametrize("part_id", ["resnet_block", "resnet_identity"])
+def test_a_batchnorm_by_hand_that_reads_its_scale_first_keeps_full_marks(part_id):
+    """Four vectors of one shape read in another order than the reference's (gamma before the running statistics)
+    were loaded in order of use: gamma's values as the running mean. A run of same-shaped vectors is now also
+    read by role, the student's buffers as the reference's buffers and its parameters as its parameters (0 points
+    before; in a block with an identity shortcut the exact-shape variants used up the budget first)."""
+    part = _part("resnet", part_id)
+    for seed in range(3):
+        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(BN_SCALE_FIRST))
+        assert outcome.fraction == 1.0, (seed, outcome)
