@@ -22,6 +22,7 @@ A reference may have several right orders of use (a residual block may compute i
 between or after the main branch's convolutions): each is a set of switches for the reference builder."""
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import threading
@@ -391,6 +392,16 @@ class _Use:
     def signature(self, members: list[int]) -> tuple:
         return tuple(_canonical(self.shapes[i]) for i in members)
 
+    # Computed once per use: a case compares the student's use with every variant's (36 for a whole network), and
+    # a forged layout may list 10^5 empty tensors.
+    @functools.cached_property
+    def group_signatures(self) -> Counter:
+        return Counter(self.signature(m) for m in self.members())
+
+    @functools.cached_property
+    def offsets(self) -> frozenset:
+        return frozenset(itertools.accumulate(math.prod(s) for s in self.shapes))
+
 
 def _squeezed(shape) -> tuple:
     return tuple(n for n in shape if n != 1)
@@ -459,21 +470,16 @@ def _valid_axes(axes, shapes: list) -> tuple:
     return tuple(out) if any(a is not None for a in out) else ()
 
 
-def _offsets(shapes) -> set[int]:
-    return set(itertools.accumulate(math.prod(s) for s in shapes))
-
-
 def _flat_compatible(use: _Use, reference: _Use) -> bool:
     """The same number of values, and one list's tensor boundaries are among the other's: the tensors can
     be loaded by concatenating or splitting in order."""
-    a, b = _offsets(use.shapes), _offsets(reference.shapes)
+    a, b = use.offsets, reference.offsets
     return max(a, default=0) == max(b, default=0) and (a <= b or b <= a)
 
 
 def _group_compatible(use: _Use, reference: _Use) -> bool:
     """The same groups of shapes, in any order: the tensors can be loaded group by group."""
-    return (Counter(use.signature(m) for m in use.members())
-            == Counter(reference.signature(m) for m in reference.members()))
+    return use.group_signatures == reference.group_signatures
 
 
 def _compatible(use: _Use, reference: _Use | None) -> bool:

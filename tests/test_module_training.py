@@ -574,3 +574,24 @@ def test_a_batchnorm_by_hand_that_reads_its_scale_first_keeps_full_marks(part_id
     for seed in range(3):
         outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(BN_SCALE_FIRST))
         assert outcome.fraction == 1.0, (seed, outcome)
+
+
+def test_a_layout_of_a_hundred_thousand_empty_tensors_costs_the_grader_little():
+    """A forged report may list ~10^5 empty tensors (the wire's 200,000 items). The grader compared that layout with
+    each of the block's 30 variants from scratch, before and outside its budget of reference runs: 7 CPU-seconds for
+    one case of a block (10 for a whole network), on top of the 15 the budget allows."""
+    import time
+
+    from hwkit.checks import grade_reply
+    from tests.support import run_probe
+
+    part = _part("resnet", "resnet_block")
+    probe = part.probe(random.Random(4))
+    reply = run_probe(probe, _namespace(BLOCK_REGISTERED_BACKWARDS))
+    record = reply.value[0]
+    record["layout"] += [[0]] * 95_000
+    del record["groups"], record["axes"]
+    torch.set_num_threads(1)
+    start = time.thread_time()
+    outcome = grade_reply(part, reply, probe)
+    assert time.thread_time() - start < 3.0 and outcome.fraction < 1.0, outcome
