@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import weakref
 
 import numpy as np
 import torch
@@ -129,10 +130,13 @@ class FirstUse(TorchFunctionMode):
         self.groups: list[int] = []          # per tensor in `layout`: the torch call that first read it
         self.axes: list[list[int] | None] = []   # per tensor in `layout`: see permuted_axes
         self.calls = 0
-        # Views that only reorder the axes of a tensor of `layout`: id -> (the view, its tensor's index). A view
-        # reordered again (w.transpose(0, 2).transpose(1, 3), w.movedim(-1, 0).movedim(-1, 1)) gives the
-        # tensor the order of the last one, the order the weight is used in (none when it is the stored one).
-        self.views: dict[int, tuple[torch.Tensor, int]] = {}
+        # Views that only reorder the axes of a tensor of `layout`: id -> (the view, its tensor's index, the tensor
+        # its order is read from). A view reordered again (w.transpose(0, 2).transpose(1, 3), w.movedim(-1, 0)
+        # .movedim(-1, 1)) gives the tensor the order of the last one, the order the weight is used in (none when it
+        # is the stored one). A first use that gives a copy of the same shape (w.double(), w.contiguous(), w * 0.5)
+        # stands in for the tensor: the order of the views of that copy is the tensor's. Weak references: a copy
+        # is freed when the forward pass no longer needs it.
+        self.views: dict[int, tuple[weakref.ref, int, weakref.ref]] = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -145,19 +149,30 @@ class FirstUse(TorchFunctionMode):
         viewed = None
         if self.views and not first:
             inputs = list(_tensors((args, kwargs)))
-            if len(inputs) == 1 and id(inputs[0]) in self.views and self.views[id(inputs[0])][0] is inputs[0]:
-                viewed = self.views[id(inputs[0])][1]
+            entry = self.views.get(id(inputs[0])) if len(inputs) == 1 else None
+            if entry is not None and entry[0]() is inputs[0] and entry[2]() is not None:
+                viewed = entry
         result = func(*args, **kwargs)
         if len(first) == 1:
             self.axes[-1] = permuted_axes(first[0], result)
             if self.axes[-1] is not None:
-                self.views[id(result)] = (result, len(self.axes) - 1)
+                self._track(result, len(self.axes) - 1, first[0])
+            elif (isinstance(result, torch.Tensor) and result is not first[0] and result.shape == first[0].shape
+                  and result.ndim >= 2):
+                self._track(result, len(self.axes) - 1, result)
         elif viewed is not None:
-            order = _permutation(self.tensors[viewed], result)
+            _, index, base = viewed
+            order = _permutation(base(), result)
             if order is not None:
-                self.axes[viewed] = None if order == sorted(order) else order
-                self.views[id(result)] = (result, viewed)
+                self.axes[index] = None if order == sorted(order) else order
+                self._track(result, index, base())
         return result
+
+    def _track(self, view: torch.Tensor, index: int, base: torch.Tensor) -> None:
+        try:
+            self.views[id(view)] = (weakref.ref(view), index, weakref.ref(base))
+        except TypeError:          # a result that takes no weak reference is not followed
+            pass
 
     def _first_use(self, tensor: torch.Tensor) -> None:
         self.layout.append(list(tensor.shape))

@@ -595,3 +595,31 @@ def test_a_layout_of_a_hundred_thousand_empty_tensors_costs_the_grader_little():
     start = time.thread_time()
     outcome = grade_reply(part, reply, probe)
     assert time.thread_time() - start < 3.0 and outcome.fraction < 1.0, outcome
+
+
+DS_TF_IN_FLOAT64 = """
+    import torch.nn.functional as F
+
+    class DepthwiseSeparableConv(nn.Module):
+        '''TensorFlow's kernel layouts, the computation in float64: each kernel is converted, then permuted.'''
+        def __init__(self, in_channels, out_channels, kernel_size):
+            super().__init__()
+            self.k = kernel_size
+            self.depthwise_kernel = nn.Parameter(torch.randn(kernel_size, kernel_size, in_channels, 1) * 0.1)
+            self.pointwise_kernel = nn.Parameter(torch.randn(1, 1, in_channels, out_channels) * 0.1)
+
+        def forward(self, x):
+            x = x.double()
+            dw = self.depthwise_kernel.double().permute(2, 3, 0, 1)
+            pw = self.pointwise_kernel.double().contiguous().permute(3, 2, 0, 1)
+            return F.conv2d(F.conv2d(x, dw, padding=self.k // 2, groups=x.shape[1]), pw).float()
+"""
+
+
+def test_a_tensorflow_kernel_converted_before_it_is_permuted_keeps_full_marks():
+    """w.double().permute(3, 2, 0, 1): the first call on the weight is the conversion (a copy, not a view), and the
+    permutation of that copy went unseen: the kernel was read in TensorFlow's order (0 points)."""
+    part = _part("depthwise-separable", "ds_module")
+    for seed in range(3):
+        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(DS_TF_IN_FLOAT64))
+        assert outcome.fraction == 1.0, (seed, outcome)
