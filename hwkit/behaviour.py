@@ -120,23 +120,30 @@ class ModuleSpec:
 
     def _attempts(self, case: dict, use: "_Use", values: "_Lazy") -> Iterator[tuple[str, tuple, "_Loading"]]:
         """(note, switches, loading) to try, most likely first: the variants whose order of use is exactly the
-        student's, read as they are; then every other way to read the student's tensors as a variant's."""
-        compatible, exact = [], set()
+        student's, read as they are; then every other way to read the student's tensors as a variant's. Variants
+        that differ only in a right order of use and use their tensors alike (a block with an identity shortcut
+        computed before or after its branch) are one function: the first is tried, not the others."""
+        compatible, exact, seen = [], set(), set()
+        orders = set(itertools.chain.from_iterable(self.orders))
         for note, switches in self.candidates():          # traced one by one: a right module stops early
             reference = reference_use(self, case, switches)
             if not _compatible(use, reference):
                 continue
+            same = (note, tuple(s for s in switches if s not in orders), reference)
+            if same in seen:
+                continue
+            seen.add(same)
             compatible.append((note, switches, reference))
             if reference.shapes == use.shapes and not use.permuted:     # the seed's values, as the reference's
                 exact.add((note, switches))
                 yield note, switches, _AS_IS
-                order = _role_order(use, reference)      # the same shapes, read in another order: as likely
-                if order is not None:
-                    yield note, switches, _role_loading(values.get(), reference, order)
+                for order, flipped in _role_orders(use, reference):     # the same shapes, read in another order:
+                    if note == CORRECT or not flipped:                   # every way for a right order first
+                        yield note, switches, _role_loading(values.get(), reference, order, flipped)
         for note, switches, reference in compatible:
             for loading in _loadings(values.get(), use, reference):
-                if (note, switches) not in exact or loading.way[0] not in ("grouped", "flat", "roles") or (
-                        loading.way[0] != "roles" and loading.way[1] not in (True, ())):
+                if (note, switches) not in exact or not (loading.way in (("grouped", True), ("flat", ())) or
+                                                         loading.way[0] == "roles" and (note == CORRECT or not loading.way[2])):
                     yield note, switches, loading
 
     def _loaded_reply(self, case: dict, switches: tuple, use: "_Use", loading, budget: "_Budget"):
@@ -527,41 +534,58 @@ def _loadings(values: list[np.ndarray], use: _Use, reference: _Use) -> Iterator[
         for loading in _flat_loadings(values, use.shapes, reference.shapes):
             if grouped is None or loading.way != ("flat", ()) or grouped.way != ("grouped", True):
                 yield loading
-    order = _role_order(use, reference)
-    if order is not None:
-        yield _role_loading(values, reference, order)
+    for order, flipped in _role_orders(use, reference):
+        yield _role_loading(values, reference, order, flipped)
 
 
-def _role_loading(values: list[np.ndarray], reference: _Use, order: tuple) -> _Loading:
-    return _Loading([_as_shape(values[i], shape) for i, shape in zip(order, reference.shapes)], ("roles", order))
+def _role_loading(values: list[np.ndarray], reference: _Use, order: tuple, flipped: bool) -> _Loading:
+    return _Loading([_as_shape(values[i], shape) for i, shape in zip(order, reference.shapes)],
+                    ("roles", order, flipped))
 
 
-def _role_order(use: _Use, reference: _Use) -> tuple | None:
+def _role_orders(use: _Use, reference: _Use) -> list[tuple[tuple, bool]]:
     """The student's tensor for each reference tensor, where the student reads a run of vectors of one shape in
     another order than the reference: a BatchNorm written by hand that reads its weight before its running variance
-    (self.gamma * (x - mean) / torch.sqrt(var + eps) + self.beta) for F.batch_norm's (running mean, running
-    variance, weight, bias). Within such a run, buffers are read as the reference's buffers and parameters as its
-    parameters, each in order; every other tensor one to one. None when the shapes or roles do not allow it, or
-    when that is the order of use itself."""
+    (self.gamma * (x - mean) / torch.sqrt(var + eps) + self.beta), or its variance before its mean
+    (inv_std = torch.rsqrt(var + eps) first), for F.batch_norm's (running mean, running variance, weight, bias).
+    Within such a run that the student reads in several calls (one call, F.batch_norm's, fixes the order),
+    buffers are read as the reference's buffers and parameters as its parameters, each in order or each in
+    reverse order (the same way in every run: one class of BatchNorm); every other tensor one to one. None of
+    them when no run is read so, or the shapes or roles do not allow it; the order of use itself is left out.
+    Each with whether it reverses any order (those are less likely: tried after every variant's exact reading)."""
     n = len(reference.shapes)
     if len(use.shapes) != n or not use.params or not reference.params:
-        return None
-    order, i = [], 0
+        return []
+    runs, i = [], 0
     while i < n:
         shape, j = _canonical(reference.shapes[i]), i + 1
         while len(shape) <= 1 and j < n and _canonical(reference.shapes[j]) == shape:
             j += 1
         mine = list(range(i, j))
         if any(_canonical(use.shapes[k]) != shape for k in mine):
-            return None
+            return []
         roles = [k in reference.params for k in mine]
         if sorted(roles) != sorted(k in use.params for k in mine):
-            return None
-        parameters = iter([k for k in mine if k in use.params])
-        buffers = iter([k for k in mine if k not in use.params])
-        order += [next(parameters) if role else next(buffers) for role in roles]
+            return []
+        runs.append((mine, roles, len({use.groups[k] for k in mine}) > 1))
         i = j
-    return None if order == list(range(n)) else tuple(order)
+    if not any(free for _, _, free in runs):
+        return []
+    orders = []
+    for flip_buffers, flip_parameters in ((False, False), (True, False), (False, True), (True, True)):
+        order = []
+        for mine, roles, free in runs:
+            if not free:
+                order += mine
+                continue
+            parameters = [k for k in mine if k in use.params]
+            buffers = [k for k in mine if k not in use.params]
+            parameters = iter(parameters[::-1] if flip_parameters else parameters)
+            buffers = iter(buffers[::-1] if flip_buffers else buffers)
+            order += [next(parameters) if role else next(buffers) for role in roles]
+        if order != list(range(n)) and tuple(order) not in [o for o, _ in orders]:
+            orders.append((tuple(order), flip_buffers or flip_parameters))
+    return orders
 
 
 def _group_pairs(use: _Use, reference: _Use) -> list[tuple[int, int]]:

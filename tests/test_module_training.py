@@ -576,6 +576,38 @@ def test_a_batchnorm_by_hand_that_reads_its_scale_first_keeps_full_marks(part_id
         assert outcome.fraction == 1.0, (seed, outcome)
 
 
+BN_VARIANCE_FIRST = BN_SCALE_FIRST.replace(
+    "            gamma, beta = self.gamma.view(1, -1, 1, 1), self.beta.view(1, -1, 1, 1)\n", "").replace(
+    "            return gamma * (x - mean.view(1, -1, 1, 1)) / torch.sqrt(var.view(1, -1, 1, 1) + self.eps) + beta",
+    "            inv_std = torch.rsqrt(var.view(1, -1, 1, 1) + self.eps)      # the variance read first\n"
+    "            gamma, beta = self.gamma.view(1, -1, 1, 1), self.beta.view(1, -1, 1, 1)\n"
+    "            return (x - mean.view(1, -1, 1, 1)) * inv_std * gamma + beta")
+
+
+@pytest.mark.parametrize("part_id", ["resnet_block", "resnet_identity"])
+def test_a_batchnorm_by_hand_that_reads_its_variance_first_keeps_full_marks(part_id):
+    """running_var, gamma, beta, running_mean: read by role in order, the variance would be loaded as the mean;
+    buffers (or parameters) are also read in reverse order, after the right orders' readings in order."""
+    assert "inv_std" in BN_VARIANCE_FIRST
+    part = _part("resnet", part_id)
+    for seed in range(3):
+        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(BN_VARIANCE_FIRST))
+        assert outcome.fraction == 1.0, (seed, outcome)
+
+
+def test_a_batchnorm_by_hand_in_a_block_with_a_known_mistake_keeps_its_partial_credit():
+    """The readings by role cost reference runs: the block's variants that differ only in when an identity shortcut
+    is computed are one function and tried once, and reversed readings wait for every variant's plain one, so that
+    a known mistake is still found within the budget (ReLU before the add: a quarter of the part)."""
+    source = BN_SCALE_FIRST.replace("return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))",
+                                    "return torch.relu(self.bn2(self.conv2(out))) + self.shortcut(x)")
+    assert source != BN_SCALE_FIRST
+    part = _part("resnet", "resnet_block")
+    for seed in range(2):
+        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(source))
+        assert outcome.note == "RESNET_RELU_PLACEMENT" and outcome.fraction == 0.25, (seed, outcome)
+
+
 def test_a_layout_of_a_hundred_thousand_empty_tensors_costs_the_grader_little():
     """A forged report may list ~10^5 empty tensors (the wire's 200,000 items). The grader compared that layout with
     each of the block's 30 variants from scratch, before and outside its budget of reference runs: 7 CPU-seconds for
