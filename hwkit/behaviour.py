@@ -155,11 +155,11 @@ class ModuleSpec:
         case's reply for `switches` (`reply`), computed once, and the student's values are not replayed."""
         key = (_Same(self), _case_key(case), switches) if loading is _AS_IS else \
             (_Same(self), _case_key(case), switches, use, loading.way)
+        if not budget.spend():     # an attempt costs a run whether or not another student's grading computed it:
+            return _SPENT          # the verdict does not depend on who was graded before in this process
         found = _REPLIES.peek(key)
         if found is not _MISSING:
             return found
-        if not budget.spend():
-            return _SPENT
         if loading is _AS_IS:
             return self.reply(case, switches)
 

@@ -730,3 +730,22 @@ def test_a_figure_that_shows_no_image_earns_nothing(part_id):
         outcome = grade_probe(part, part.probe(random.Random(seed)), ns)
         plt.close("all")
         assert outcome.fraction == 0.0, (seed, outcome)
+
+
+def test_a_module_graded_twice_in_one_worker_gets_the_same_verdict():
+    """The judge's budget of reference runs did not count a reply another grading had already computed (the
+    process-wide cache): the same report, graded again in the same worker (a regrade, or after classmates with the
+    same hidden cases), found a known mistake the first grading had run out of budget for (0 points, then 3 of 16).
+    A verdict depends on the report alone."""
+    from hwkit.checks import grade_reply
+    from tests.support import run_probe
+
+    source = BN_VARIANCE_FIRST.replace("return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))",
+                                       "return torch.relu(self.bn2(self.conv2(out))) + self.shortcut(x)")
+    part = _part("resnet", "resnet_block")
+    torch.set_num_threads(1)
+    for seed in range(2):
+        probe = part.probe(random.Random(seed))
+        reply = run_probe(probe, _namespace(source))
+        first, again = grade_reply(part, reply, probe), grade_reply(part, reply, probe)
+        assert (first.fraction, first.note) == (again.fraction, again.note), (seed, first, again)
