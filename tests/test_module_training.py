@@ -687,13 +687,11 @@ def test_a_depthwise_kernel_kept_as_k_k_c_and_read_by_einsum_keeps_full_marks():
         assert outcome.fraction == 1.0, (seed, outcome)
 
 
-@pytest.mark.xfail(strict=True, reason="Fields(work=...) counts ImageGrid's cell geometry and subplot titles as work: "
-                                       "a figure that shows no image earns half of the part")
 @pytest.mark.parametrize("part_id", ["cifar_show_subplots", "cifar_show_imagegrid"])
 def test_a_figure_that_shows_no_image_earns_nothing(part_id):
     """A student who read the checks draws black squares: the right count and the right grid (or the class names as
-    titles), no image of the batch. The count alone earns nothing since e83eacb; with the grid or the titles it
-    earned half the part."""
+    titles), no image of the batch. The count alone earned nothing since e83eacb; with the grid or the titles it
+    earned half the part. A figure is its images."""
     import math
 
     import matplotlib

@@ -215,8 +215,11 @@ def parts(params: dict) -> list[Part]:
         check = Array(rtol=1e-5, atol=1e-5)
         return [m for m in out if not check.matches(m.value, want)]
 
+    # A figure is its images: the count and the titles or the grid's cells earn their share only with them, or
+    # with the images wrong in a recognised way (FIG_FORM: count 1 and titles or cells 1, of 4).
     fig_check = lambda extra: Fields({"count": (1, Exact()), "images": (2, Cases(Array(rtol=0, atol=1e-5))), **extra},  # noqa: E731
-                                     work=("images", *extra))          # the count alone is not a figure
+                                     work=("images",))
+    FIG_FORM = 2 / 4
 
     return [
         Part("cifar_to_tensor", 3, say("Rows of a CIFAR-10 batch to a normalised (N, 3, 32, 32) tensor", "CIFAR-10 数据行转换为归一化的 (N, 3, 32, 32) 张量"),
@@ -245,7 +248,7 @@ def parts(params: dict) -> list[Part]:
              probe=subplots_probe, reference=subplots_ref, interpret=_figure_data,
              check=fig_check({"titles": (1, Cases(Exact()))}),
              mistakes=lambda probe: [
-                 Mistake("GRID_NO_DENORMALIZE", fig_no_denorm(probe), no_denorm),
+                 Mistake("GRID_NO_DENORMALIZE", fig_no_denorm(probe), no_denorm, fraction=FIG_FORM),
                  Mistake("FIG_TITLES_NOT_NAMES", {"titles": [str(int(y)) for y in probe.inputs["labels"]]},
                          say("Title each image with its class name, cifar_label_names[label], not the number.",
                              "每幅图的标题应为类别名 cifar_label_names[label]，而不是数字。"))],
@@ -262,7 +265,7 @@ def parts(params: dict) -> list[Part]:
              probe=imagegrid_probe, reference=imagegrid_ref, interpret=_figure_data, required=_USES_IMAGEGRID,
              check=fig_check({"cells": (1, Array(rtol=0, atol=0))}),
              mistakes=lambda probe: [
-                 Mistake("GRID_NO_DENORMALIZE", fig_no_denorm(probe), no_denorm),
+                 Mistake("GRID_NO_DENORMALIZE", fig_no_denorm(probe), no_denorm, fraction=FIG_FORM),
                  Mistake("GRID_ROW_COL_SWAPPED", {"cells": grid_positions(len(probe.inputs["images"]), probe.inputs["extra"][0], swap=True)}, swapped)],
              kind="code", hidden_inputs=True),
         Part("cifar_concat_grid", 3, say("Method 4: a grid by numpy concatenation", "方法四：用 numpy 拼接成网格"),
