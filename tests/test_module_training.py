@@ -269,6 +269,28 @@ def test_an_axis_order_the_report_makes_up_neither_crashes_the_grader_nor_costs_
 
 # ---- red team (rt-modules): right modules that lost their marks, forged reports that crashed the grader ----
 
+
+def block_with(batchnorm: str) -> str:
+    """A right BasicBlock whose BatchNorms are the class `batchnorm` (defined by the source before it)."""
+    return textwrap.indent(textwrap.dedent(f"""
+        class BasicBlock(nn.Module):
+            def __init__(self, in_channels, out_channels, stride=1):
+                super().__init__()
+                self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+                self.bn1 = {batchnorm}(out_channels)
+                self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+                self.bn2 = {batchnorm}(out_channels)
+                self.shortcut = nn.Sequential()
+                if stride != 1 or in_channels != out_channels:
+                    self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                                  {batchnorm}(out_channels))
+
+            def forward(self, x):
+                out = torch.relu(self.bn1(self.conv1(x)))
+                return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+    """), "    ")
+
+
 BN_ASSIGNED = """
     class MyBatchNorm2d(nn.Module):
         '''BatchNorm by hand: batch statistics in training mode, running ones in eval mode; the running statistics
@@ -293,22 +315,7 @@ BN_ASSIGNED = """
             x = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
             return x * self.weight[None, :, None, None] + self.bias[None, :, None, None]
 
-    class BasicBlock(nn.Module):
-        def __init__(self, in_channels, out_channels, stride=1):
-            super().__init__()
-            self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
-            self.bn1 = MyBatchNorm2d(out_channels)
-            self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
-            self.bn2 = MyBatchNorm2d(out_channels)
-            self.shortcut = nn.Sequential()
-            if stride != 1 or in_channels != out_channels:
-                self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                                              MyBatchNorm2d(out_channels))
-
-        def forward(self, x):
-            out = torch.relu(self.bn1(self.conv1(x)))
-            return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-"""
+""" + block_with("MyBatchNorm2d")
 
 
 @pytest.mark.parametrize("part_id", ["resnet_block", "resnet_identity"])
@@ -492,22 +499,7 @@ BN_BROADCAST = """
                 self.moving_var = (1 - m) * self.moving_var + m * var.detach() * n / (n - 1)
             return self.gamma * X_hat + self.beta
 
-    class BasicBlock(nn.Module):
-        def __init__(self, in_channels, out_channels, stride=1):
-            super().__init__()
-            self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
-            self.bn1 = BatchNorm(out_channels)
-            self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
-            self.bn2 = BatchNorm(out_channels)
-            self.shortcut = nn.Sequential()
-            if stride != 1 or in_channels != out_channels:
-                self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                                              BatchNorm(out_channels))
-
-        def forward(self, x):
-            out = torch.relu(self.bn1(self.conv1(x)))
-            return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-"""
+""" + block_with("BatchNorm")
 
 
 @pytest.mark.parametrize("part_id", ["resnet_block", "resnet_identity"])
@@ -546,22 +538,7 @@ BN_SCALE_FIRST = """
                 mean, var = self.running_mean, self.running_var
             return gamma * (x - mean.view(1, -1, 1, 1)) / torch.sqrt(var.view(1, -1, 1, 1) + self.eps) + beta
 
-    class BasicBlock(nn.Module):
-        def __init__(self, in_channels, out_channels, stride=1):
-            super().__init__()
-            self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
-            self.bn1 = BatchNorm2d(out_channels)
-            self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
-            self.bn2 = BatchNorm2d(out_channels)
-            self.shortcut = nn.Sequential()
-            if stride != 1 or in_channels != out_channels:
-                self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                                              BatchNorm2d(out_channels))
-
-        def forward(self, x):
-            out = torch.relu(self.bn1(self.conv1(x)))
-            return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-"""
+""" + block_with("BatchNorm2d")
 
 
 @pytest.mark.parametrize("part_id", ["resnet_block", "resnet_identity"])
