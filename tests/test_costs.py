@@ -22,6 +22,7 @@ from hwkit.execute import executed_text, run_notebook
 from hwkit.notebooks import AnswerCells, answer_fingerprint, answer_sources, read_notebook
 from hwkit.probes import read_variable
 from hwkit.records import Status
+from hwkit_kernel.modules import use_order
 from tests.fake_kernel import FakeKernel
 
 MARKDOWN_CELLS = 100_000
@@ -170,7 +171,7 @@ def _meta_use(spec, config, switches, shape):
     """The reference's order of use traced on torch's meta device (how it was traced before)."""
     with torch.device("meta"):
         module = spec.build(config, **dict(switches))
-        shapes, groups = behaviour.use_order(module, torch.empty(shape))
+        shapes, groups = use_order(module, torch.empty(shape))
     return tuple(map(tuple, shapes)), tuple(groups)
 
 
