@@ -157,6 +157,12 @@ def _part(problem_id: str, part_id: str, params=None):
     return next(p for p in problem.parts(params) if p.id == part_id)
 
 
+def _assert_full_marks(part, source: str, seeds=range(3)) -> None:
+    for seed in seeds:
+        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(source))
+        assert outcome.fraction == 1.0, (seed, outcome)
+
+
 @pytest.mark.parametrize("source", [DS_BUFFERS, DS_FROZEN, DS_ONE_DETACHED], ids=["buffers", "frozen", "one-detached"])
 def test_a_depthwise_separable_conv_that_cannot_learn_earns_nothing(source):
     part = _part("depthwise-separable", "ds_module")
@@ -191,10 +197,7 @@ def test_a_frozen_block_earns_nothing():
     ("resnet", "resnet_identity", BLOCK_REGISTERED_BACKWARDS),
 ])
 def test_parameters_registered_in_another_order_than_used_keep_full_marks(problem_id, part_id, source):
-    part = _part(problem_id, part_id)
-    for seed in range(3):
-        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(source))
-        assert outcome.fraction == 1.0, (seed, outcome)
+    _assert_full_marks(_part(problem_id, part_id), source)
 
 
 def test_a_right_network_keeps_its_marks_when_its_kernel_rounds_otherwise_than_the_grader():
@@ -243,10 +246,7 @@ DS_PERMUTE_UNDONE = """
 def test_a_weight_whose_first_reordering_is_undone_keeps_full_marks():
     """The kernel reports the axis order of a weight's first use so that TensorFlow-style kernels load
     (tests/test_correct_styles.py); a module that undoes that order is also read as stored."""
-    part = _part("depthwise-separable", "ds_module")
-    for seed in range(3):
-        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(DS_PERMUTE_UNDONE))
-        assert outcome.fraction == 1.0, (seed, outcome)
+    _assert_full_marks(_part("depthwise-separable", "ds_module"), DS_PERMUTE_UNDONE)
 
 
 @pytest.mark.parametrize("axes", [
@@ -323,10 +323,7 @@ def test_a_batchnorm_by_hand_that_assigns_its_running_statistics_keeps_full_mark
     """`self.running_mean = (1 - m) * self.running_mean + m * mean` replaces the buffer: the module's running
     mean is updated, but the tensor the kernel set at first use is not. The kernel read that old tensor after the
     training pass, and a right BatchNorm was MODULE_WRONG_TRAIN_MODE (0 of 4 points)."""
-    part = _part("resnet", part_id)
-    for seed in range(3):
-        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(BN_ASSIGNED))
-        assert outcome.fraction == 1.0, (seed, outcome)
+    _assert_full_marks(_part("resnet", part_id), BN_ASSIGNED)
 
 
 DS_TF_ONE_AXIS_AT_A_TIME = """
@@ -405,10 +402,7 @@ def test_a_weight_reordered_in_several_steps_keeps_full_marks(problem_id, part_i
     """The kernel reported the axis order of a weight's first call only: a kernel brought from TensorFlow's layout
     by two transposes was read in the half-way order (0 points), and in a block a transpose undone by the next call
     made the grader spend its budget on the half-way reading before the stored one (0 of 4 points)."""
-    part = _part(problem_id, part_id)
-    for seed in range(3):
-        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(source))
-        assert outcome.fraction == 1.0, (seed, outcome)
+    _assert_full_marks(_part(problem_id, part_id), source)
 
 
 def _huge_sketch(record):
@@ -467,10 +461,7 @@ BLOCK_LAZY = """
 def test_a_block_of_lazy_layers_keeps_full_marks(part_id):
     """nn.LazyConv2d and nn.LazyBatchNorm2d have no shapes before their first forward pass: the kernel asked for
     them and the module 'raised' (RuntimeError: Can't access the shape of an uninitialized parameter)."""
-    part = _part("resnet", part_id)
-    for seed in range(3):
-        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(BLOCK_LAZY))
-        assert outcome.fraction == 1.0, (seed, outcome)
+    _assert_full_marks(_part("resnet", part_id), BLOCK_LAZY)
 
 
 BN_BROADCAST = """
@@ -507,10 +498,7 @@ def test_a_batchnorm_kept_in_broadcastable_shape_keeps_full_marks(part_id):
     """The fill told weights from vectors by their number of axes: a running variance kept as (1, C, 1, 1) was filled
     as a weight, half of it negative, and the module's output (and the reference's, loaded with the same values) was
     NaN: MODULE_WRONG_OUTPUT, 0 points, for the BatchNorm of a textbook many students learn from."""
-    part = _part("resnet", part_id)
-    for seed in range(3):
-        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(BN_BROADCAST))
-        assert outcome.fraction == 1.0, (seed, outcome)
+    _assert_full_marks(_part("resnet", part_id), BN_BROADCAST)
 
 
 BN_SCALE_FIRST = """
@@ -547,10 +535,7 @@ def test_a_batchnorm_by_hand_that_reads_its_scale_first_keeps_full_marks(part_id
     were loaded in order of use: gamma's values as the running mean. A run of same-shaped vectors is now also
     read by role, the student's buffers as the reference's buffers and its parameters as its parameters (0 points
     before; in a block with an identity shortcut the exact-shape variants used up the budget first)."""
-    part = _part("resnet", part_id)
-    for seed in range(3):
-        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(BN_SCALE_FIRST))
-        assert outcome.fraction == 1.0, (seed, outcome)
+    _assert_full_marks(_part("resnet", part_id), BN_SCALE_FIRST)
 
 
 BN_VARIANCE_FIRST = BN_SCALE_FIRST.replace(
@@ -566,10 +551,7 @@ def test_a_batchnorm_by_hand_that_reads_its_variance_first_keeps_full_marks(part
     """running_var, gamma, beta, running_mean: read by role in order, the variance would be loaded as the mean;
     buffers (or parameters) are also read in reverse order, after the right orders' readings in order."""
     assert "inv_std" in BN_VARIANCE_FIRST
-    part = _part("resnet", part_id)
-    for seed in range(3):
-        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(BN_VARIANCE_FIRST))
-        assert outcome.fraction == 1.0, (seed, outcome)
+    _assert_full_marks(_part("resnet", part_id), BN_VARIANCE_FIRST)
 
 
 def test_a_batchnorm_by_hand_in_a_block_with_a_known_mistake_keeps_its_partial_credit():
@@ -628,10 +610,7 @@ DS_TF_IN_FLOAT64 = """
 def test_a_tensorflow_kernel_converted_before_it_is_permuted_keeps_full_marks():
     """w.double().permute(3, 2, 0, 1): the first call on the weight is the conversion (a copy, not a view), and the
     permutation of that copy went unseen: the kernel was read in TensorFlow's order (0 points)."""
-    part = _part("depthwise-separable", "ds_module")
-    for seed in range(3):
-        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(DS_TF_IN_FLOAT64))
-        assert outcome.fraction == 1.0, (seed, outcome)
+    _assert_full_marks(_part("depthwise-separable", "ds_module"), DS_TF_IN_FLOAT64)
 
 
 # ---- red team (rt-modules): found, not fixed (see /work/patches/rt-modules/REPORT.md) ----
@@ -658,10 +637,7 @@ DS_EINSUM_KKC = """
 @pytest.mark.xfail(strict=True, reason="a weight read by einsum in another axis order than the reference's is loaded in "
                                        "its stored order; needs a grader-side reading by axis permutation")
 def test_a_depthwise_kernel_kept_as_k_k_c_and_read_by_einsum_keeps_full_marks():
-    part = _part("depthwise-separable", "ds_module")
-    for seed in range(3):
-        outcome = grade_probe(part, part.probe(random.Random(seed)), _namespace(DS_EINSUM_KKC))
-        assert outcome.fraction == 1.0, (seed, outcome)
+    _assert_full_marks(_part("depthwise-separable", "ds_module"), DS_EINSUM_KKC)
 
 
 @pytest.mark.parametrize("part_id", ["cifar_show_subplots", "cifar_show_imagegrid"])
