@@ -93,7 +93,7 @@ class ModuleSpec:
         y, grad = record.get("y"), record.get("grad")
         right_output, budget = False, _Budget()
         for reading in ([] if use is None else use.readings()):
-            values = _Lazy(lambda reading=reading: reading.as_used(_replay(reading.stored_shapes(), case)))
+            values = _Lazy(lambda reading=reading: reading.as_used(_replay(reading.stored_shapes, case)))
             for note, switches, loading in self._attempts(case, reading, values):
                 want = self._loaded_reply(case, switches, reading, loading, budget)
                 if want is _SPENT:
@@ -165,7 +165,7 @@ class ModuleSpec:
 
         def loaded():
             stream = Directions(sketch_seed(case["cotangent_seed"]))
-            directions = _apply_way(use.as_used([stream(shape) for shape in use.stored_shapes()]), use,
+            directions = _apply_way(use.as_used([stream(shape) for shape in use.stored_shapes]), use,
                                     reference_use(self, case, switches), loading.way)
             return _reference_reply(self, case, switches, iter(loading.arrays), iter(directions))
         return _REPLIES.get(key, loaded)
@@ -370,6 +370,7 @@ class _Use:
     def permuted(self) -> bool:
         return any(a is not None for a in self.axes)
 
+    @functools.cached_property      # asked on every attempt of a case (the directions, the replay)
     def stored_shapes(self) -> tuple:
         """The shapes the tensors are stored in, as the kernel set them (the seed's values fill those)."""
         if not self.permuted:
@@ -380,7 +381,7 @@ class _Use:
     def readings(self) -> list["_Use"]:
         """The ways to read the tensors: as used and, where an axis order was reported, also as stored (a first
         permute that a later one undoes)."""
-        return [self, _Use(self.stored_shapes(), self.groups, (), self.params)] if self.permuted else [self]
+        return [self, _Use(self.stored_shapes, self.groups, (), self.params)] if self.permuted else [self]
 
     def as_used(self, arrays: list) -> list:
         """Arrays in the stored shapes (values, directions, buffers) read as the tensors were used."""
@@ -720,7 +721,7 @@ def _training_fault(record: dict, want: dict, use: _Use, reference: _Use, way: t
         return WRONG_TRAIN_MODE
     if way[0] in ("grouped", "flat", "roles"):
         stored = [s if isinstance(s, np.ndarray) and s.shape == shape and s.dtype.kind == "f"
-                  else np.full(shape, np.nan, np.float32) for s, shape in zip(state, use.stored_shapes())]
+                  else np.full(shape, np.nan, np.float32) for s, shape in zip(state, use.stored_shapes)]
         state = _apply_way(use.as_used(stored), use, reference, way)
     for got, expected in zip(state, want["state"]):
         if expected is not None and not _close(got, expected, rtol):
